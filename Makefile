@@ -1,0 +1,67 @@
+# tcaudit developer entry points. Everything runs as root on Debian 12 (see README.md).
+SHELL := /bin/bash
+PY_SYS := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KREL := $(shell uname -r)
+DISTRO := $(shell . /etc/os-release 2>/dev/null && echo $$ID)
+# Debian: the generic headers package (linked below); Ubuntu ships headers per kernel
+HEADERS_PKG := $(if $(filter ubuntu,$(DISTRO)),linux-headers-$(KREL),linux-headers-amd64)
+TOOLS_PKG := $(if $(filter ubuntu,$(DISTRO)),linux-tools-common,bpftool)
+APT_PACKAGES := python3-venv python3-bpfcc iproute2 iputils-ping clang llvm libbpf-dev $(TOOLS_PKG) $(HEADERS_PKG)
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint typecheck pytest demo bench clean
+
+setup: $(STAMP) /lib/modules/$(KREL)/build
+
+# apt: only when a package is missing, so `make setup` is idempotent and quick when done
+.apt-done:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+# bcc compiles against kernel headers. This kernel ships none, so link Debian's
+# linux-headers-amd64 (the arch part as build, the -common part as source); uapi-only
+# programs do not mind the version difference.
+/lib/modules/$(KREL)/build: | .apt-done
+	@hdr=$$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1); \
+	common=$$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n1); \
+	if [ -z "$$hdr" ]; then echo "setup: no /usr/src/linux-headers-*-amd64 found" >&2; exit 3; fi; \
+	mkdir -p /lib/modules/$(KREL); \
+	ln -sfn "$$hdr" /lib/modules/$(KREL)/build; \
+	ln -sfn "$${common:-$$hdr}" /lib/modules/$(KREL)/source; \
+	echo "setup: linked $$hdr into /lib/modules/$(KREL)/{build,source}"
+
+# the venv comes from Debian's python (not whatever python3 is first on PATH) with the
+# system site-packages, because bcc is Debian's python3-bpfcc, not the PyPI "bcc"
+$(STAMP): .apt-done setup.cfg pyproject.toml
+	@test -x $(PY) || $(PY_SYS) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check tcaudit bpf tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# TCAUDIT_REQUIRE_PRIVILEGED=1 turns every skip of a root/kernel test into a failure.
+pytest: setup
+	TCAUDIT_REQUIRE_PRIVILEGED=1 $(PY) -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test: lint typecheck pytest
+
+demo: setup
+	$(PY) -m tcaudit.demo
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .apt-done .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,122 @@
+"""The inventory's data model: frozen dataclasses that flow from the scan to the renderers.
+
+Field names are the JSON names of docs/json.md (schema "tcaudit/scan/v1"), so the JSON
+renderer is a straight walk; only ``handle`` (kept as an int here) becomes a hex string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HOOKS = ("tcx/ingress", "clsact/ingress", "tcx/egress", "clsact/egress")  # execution order
+HOOK_DIRECTION = {hook: hook.split("/")[1] for hook in HOOKS}
+
+
+@dataclass(frozen=True)
+class Netns:
+    """One network namespace, identified by its nsfs inode."""
+
+    id: int  # inode
+    dev: int
+    names: tuple[str, ...]  # named netns (/run/netns, /var/run/netns)
+    pids: tuple[int, ...]  # processes living in it (sorted)
+    label: str  # the best human name: netns name, else "pid 123 (comm) container abc"
+    path: str  # a path that opens it (/run/netns/NAME, /proc/PID/ns/net)
+    is_self: bool = False  # the namespace tcaudit runs in
+    container_id: str | None = None
+    pod: str | None = None  # Kubernetes pod name, when readable without an API server
+    pod_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class MapRef:
+    id: int
+    name: str | None
+    type: str | None
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    comm: str
+
+
+@dataclass(frozen=True)
+class Program:
+    """A loaded BPF program; everything but ``id`` is None when it could not be read."""
+
+    id: int
+    name: str | None
+    tag: str | None
+    type: str | None
+    insns: int | None  # xlated instruction count
+    maps: tuple[MapRef, ...]
+    holders: tuple[Holder, ...]
+    btf_id: int | None
+    loaded_at: str | None  # ISO 8601, UTC
+    uid: int | None
+    error: str | None = None  # why the fields above are null
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing that runs on a hook: a tc filter or a TCX program."""
+
+    pref: int | None  # None for TCX
+    handle: int | None
+    chain: int | None
+    protocol: str | None
+    kind: str  # "bpf", "cbpf" (classic BPF bytecode), "u32", ..., or "tcx"
+    direct_action: bool | None
+    filter_name: str | None
+    program: Program | None
+    has_actions: bool = False
+    classid: int | None = None
+    link_id: int | None = None  # TCX: the bpf_link holding it (None: BPF_PROG_ATTACH)
+    cbpf_insns: int | None = None  # classic BPF: instruction count
+    reachable: bool = True  # False for chains other than 0 (entered only by goto_chain)
+
+
+@dataclass(frozen=True)
+class Hook:
+    hook: str  # one of HOOKS
+    supported: bool  # False: TCX missing from the kernel, or no clsact/ingress qdisc
+    entries: tuple[Entry, ...]  # in execution order
+    qdisc: str | None = None  # clsact hooks: "clsact" / "ingress" / None
+    block: int | None = None  # shared block index, when the qdisc uses one
+    block_devices: tuple[str, ...] = ()
+    revision: int | None = None  # TCX mprog revision
+    link_ids: tuple[int, ...] = ()
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    ifindex: int
+    kind: str | None
+    hooks: tuple[Hook, ...]
+
+    @property
+    def entry_count(self) -> int:
+        return sum(len(h.entries) for h in self.hooks)
+
+
+@dataclass(frozen=True)
+class NamespaceScan:
+    netns: Netns
+    interfaces: tuple[Interface, ...]
+
+
+@dataclass(frozen=True)
+class Host:
+    hostname: str
+    kernel: str
+    tcx: bool  # the kernel answers TCX queries
+
+
+@dataclass(frozen=True)
+class Scan:
+    host: Host
+    namespaces: tuple[NamespaceScan, ...]
+    warnings: tuple[str, ...] = field(default=())

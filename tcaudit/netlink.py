@@ -1,0 +1,524 @@
+"""The one module that speaks rtnetlink (through pyroute2's message classes).
+
+One NETLINK_ROUTE socket per namespace, opened from inside it (``bpfsys.inside_netns``)
+and used from anywhere afterwards: a netlink socket keeps the namespace it was created
+in. This avoids pyroute2's ``IPRoute(netns=NAME)``, which CREATES a missing named
+namespace and forks a helper process per namespace (tc-semantics.md, "pyroute2 traps").
+
+pyroute2's ``tcmsg``/``ifinfmsg`` classes frame requests and decode headers and links. The
+classifier options are decoded here from their TLVs, because pyroute2 0.9.7 leaves
+TCA_CHAIN, TCA_BPF_ID, TCA_BPF_TAG and TCA_BPF_FLAGS_GEN undecoded and garbles
+TCA_BPF_OPS (classic BPF) as a u32. Attribute numbers follow include/uapi/linux/rtnetlink.h
+and include/uapi/linux/pkt_cls.h.
+
+Writes are create-only (NLM_F_CREATE | NLM_F_EXCL) unless a caller asks for a replace
+by name (only lab stand-ins emulating a vendor do that).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    nlmsg,
+)
+from pyroute2.netlink.rtnl import (
+    RTM_DELLINK,
+    RTM_DELQDISC,
+    RTM_DELTFILTER,
+    RTM_GETLINK,
+    RTM_GETQDISC,
+    RTM_GETTFILTER,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWQDISC,
+    RTM_NEWTFILTER,
+)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+from tcaudit import bpfsys
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_DUMP_INTR = 0x10
+
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+PROTOCOL_NAMES = {
+    0x0003: "all",
+    0x0800: "ip",
+    0x86DD: "ipv6",
+    0x0806: "arp",
+    0x8100: "802.1q",
+    0x88A8: "802.1ad",
+    0x8847: "mpls_uc",
+    0x88CC: "lldp",
+}
+
+TC_H_CLSACT = 0xFFFFFFF1  # == TC_H_INGRESS: clsact and ingress share the parent handle
+PARENT_INGRESS = 0xFFFFFFF2  # ffff:fff2
+PARENT_EGRESS = 0xFFFFFFF3  # ffff:fff3
+CLSACT_HANDLE = 0xFFFF0000
+TCM_IFINDEX_MAGIC_BLOCK = 0xFFFFFFFF
+
+# tcmsg top-level attributes (enum in include/uapi/linux/rtnetlink.h)
+TCA_KIND = 1
+TCA_OPTIONS = 2
+TCA_CHAIN = 11
+TCA_INGRESS_BLOCK = 13
+TCA_EGRESS_BLOCK = 14
+# cls_bpf options (include/uapi/linux/pkt_cls.h)
+TCA_BPF_ACT = 1
+TCA_BPF_CLASSID = 3
+TCA_BPF_OPS_LEN = 4
+TCA_BPF_OPS = 5
+TCA_BPF_FD = 6
+TCA_BPF_NAME = 7
+TCA_BPF_FLAGS = 8
+TCA_BPF_FLAGS_GEN = 9
+TCA_BPF_TAG = 10
+TCA_BPF_ID = 11
+TCA_BPF_FLAG_ACT_DIRECT = 1
+# where each classifier kind keeps its actions (TCA_<KIND>_ACT)
+_ACT_ATTR = {
+    "bpf": 1,
+    "u32": 7,
+    "basic": 3,
+    "matchall": 2,
+    "flower": 3,
+    "fw": 4,
+    "route": 6,
+    "flow": 9,
+    "cgroup": 1,
+}
+NLA_F_NESTED = 1 << 15
+
+
+def protocol_name(proto: int) -> str:
+    return PROTOCOL_NAMES.get(proto, f"0x{proto:04x}")
+
+
+def protocol_number(name: str) -> int:
+    for number, known in PROTOCOL_NAMES.items():
+        if known == name:
+            return number
+    return int(name, 0)
+
+
+class NetlinkError(OSError):
+    """The kernel answered a request with an error (errno set)."""
+
+
+class _tcmsg(nlmsg):  # type: ignore[misc]  # pyroute2 is untyped
+    """tcmsg with the attributes tcaudit reads kept as raw bytes (decoded below)."""
+
+    fields = (
+        ("family", "B"),
+        ("pad1", "B"),
+        ("pad2", "H"),
+        ("index", "i"),
+        ("handle", "I"),
+        ("parent", "I"),
+        ("info", "I"),
+    )
+    nla_map = (
+        (TCA_KIND, "TCA_KIND", "asciiz"),
+        (TCA_OPTIONS, "TCA_OPTIONS", "cdata"),
+        (TCA_CHAIN, "TCA_CHAIN", "uint32"),
+        (TCA_INGRESS_BLOCK, "TCA_INGRESS_BLOCK", "uint32"),
+        (TCA_EGRESS_BLOCK, "TCA_EGRESS_BLOCK", "uint32"),
+    )
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _parse_nlas(data: bytes) -> dict[int, bytes]:
+    attrs: dict[int, bytes] = {}
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        attrs[kind & ~NLA_F_NESTED & 0x7FFF] = data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return attrs
+
+
+@dataclass(frozen=True)
+class Link:
+    ifindex: int
+    name: str
+    kind: str | None  # "veth", "vxlan", ...; None for physical/loopback
+    up: bool
+    master: int | None
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+
+
+@dataclass(frozen=True)
+class Qdisc:
+    ifindex: int
+    kind: str
+    handle: int
+    parent: int
+    ingress_block: int | None
+    egress_block: int | None
+
+
+@dataclass(frozen=True)
+class BpfOptions:
+    name: str | None
+    prog_id: int | None
+    tag: str | None
+    direct_action: bool
+    flags_gen: int
+    classid: int | None
+    classic_ops: tuple[tuple[int, int, int, int], ...] | None  # (code, jt, jf, k) for cBPF
+
+
+@dataclass(frozen=True)
+class Filter:
+    ifindex: int  # TCM_IFINDEX_MAGIC_BLOCK for filters dumped from a shared block
+    parent: int
+    block: int | None
+    chain: int
+    pref: int
+    protocol: int
+    handle: int
+    kind: str
+    has_actions: bool
+    bpf: BpfOptions | None
+
+
+def _decode_bpf(options: dict[int, bytes]) -> BpfOptions:
+    flags = struct.unpack("=I", options[TCA_BPF_FLAGS][:4])[0] if TCA_BPF_FLAGS in options else 0
+    ops = None
+    if TCA_BPF_OPS in options:
+        raw = options[TCA_BPF_OPS]
+        # struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; }
+        ops = tuple(struct.unpack_from("=HBBI", raw, i) for i in range(0, len(raw) - 7, 8))
+    name = options.get(TCA_BPF_NAME)
+    return BpfOptions(
+        name=name.split(b"\0", 1)[0].decode(errors="replace") if name is not None else None,
+        prog_id=struct.unpack("=I", options[TCA_BPF_ID][:4])[0] if TCA_BPF_ID in options else None,
+        tag=options[TCA_BPF_TAG][:8].hex() if TCA_BPF_TAG in options else None,
+        direct_action=bool(flags & TCA_BPF_FLAG_ACT_DIRECT),
+        flags_gen=(
+            struct.unpack("=I", options[TCA_BPF_FLAGS_GEN][:4])[0]
+            if TCA_BPF_FLAGS_GEN in options
+            else 0
+        ),
+        classid=(
+            struct.unpack("=I", options[TCA_BPF_CLASSID][:4])[0]
+            if TCA_BPF_CLASSID in options
+            else None
+        ),
+        classic_ops=ops,
+    )
+
+
+class Netlink:
+    """One rtnetlink socket bound to one network namespace."""
+
+    def __init__(self, netns_fd: int | None = None) -> None:
+        if netns_fd is None:
+            self._sock = self._open()
+        else:
+            with bpfsys.inside_netns(netns_fd):
+                self._sock = self._open()
+        self._seq = 0
+
+    @staticmethod
+    def _open() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, 0))
+        return sock
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport --------------------------------------------------------------------
+
+    def _send(self, msg: Any, mtype: int, flags: int) -> int:
+        self._seq += 1
+        msg["header"]["type"] = mtype
+        msg["header"]["flags"] = flags
+        msg["header"]["sequence_number"] = self._seq
+        msg.encode()
+        self._sock.send(msg.data)
+        return self._seq
+
+    def _responses(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
+        """(type, flags, message bytes) until DONE or the ACK; raises on an error."""
+        while True:
+            data = self._sock.recv(1 << 17)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype, flags, mseq = struct.unpack_from("=IHHI", data, offset)
+                if length < 16:
+                    return
+                chunk = data[offset : offset + length]
+                offset += (length + 3) & ~3
+                if mseq != seq:
+                    continue  # a stale answer to an earlier, abandoned request
+                if mtype == NLMSG_DONE:
+                    yield mtype, flags, chunk
+                    return
+                if mtype == NLMSG_ERROR:
+                    code = struct.unpack_from("=i", chunk, 16)[0]
+                    if code == 0:
+                        return  # ACK
+                    raise NetlinkError(-code, os.strerror(-code))
+                yield mtype, flags, chunk
+
+    def _dump(self, msg: Any, mtype: int, attempts: int = 5) -> list[bytes]:
+        """A dump; retried when the kernel marks it interrupted (NLM_F_DUMP_INTR)."""
+        for _ in range(attempts):
+            seq = self._send(msg, mtype, NLM_F_REQUEST | NLM_F_DUMP)
+            out: list[bytes] = []
+            interrupted = False
+            for _mtype, flags, chunk in self._responses(seq):
+                interrupted |= bool(flags & NLM_F_DUMP_INTR)
+                if _mtype != NLMSG_DONE:
+                    out.append(chunk)
+            if not interrupted:
+                return out
+        return out
+
+    def _request(self, msg: Any, mtype: int, flags: int) -> None:
+        seq = self._send(msg, mtype, NLM_F_REQUEST | NLM_F_ACK | flags)
+        for _ in self._responses(seq):
+            pass
+
+    # -- reading ----------------------------------------------------------------------
+
+    def links(self) -> list[Link]:
+        msg = ifinfmsg()
+        msg["family"] = socket.AF_UNSPEC
+        out = []
+        for chunk in self._dump(msg, RTM_GETLINK):
+            link = ifinfmsg(chunk)
+            link.decode()
+            info = link.get_attr("IFLA_LINKINFO")
+            stats = link.get_attr("IFLA_STATS64") or {}
+            master = link.get_attr("IFLA_MASTER")
+            out.append(
+                Link(
+                    ifindex=int(link["index"]),
+                    name=str(link.get_attr("IFLA_IFNAME")),
+                    kind=info.get_attr("IFLA_INFO_KIND") if info is not None else None,
+                    up=bool(link["flags"] & 1),
+                    master=int(master) if master else None,
+                    rx_packets=int(stats.get("rx_packets", 0)),
+                    tx_packets=int(stats.get("tx_packets", 0)),
+                    rx_bytes=int(stats.get("rx_bytes", 0)),
+                    tx_bytes=int(stats.get("tx_bytes", 0)),
+                )
+            )
+        return out
+
+    def qdiscs(self) -> list[Qdisc]:
+        msg = _tcmsg()
+        out = []
+        for chunk in self._dump(msg, RTM_GETQDISC):
+            q = _tcmsg(chunk)
+            q.decode()
+            out.append(
+                Qdisc(
+                    ifindex=int(q["index"]),
+                    kind=str(q.get_attr("TCA_KIND")),
+                    handle=int(q["handle"]),
+                    parent=int(q["parent"]),
+                    ingress_block=q.get_attr("TCA_INGRESS_BLOCK"),
+                    egress_block=q.get_attr("TCA_EGRESS_BLOCK"),
+                )
+            )
+        return out
+
+    def filters(self, ifindex: int, parent: int) -> list[Filter]:
+        """Every filter of every chain on one parent, in the kernel's dump order.
+
+        The dump walks chains, then classifier instances in ascending pref, then (for
+        cls_bpf) each instance's list from its head, which is the order they run in.
+        Answers ENOENT/EINVAL-free empty lists when the link or qdisc went away.
+        """
+        return self._filters(ifindex, parent, None)
+
+    def block_filters(self, block: int) -> list[Filter]:
+        """The filters of a shared block (tcm_ifindex = TCM_IFINDEX_MAGIC_BLOCK)."""
+        return self._filters(TCM_IFINDEX_MAGIC_BLOCK, block, block)
+
+    def _filters(self, ifindex: int, parent: int, block: int | None) -> list[Filter]:
+        msg = _tcmsg()
+        msg["index"] = ifindex if block is None else -1
+        msg["parent"] = parent  # tcm_block_index shares this field
+        out = []
+        for chunk in self._dump(msg, RTM_GETTFILTER):
+            f = _tcmsg(chunk)
+            f.decode()
+            raw_options = f.get_attr("TCA_OPTIONS")
+            if raw_options is None:
+                continue  # the pref/kind header of a classifier instance, no filter
+            kind = str(f.get_attr("TCA_KIND"))
+            handle = int(f["handle"])
+            if kind == "u32" and handle & 0xFFF == 0:
+                continue  # a u32 hash table, not a rule (TC_U32_NODE(handle) == 0)
+            options = _parse_nlas(bytes(raw_options))
+            info = int(f["info"])
+            out.append(
+                Filter(
+                    ifindex=ifindex,
+                    parent=parent,
+                    block=block,
+                    chain=int(f.get_attr("TCA_CHAIN") or 0),
+                    pref=info >> 16,
+                    protocol=socket.ntohs(info & 0xFFFF),
+                    handle=handle,
+                    kind=kind,
+                    has_actions=_ACT_ATTR.get(kind, -1) in options,
+                    bpf=_decode_bpf(options) if kind == "bpf" else None,
+                )
+            )
+        return out
+
+    # -- writing (fixtures, lab, probe) -------------------------------------------------
+
+    def add_clsact(self, ifindex: int) -> None:
+        """Create a clsact qdisc; EEXIST if one (or an ingress qdisc) is there."""
+        msg = _tcmsg()
+        msg["index"] = ifindex
+        msg["handle"] = CLSACT_HANDLE
+        msg["parent"] = TC_H_CLSACT
+        msg["attrs"] = [("TCA_KIND", "clsact")]
+        self._request(msg, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL)
+
+    def delete_clsact(self, ifindex: int) -> None:
+        """Delete a clsact qdisc with everything on it. Only for namespaces tcaudit made."""
+        msg = _tcmsg()
+        msg["index"] = ifindex
+        msg["handle"] = CLSACT_HANDLE
+        msg["parent"] = TC_H_CLSACT
+        self._request(msg, RTM_DELQDISC, 0)
+
+    def add_bpf_filter(
+        self,
+        ifindex: int,
+        parent: int,
+        *,
+        pref: int,
+        handle: int,
+        prog_fd: int,
+        name: str,
+        protocol: int = ETH_P_ALL,
+        direct_action: bool = True,
+        classid: int | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Attach a program as a cls_bpf filter.
+
+        Create-only (NLM_F_EXCL): EEXIST when pref+handle is taken. ``replace=True``
+        (NLM_F_REPLACE, no EXCL) swaps the program in place the way ``tc filter replace``
+        does: only lab stand-ins emulating a vendor may ask for it.
+        """
+        options = _nla(TCA_BPF_FD, struct.pack("=I", prog_fd))
+        options += _nla(TCA_BPF_NAME, name.encode() + b"\0")
+        options += _nla(
+            TCA_BPF_FLAGS, struct.pack("=I", TCA_BPF_FLAG_ACT_DIRECT if direct_action else 0)
+        )
+        if classid is not None:
+            options += _nla(TCA_BPF_CLASSID, struct.pack("=I", classid))
+        msg = _tcmsg()
+        msg["index"] = ifindex
+        msg["handle"] = handle
+        msg["parent"] = parent
+        msg["info"] = (pref << 16) | socket.htons(protocol)
+        msg["attrs"] = [("TCA_KIND", "bpf"), ("TCA_OPTIONS", options)]
+        flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
+        self._request(msg, RTM_NEWTFILTER, flags)
+
+    def delete_filter(
+        self, ifindex: int, parent: int, *, pref: int, handle: int, protocol: int, kind: str
+    ) -> None:
+        """Delete exactly one filter (pref + handle + protocol + kind)."""
+        msg = _tcmsg()
+        msg["index"] = ifindex
+        msg["handle"] = handle
+        msg["parent"] = parent
+        msg["info"] = (pref << 16) | socket.htons(protocol)
+        msg["attrs"] = [("TCA_KIND", kind)]
+        self._request(msg, RTM_DELTFILTER, 0)
+
+    def add_veth(self, name: str, peer: str, peer_netns_fd: int | None = None) -> None:
+        msg = ifinfmsg()
+        peer_attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", peer)]
+        if peer_netns_fd is not None:
+            peer_attrs.append(("IFLA_NET_NS_FD", peer_netns_fd))
+        msg["attrs"] = [
+            ("IFLA_IFNAME", name),
+            (
+                "IFLA_LINKINFO",
+                {
+                    "attrs": [
+                        ("IFLA_INFO_KIND", "veth"),
+                        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
+                    ]
+                },
+            ),
+        ]
+        self._request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+
+    def set_up(self, ifindex: int) -> None:
+        msg = ifinfmsg()
+        msg["index"] = ifindex
+        msg["flags"] = 1
+        msg["change"] = 1
+        self._request(msg, RTM_NEWLINK, 0)
+
+    def add_address(self, ifindex: int, address: str, prefixlen: int) -> None:
+        msg = ifaddrmsg()
+        msg["family"] = socket.AF_INET
+        msg["prefixlen"] = prefixlen
+        msg["index"] = ifindex
+        msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+        self._request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+
+    def delete_link(self, ifindex: int) -> None:
+        msg = ifinfmsg()
+        msg["index"] = ifindex
+        try:
+            self._request(msg, RTM_DELLINK, 0)
+        except NetlinkError as err:
+            if err.errno != errno.ENODEV:
+                raise
+
+    def ifindex(self, name: str) -> int | None:
+        for link in self.links():
+            if link.name == name:
+                return link.ifindex
+        return None

@@ -54,19 +54,24 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _describe_pid(pid: int) -> tuple[str, str | None, str | None, str | None]:
-    """(comm, container id, pod uid, pod name) of a process, as far as /proc tells."""
-    comm = (_read(f"/proc/{pid}/comm") or "?").strip()
-    cgroup = _read(f"/proc/{pid}/cgroup") or ""
+def cgroup_identity(cgroup: str) -> tuple[str | None, str | None]:
+    """(short container id, pod uid) from the text of /proc/PID/cgroup."""
     match = _CONTAINER_ID.search(cgroup)
     container = match.group(1)[:12] if match else None
     uid_match = _POD_UID.search(cgroup)
     pod_uid = uid_match.group(1).replace("_", "-") if uid_match else None
+    return container, pod_uid
+
+
+def _describe_pid(pid: int) -> tuple[str, str | None, str | None, str | None]:
+    """(comm, container id, pod uid, pod name) of a process, as far as /proc tells."""
+    comm = (_read(f"/proc/{pid}/comm") or "?").strip()
+    container, pod_uid = cgroup_identity(_read(f"/proc/{pid}/cgroup") or "")
     pod = None
     if pod_uid is not None:
         # kubelet bind-mounts the pod's hostname (the pod name) into app containers
         hostname = _read(f"/proc/{pid}/root/etc/hostname")
-        pod = hostname.strip() or None if hostname else None
+        pod = (hostname.strip() or None) if hostname else None
     return comm, container, pod_uid, pod
 
 
@@ -136,6 +141,12 @@ def _label(found: _Found, is_self: bool) -> Netns:
     elif found.pids:
         pid = found.pids[0]
         comm, container, pod_uid, pod = _describe_pid(pid)
+        # the lowest pid is often a pod's pause process, which has no /etc/hostname:
+        # ask a few of its neighbours for the pod name
+        for other in found.pids[1:8]:
+            if pod or pod_uid is None:
+                break
+            pod = _describe_pid(other)[3]
         label = f"pid {pid} ({comm})"
         if pod:
             label += f" pod {pod}"

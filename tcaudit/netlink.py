@@ -54,6 +54,10 @@ from tcaudit import bpfsys
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_DUMP_INTR = 0x10
+RTNLGRP_LINK = 1
+RTNLGRP_TC = 4
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -407,15 +411,49 @@ class Netlink:
             )
         return out
 
+    # -- events -----------------------------------------------------------------------
+
+    def subscribe(self, *groups: int) -> None:
+        """Join rtnetlink multicast groups (RTNLGRP_* numbers) on this socket."""
+        for group in groups:
+            self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+
+    def events(self, timeout: float) -> list[tuple[int, bytes]]:
+        """(message type, bytes) of every notification that arrives within ``timeout``."""
+        out: list[tuple[int, bytes]] = []
+        self._sock.settimeout(timeout)
+        try:
+            while True:
+                data = self._sock.recv(1 << 17)
+                offset = 0
+                while offset + 16 <= len(data):
+                    length, mtype = struct.unpack_from("=IH", data, offset)
+                    if length < 16:
+                        break
+                    out.append((mtype, data[offset : offset + length]))
+                    offset += (length + 3) & ~3
+        except TimeoutError:
+            pass
+        finally:
+            self._sock.settimeout(None)
+        return out
+
     # -- writing (fixtures, lab, probe) -------------------------------------------------
 
-    def add_clsact(self, ifindex: int) -> None:
-        """Create a clsact qdisc; EEXIST if one (or an ingress qdisc) is there."""
+    def add_clsact(
+        self, ifindex: int, *, ingress_block: int | None = None, egress_block: int | None = None
+    ) -> None:
+        """Create a clsact qdisc (optionally on shared blocks); EEXIST if one is there."""
         msg = _tcmsg()
         msg["index"] = ifindex
         msg["handle"] = CLSACT_HANDLE
         msg["parent"] = TC_H_CLSACT
-        msg["attrs"] = [("TCA_KIND", "clsact")]
+        attrs: list[tuple[str, Any]] = [("TCA_KIND", "clsact")]
+        if ingress_block is not None:
+            attrs.append(("TCA_INGRESS_BLOCK", ingress_block))
+        if egress_block is not None:
+            attrs.append(("TCA_EGRESS_BLOCK", egress_block))
+        msg["attrs"] = attrs
         self._request(msg, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL)
 
     def delete_clsact(self, ifindex: int) -> None:
@@ -438,9 +476,11 @@ class Netlink:
         protocol: int = ETH_P_ALL,
         direct_action: bool = True,
         classid: int | None = None,
+        chain: int | None = None,
+        block: int | None = None,
         replace: bool = False,
     ) -> None:
-        """Attach a program as a cls_bpf filter.
+        """Attach a program as a cls_bpf filter (on a shared ``block`` when given).
 
         Create-only (NLM_F_EXCL): EEXIST when pref+handle is taken. ``replace=True``
         (NLM_F_REPLACE, no EXCL) swaps the program in place the way ``tc filter replace``
@@ -454,11 +494,14 @@ class Netlink:
         if classid is not None:
             options += _nla(TCA_BPF_CLASSID, struct.pack("=I", classid))
         msg = _tcmsg()
-        msg["index"] = ifindex
+        msg["index"] = ifindex if block is None else -1  # TCM_IFINDEX_MAGIC_BLOCK
         msg["handle"] = handle
-        msg["parent"] = parent
+        msg["parent"] = parent if block is None else block
         msg["info"] = (pref << 16) | socket.htons(protocol)
-        msg["attrs"] = [("TCA_KIND", "bpf"), ("TCA_OPTIONS", options)]
+        attrs: list[tuple[str, Any]] = [("TCA_KIND", "bpf"), ("TCA_OPTIONS", options)]
+        if chain is not None:
+            attrs.append(("TCA_CHAIN", chain))
+        msg["attrs"] = attrs
         flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self._request(msg, RTM_NEWTFILTER, flags)
 

@@ -1,0 +1,72 @@
+"""Shared fixtures. Tests marked ``privileged`` need root, tc/BPF and namespaces.
+
+With TCAUDIT_REQUIRE_PRIVILEGED=1 (set by `make test`, hence in CI) a privileged test
+that cannot run FAILS instead of being skipped, so CI never goes green by skipping the
+tests that matter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tcaudit import labkit
+from tcaudit.bpf import source_path
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "tcaudit" / "schemas"
+
+
+def _privileged_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/proc/self/ns/net"):
+        return "no network namespaces"
+    try:
+        with labkit.sandbox("tcatprobe") as box:
+            box.load_returning(-1)
+    except OSError as err:
+        return f"cannot load BPF programs or create namespaces: {err}"
+    return None
+
+
+_PROBLEM: list[str | None] = []
+
+
+@pytest.fixture
+def privileged() -> None:
+    if not _PROBLEM:
+        _PROBLEM.append(_privileged_problem())
+    problem = _PROBLEM[0]
+    if problem:
+        if os.environ.get("TCAUDIT_REQUIRE_PRIVILEGED") == "1":
+            pytest.fail(f"privileged test cannot run here ({problem}) but is required")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def box(privileged: None) -> Iterator[labkit.Sandbox]:
+    """A sandbox removed in the finalizer, even when the test fails; checks for leftovers."""
+    sandbox = labkit.Sandbox()
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+        assert labkit.leftover_namespaces(sandbox.tag) == []
+
+
+@pytest.fixture(scope="session")
+def count_c() -> Path:
+    return source_path("lab/count.c")
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Every JSON document a test produces must match the shipped schema for it."""
+    name = doc["schema"].split("/")[1]
+    schema = json.loads((SCHEMAS / f"{name}-v1.json").read_text())
+    jsonschema.validate(doc, schema)

@@ -63,6 +63,13 @@ def _selection(
     )
 
 
+def _emit(output: str | dict[str, Any]) -> None:
+    """Write a table (str) or a JSON document (dict) to stdout: JSON pretty on a terminal."""
+    if isinstance(output, dict):
+        output = dumps(output, pretty=sys.stdout.isatty())
+    click.echo(output, nl=False)
+
+
 def _warn(lines: Sequence[str]) -> None:
     for line in lines:
         click.echo(f"tcaudit: warning: {line}", err=True)
@@ -119,10 +126,7 @@ def scan_cmd(
     privileges.require("scan")
     result = scan(_selection(netns, devs, hooks, direction))
     _warn(result.warnings)
-    click.echo(
-        dumps(scan_json(result)) if fmt == "json" else scan_table(result, show_all=show_all),
-        nl=False,
-    )
+    _emit(scan_json(result) if fmt == "json" else scan_table(result, show_all=show_all))
 
 
 scan_cmd.name = "scan"

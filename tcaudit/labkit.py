@@ -243,11 +243,10 @@ class Sandbox:
         if ref.link_fd is not None:
             os.close(ref.link_fd)  # the last fd on a bpf_link detaches it
         else:
-            with bpfsys.inside_netns(ref.ns.fd):
-                with contextlib.suppress(OSError):  # the device may be gone already
-                    bpfsys.tcx_prog_detach(
-                        ref.program.fd, socket.if_nametoindex(ref.dev), _TCX[ref.direction]
-                    )
+            # the device may be gone already, taking the attachment with it
+            with bpfsys.inside_netns(ref.ns.fd), contextlib.suppress(OSError):
+                index = socket.if_nametoindex(ref.dev)
+                bpfsys.tcx_prog_detach(ref.program.fd, index, _TCX[ref.direction])
         self.tcx.remove(ref)
 
     # -- traffic ------------------------------------------------------------------------

@@ -1,17 +1,20 @@
-"""The one module that speaks rtnetlink (through pyroute2's message classes).
+"""The one module that speaks rtnetlink (pyroute2 for link and address changes).
 
 One NETLINK_ROUTE socket per namespace, opened from inside it (``bpfsys.inside_netns``)
 and used from anywhere afterwards: a netlink socket keeps the namespace it was created
 in. This avoids pyroute2's ``IPRoute(netns=NAME)``, which CREATES a missing named
 namespace and forks a helper process per namespace (tc-semantics.md, "pyroute2 traps").
 
-pyroute2's ``tcmsg``/``ifinfmsg`` classes frame requests and decode headers and links. The
-classifier options are decoded here from their TLVs, because pyroute2 0.9.7 leaves
-TCA_CHAIN, TCA_BPF_ID, TCA_BPF_TAG and TCA_BPF_FLAGS_GEN undecoded and garbles
-TCA_BPF_OPS (classic BPF) as a u32. Attribute numbers follow include/uapi/linux/rtnetlink.h
-and include/uapi/linux/pkt_cls.h.
+The read path (link, qdisc and filter dumps) packs its requests and decodes the few
+attributes it needs with ``struct``: pyroute2 0.9.7 leaves TCA_CHAIN, TCA_BPF_ID,
+TCA_BPF_TAG and TCA_BPF_FLAGS_GEN undecoded and garbles TCA_BPF_OPS (classic BPF) as a
+u32, and its generic decoder plus its package import cost more than a whole
+250-namespace scan (docs/design.md has the numbers). Link and address creation use
+pyroute2's ``ifinfmsg``/``ifaddrmsg`` classes (nested veth peer attributes), imported on
+first use. Attribute numbers follow include/uapi/linux/rtnetlink.h, if_link.h and
+pkt_cls.h.
 
-Writes are create-only (NLM_F_CREATE | NLM_F_EXCL) unless a caller asks for a replace
+tc writes are create-only (NLM_F_CREATE | NLM_F_EXCL) unless a caller asks for a replace
 by name (only lab stand-ins emulating a vendor do that).
 """
 
@@ -25,39 +28,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink import (
-    NLM_F_ACK,
-    NLM_F_CREATE,
-    NLM_F_DUMP,
-    NLM_F_EXCL,
-    NLM_F_REPLACE,
-    NLM_F_REQUEST,
-    nlmsg,
-)
-from pyroute2.netlink.rtnl import (
-    RTM_DELLINK,
-    RTM_DELQDISC,
-    RTM_DELTFILTER,
-    RTM_GETLINK,
-    RTM_GETQDISC,
-    RTM_GETTFILTER,
-    RTM_NEWADDR,
-    RTM_NEWLINK,
-    RTM_NEWQDISC,
-    RTM_NEWTFILTER,
-)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
 from tcaudit import bpfsys
 
+# message types and flags (include/uapi/linux/rtnetlink.h, netlink.h)
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR = 20
+RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
+RTM_NEWTFILTER, RTM_DELTFILTER, RTM_GETTFILTER = 44, 45, 46
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
 NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
 RTNLGRP_LINK = 1
 RTNLGRP_TC = 4
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
+
+# ifinfomsg attributes (include/uapi/linux/if_link.h)
+IFLA_IFNAME = 3
+IFLA_MASTER = 10
+IFLA_LINKINFO = 18
+IFLA_STATS64 = 23
+IFLA_INFO_KIND = 1
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -124,27 +124,6 @@ def protocol_number(name: str) -> int:
 
 class NetlinkError(OSError):
     """The kernel answered a request with an error (errno set)."""
-
-
-class _tcmsg(nlmsg):  # type: ignore[misc]  # pyroute2 is untyped
-    """tcmsg with the attributes tcaudit reads kept as raw bytes (decoded below)."""
-
-    fields = (
-        ("family", "B"),
-        ("pad1", "B"),
-        ("pad2", "H"),
-        ("index", "i"),
-        ("handle", "I"),
-        ("parent", "I"),
-        ("info", "I"),
-    )
-    nla_map = (
-        (TCA_KIND, "TCA_KIND", "asciiz"),
-        (TCA_OPTIONS, "TCA_OPTIONS", "cdata"),
-        (TCA_CHAIN, "TCA_CHAIN", "uint32"),
-        (TCA_INGRESS_BLOCK, "TCA_INGRESS_BLOCK", "uint32"),
-        (TCA_EGRESS_BLOCK, "TCA_EGRESS_BLOCK", "uint32"),
-    )
 
 
 def _nla(kind: int, payload: bytes) -> bytes:
@@ -240,6 +219,19 @@ def _decode_bpf(options: dict[int, bytes]) -> BpfOptions:
     )
 
 
+def _u32(attrs: dict[int, bytes], kind: int) -> int | None:
+    raw = attrs.get(kind)
+    return struct.unpack_from("=I", raw)[0] if raw is not None and len(raw) >= 4 else None
+
+
+def _asciiz(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _tcmsg(ifindex: int, handle: int, parent: int, info: int, attrs: bytes = b"") -> bytes:
+    return _TCMSG.pack(0, ifindex, handle, parent, info) + attrs
+
+
 class Netlink:
     """One rtnetlink socket bound to one network namespace."""
 
@@ -269,7 +261,12 @@ class Netlink:
 
     # -- transport --------------------------------------------------------------------
 
-    def _send(self, msg: Any, mtype: int, flags: int) -> int:
+    def _send(self, mtype: int, flags: int, body: bytes) -> int:
+        self._seq += 1
+        self._sock.send(_NLMSGHDR.pack(16 + len(body), mtype, flags, self._seq, 0) + body)
+        return self._seq
+
+    def _send_pyroute2(self, msg: Any, mtype: int, flags: int) -> int:
         self._seq += 1
         msg["header"]["type"] = mtype
         msg["header"]["flags"] = flags
@@ -284,7 +281,7 @@ class Netlink:
             data = self._sock.recv(1 << 17)
             offset = 0
             while offset + 16 <= len(data):
-                length, mtype, flags, mseq = struct.unpack_from("=IHHI", data, offset)
+                length, mtype, flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
                 if length < 16:
                     return
                 chunk = data[offset : offset + length]
@@ -301,66 +298,69 @@ class Netlink:
                     raise NetlinkError(-code, os.strerror(-code))
                 yield mtype, flags, chunk
 
-    def _dump(self, msg: Any, mtype: int, attempts: int = 5) -> list[bytes]:
+    def _dump(self, mtype: int, body: bytes, attempts: int = 5) -> list[bytes]:
         """A dump; retried when the kernel marks it interrupted (NLM_F_DUMP_INTR)."""
+        out: list[bytes] = []
         for _ in range(attempts):
-            seq = self._send(msg, mtype, NLM_F_REQUEST | NLM_F_DUMP)
-            out: list[bytes] = []
+            seq = self._send(mtype, NLM_F_REQUEST | NLM_F_DUMP, body)
+            out = []
             interrupted = False
-            for _mtype, flags, chunk in self._responses(seq):
+            for kind, flags, chunk in self._responses(seq):
                 interrupted |= bool(flags & NLM_F_DUMP_INTR)
-                if _mtype != NLMSG_DONE:
+                if kind != NLMSG_DONE:
                     out.append(chunk)
             if not interrupted:
-                return out
+                break
         return out
 
-    def _request(self, msg: Any, mtype: int, flags: int) -> None:
-        seq = self._send(msg, mtype, NLM_F_REQUEST | NLM_F_ACK | flags)
+    def _ack(self, seq: int) -> None:
         for _ in self._responses(seq):
             pass
+
+    def _request(self, mtype: int, flags: int, body: bytes) -> None:
+        self._ack(self._send(mtype, NLM_F_REQUEST | NLM_F_ACK | flags, body))
 
     # -- reading ----------------------------------------------------------------------
 
     def links(self) -> list[Link]:
-        msg = ifinfmsg()
-        msg["family"] = socket.AF_UNSPEC
         out = []
-        for chunk in self._dump(msg, RTM_GETLINK):
-            link = ifinfmsg(chunk)
-            link.decode()
-            info = link.get_attr("IFLA_LINKINFO")
-            stats = link.get_attr("IFLA_STATS64") or {}
-            master = link.get_attr("IFLA_MASTER")
+        for chunk in self._dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(chunk, 16)
+            attrs = _parse_nlas(chunk[32:])
+            info = _parse_nlas(attrs.get(IFLA_LINKINFO, b""))
+            stats = attrs.get(IFLA_STATS64, b"")
+            # struct rtnl_link_stats64 starts rx_packets, tx_packets, rx_bytes, tx_bytes
+            rx_p, tx_p, rx_b, tx_b = (
+                struct.unpack_from("=QQQQ", stats) if len(stats) >= 32 else (0, 0, 0, 0)
+            )
             out.append(
                 Link(
-                    ifindex=int(link["index"]),
-                    name=str(link.get_attr("IFLA_IFNAME")),
-                    kind=info.get_attr("IFLA_INFO_KIND") if info is not None else None,
-                    up=bool(link["flags"] & 1),
-                    master=int(master) if master else None,
-                    rx_packets=int(stats.get("rx_packets", 0)),
-                    tx_packets=int(stats.get("tx_packets", 0)),
-                    rx_bytes=int(stats.get("rx_bytes", 0)),
-                    tx_bytes=int(stats.get("tx_bytes", 0)),
+                    ifindex=index,
+                    name=_asciiz(attrs.get(IFLA_IFNAME, b"?")),
+                    kind=_asciiz(info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None,
+                    up=bool(flags & 1),
+                    master=_u32(attrs, IFLA_MASTER) or None,
+                    rx_packets=rx_p,
+                    tx_packets=tx_p,
+                    rx_bytes=rx_b,
+                    tx_bytes=tx_b,
                 )
             )
         return out
 
     def qdiscs(self) -> list[Qdisc]:
-        msg = _tcmsg()
         out = []
-        for chunk in self._dump(msg, RTM_GETQDISC):
-            q = _tcmsg(chunk)
-            q.decode()
+        for chunk in self._dump(RTM_GETQDISC, _tcmsg(0, 0, 0, 0)):
+            _family, ifindex, handle, parent, _info = _TCMSG.unpack_from(chunk, 16)
+            attrs = _parse_nlas(chunk[36:])
             out.append(
                 Qdisc(
-                    ifindex=int(q["index"]),
-                    kind=str(q.get_attr("TCA_KIND")),
-                    handle=int(q["handle"]),
-                    parent=int(q["parent"]),
-                    ingress_block=q.get_attr("TCA_INGRESS_BLOCK"),
-                    egress_block=q.get_attr("TCA_EGRESS_BLOCK"),
+                    ifindex=ifindex,
+                    kind=_asciiz(attrs.get(TCA_KIND, b"")),
+                    handle=handle,
+                    parent=parent,
+                    ingress_block=_u32(attrs, TCA_INGRESS_BLOCK),
+                    egress_block=_u32(attrs, TCA_EGRESS_BLOCK),
                 )
             )
         return out
@@ -370,7 +370,7 @@ class Netlink:
 
         The dump walks chains, then classifier instances in ascending pref, then (for
         cls_bpf) each instance's list from its head, which is the order they run in.
-        Answers ENOENT/EINVAL-free empty lists when the link or qdisc went away.
+        A link or qdisc that went away gives an empty list.
         """
         return self._filters(ifindex, parent, None)
 
@@ -379,28 +379,24 @@ class Netlink:
         return self._filters(TCM_IFINDEX_MAGIC_BLOCK, block, block)
 
     def _filters(self, ifindex: int, parent: int, block: int | None) -> list[Filter]:
-        msg = _tcmsg()
-        msg["index"] = ifindex if block is None else -1
-        msg["parent"] = parent  # tcm_block_index shares this field
+        # tcm_block_index shares tcm_parent's field; -1 is TCM_IFINDEX_MAGIC_BLOCK
+        request = _tcmsg(ifindex if block is None else -1, 0, parent, 0)
         out = []
-        for chunk in self._dump(msg, RTM_GETTFILTER):
-            f = _tcmsg(chunk)
-            f.decode()
-            raw_options = f.get_attr("TCA_OPTIONS")
-            if raw_options is None:
+        for chunk in self._dump(RTM_GETTFILTER, request):
+            _family, _ifindex, handle, _parent, info = _TCMSG.unpack_from(chunk, 16)
+            attrs = _parse_nlas(chunk[36:])
+            if TCA_OPTIONS not in attrs:
                 continue  # the pref/kind header of a classifier instance, no filter
-            kind = str(f.get_attr("TCA_KIND"))
-            handle = int(f["handle"])
+            kind = _asciiz(attrs.get(TCA_KIND, b""))
             if kind == "u32" and handle & 0xFFF == 0:
                 continue  # a u32 hash table, not a rule (TC_U32_NODE(handle) == 0)
-            options = _parse_nlas(bytes(raw_options))
-            info = int(f["info"])
+            options = _parse_nlas(attrs[TCA_OPTIONS])
             out.append(
                 Filter(
                     ifindex=ifindex,
                     parent=parent,
                     block=block,
-                    chain=int(f.get_attr("TCA_CHAIN") or 0),
+                    chain=_u32(attrs, TCA_CHAIN) or 0,
                     pref=info >> 16,
                     protocol=socket.ntohs(info & 0xFFFF),
                     handle=handle,
@@ -438,31 +434,23 @@ class Netlink:
             self._sock.settimeout(None)
         return out
 
-    # -- writing (fixtures, lab, probe) -------------------------------------------------
+    # -- tc writes (fixtures, lab, probe) ------------------------------------------------
 
     def add_clsact(
         self, ifindex: int, *, ingress_block: int | None = None, egress_block: int | None = None
     ) -> None:
         """Create a clsact qdisc (optionally on shared blocks); EEXIST if one is there."""
-        msg = _tcmsg()
-        msg["index"] = ifindex
-        msg["handle"] = CLSACT_HANDLE
-        msg["parent"] = TC_H_CLSACT
-        attrs: list[tuple[str, Any]] = [("TCA_KIND", "clsact")]
+        attrs = _nla(TCA_KIND, b"clsact\0")
         if ingress_block is not None:
-            attrs.append(("TCA_INGRESS_BLOCK", ingress_block))
+            attrs += _nla(TCA_INGRESS_BLOCK, struct.pack("=I", ingress_block))
         if egress_block is not None:
-            attrs.append(("TCA_EGRESS_BLOCK", egress_block))
-        msg["attrs"] = attrs
-        self._request(msg, RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL)
+            attrs += _nla(TCA_EGRESS_BLOCK, struct.pack("=I", egress_block))
+        body = _tcmsg(ifindex, CLSACT_HANDLE, TC_H_CLSACT, 0, attrs)
+        self._request(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def delete_clsact(self, ifindex: int) -> None:
         """Delete a clsact qdisc with everything on it. Only for namespaces tcaudit made."""
-        msg = _tcmsg()
-        msg["index"] = ifindex
-        msg["handle"] = CLSACT_HANDLE
-        msg["parent"] = TC_H_CLSACT
-        self._request(msg, RTM_DELQDISC, 0)
+        self._request(RTM_DELQDISC, 0, _tcmsg(ifindex, CLSACT_HANDLE, TC_H_CLSACT, 0))
 
     def add_bpf_filter(
         self,
@@ -488,80 +476,80 @@ class Netlink:
         """
         options = _nla(TCA_BPF_FD, struct.pack("=I", prog_fd))
         options += _nla(TCA_BPF_NAME, name.encode() + b"\0")
-        options += _nla(
-            TCA_BPF_FLAGS, struct.pack("=I", TCA_BPF_FLAG_ACT_DIRECT if direct_action else 0)
-        )
+        flags_value = TCA_BPF_FLAG_ACT_DIRECT if direct_action else 0
+        options += _nla(TCA_BPF_FLAGS, struct.pack("=I", flags_value))
         if classid is not None:
             options += _nla(TCA_BPF_CLASSID, struct.pack("=I", classid))
-        msg = _tcmsg()
-        msg["index"] = ifindex if block is None else -1  # TCM_IFINDEX_MAGIC_BLOCK
-        msg["handle"] = handle
-        msg["parent"] = parent if block is None else block
-        msg["info"] = (pref << 16) | socket.htons(protocol)
-        attrs: list[tuple[str, Any]] = [("TCA_KIND", "bpf"), ("TCA_OPTIONS", options)]
+        attrs = _nla(TCA_KIND, b"bpf\0") + _nla(TCA_OPTIONS | NLA_F_NESTED, options)
         if chain is not None:
-            attrs.append(("TCA_CHAIN", chain))
-        msg["attrs"] = attrs
+            attrs += _nla(TCA_CHAIN, struct.pack("=I", chain))
+        info = (pref << 16) | socket.htons(protocol)
+        if block is None:
+            body = _tcmsg(ifindex, handle, parent, info, attrs)
+        else:  # TCM_IFINDEX_MAGIC_BLOCK, tcm_block_index in tcm_parent's place
+            body = _tcmsg(-1, handle, block, info, attrs)
         flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
-        self._request(msg, RTM_NEWTFILTER, flags)
+        self._request(RTM_NEWTFILTER, flags, body)
 
     def delete_filter(
         self, ifindex: int, parent: int, *, pref: int, handle: int, protocol: int, kind: str
     ) -> None:
         """Delete exactly one filter (pref + handle + protocol + kind)."""
-        msg = _tcmsg()
-        msg["index"] = ifindex
-        msg["handle"] = handle
-        msg["parent"] = parent
-        msg["info"] = (pref << 16) | socket.htons(protocol)
-        msg["attrs"] = [("TCA_KIND", kind)]
-        self._request(msg, RTM_DELTFILTER, 0)
+        info = (pref << 16) | socket.htons(protocol)
+        body = _tcmsg(ifindex, handle, parent, info, _nla(TCA_KIND, kind.encode() + b"\0"))
+        self._request(RTM_DELTFILTER, 0, body)
+
+    # -- link writes (fixtures, lab) ----------------------------------------------------
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int | None = None) -> None:
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
         msg = ifinfmsg()
         peer_attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", peer)]
         if peer_netns_fd is not None:
             peer_attrs.append(("IFLA_NET_NS_FD", peer_netns_fd))
+        peer_info = {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}
         msg["attrs"] = [
             ("IFLA_IFNAME", name),
             (
                 "IFLA_LINKINFO",
-                {
-                    "attrs": [
-                        ("IFLA_INFO_KIND", "veth"),
-                        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
-                    ]
-                },
+                {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", peer_info)]},
             ),
         ]
-        self._request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        self._ack(self._send_pyroute2(msg, RTM_NEWLINK, flags))
 
     def set_up(self, ifindex: int) -> None:
-        msg = ifinfmsg()
-        msg["index"] = ifindex
-        msg["flags"] = 1
-        msg["change"] = 1
-        self._request(msg, RTM_NEWLINK, 0)
+        self._request(RTM_NEWLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 1, 1))
 
     def add_address(self, ifindex: int, address: str, prefixlen: int) -> None:
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
         msg = ifaddrmsg()
         msg["family"] = socket.AF_INET
         msg["prefixlen"] = prefixlen
         msg["index"] = ifindex
         msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
-        self._request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        self._ack(self._send_pyroute2(msg, RTM_NEWADDR, flags))
 
     def delete_link(self, ifindex: int) -> None:
-        msg = ifinfmsg()
-        msg["index"] = ifindex
         try:
-            self._request(msg, RTM_DELLINK, 0)
+            self._request(RTM_DELLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0))
         except NetlinkError as err:
             if err.errno != errno.ENODEV:
                 raise
 
     def ifindex(self, name: str) -> int | None:
-        for link in self.links():
-            if link.name == name:
-                return link.ifindex
+        """One link looked up by name (RTM_GETLINK with IFLA_IFNAME), None if absent."""
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        body += _nla(IFLA_IFNAME, name.encode() + b"\0")
+        try:
+            for _kind, _flags, chunk in self._responses(
+                self._send(RTM_GETLINK, NLM_F_REQUEST, body)
+            ):
+                return int(_IFINFOMSG.unpack_from(chunk, 16)[2])
+        except NetlinkError as err:
+            if err.errno != errno.ENODEV:
+                raise
         return None

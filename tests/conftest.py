@@ -15,9 +15,9 @@ from typing import Any
 
 import jsonschema
 import pytest
+from tcaudit.bpf import source_path
 
 from tcaudit import labkit
-from tcaudit.bpf import source_path
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "tcaudit" / "schemas"
 

@@ -31,8 +31,11 @@ CONTAINER = "4b825dc642cb6eb9a060e54bf8d69288fbee4904e0a2c5e5e8e1e1c5b2f3a4d6"
             CONTAINER[:12],
             "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
         ),
-        (f"0::/kubepods/burstable/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/crio-{CONTAINER}\n",
-         CONTAINER[:12], "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+        (
+            f"0::/kubepods/burstable/pod0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/crio-{CONTAINER}\n",
+            CONTAINER[:12],
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+        ),
         ("0::/user.slice/user-0.slice/session-3.scope\n", None, None),
     ],
 )
@@ -48,8 +51,10 @@ def anonymous_netns(privileged: None) -> object:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
-                if os.stat(f"/proc/{proc.pid}/ns/net").st_ino != os.stat(
-                        "/proc/self/ns/net").st_ino:
+                if (
+                    os.stat(f"/proc/{proc.pid}/ns/net").st_ino
+                    != os.stat("/proc/self/ns/net").st_ino
+                ):
                     break
             except FileNotFoundError:
                 pass
@@ -113,11 +118,17 @@ def test_scans_survive_namespaces_and_links_churning(privileged: None) -> None:
                         pod = sandbox.namespace(f"p{i}")
                         sandbox.veth(host, f"v{i}", pod, "eth0")
                         sandbox.clsact(host, f"v{i}")
-                        sandbox.attach(host, f"v{i}", "ingress",
-                                       sandbox.load_returning(0, "churn"), pref=1, handle=1)
+                        sandbox.attach(
+                            host,
+                            f"v{i}",
+                            "ingress",
+                            sandbox.load_returning(0, "churn"),
+                            pref=1,
+                            handle=1,
+                        )
                         host.nl.delete_link(host.ifindex(f"v{i}")) if i == 1 else None
                 rounds[0] += 1
-        except BaseException as err:  # noqa: BLE001 - reported by the main thread
+        except BaseException as err:
             errors.append(err)
 
     worker = threading.Thread(target=churn, daemon=True)
@@ -131,9 +142,12 @@ def test_scans_survive_namespaces_and_links_churning(privileged: None) -> None:
             scans += 1
         root = Path(__file__).resolve().parent.parent
         for _ in range(3):
-            proc = subprocess.run([sys.executable, "-m", "tcaudit", "scan", "--format", "json"],
-                                  capture_output=True, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(root)})
+            proc = subprocess.run(
+                [sys.executable, "-m", "tcaudit", "scan", "--format", "json"],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(root)},
+            )
             assert proc.returncode == 0, proc.stderr
             assert "Traceback" not in proc.stderr
             for line in proc.stderr.splitlines():

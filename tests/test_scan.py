@@ -28,8 +28,9 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def scan_doc(capsys: pytest.CaptureFixture[str], *namespaces: Namespace, extra: tuple[str, ...] = ()
-             ) -> dict[str, Any]:
+def scan_doc(
+    capsys: pytest.CaptureFixture[str], *namespaces: Namespace, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     args = ["scan", "--format", "json", *extra]
     for ns in namespaces:
         args += ["--netns", ns.name]
@@ -64,10 +65,20 @@ def test_inventory_matches_the_kernel(box: Sandbox, capsys: pytest.CaptureFixtur
     host, pod = pod_pair(box)
     vendor = box.load_returning(0, "vendor_ok")
     agent = box.load_returning(-1, "agent_unspec")
-    box.attach(host, "veth0", "ingress", vendor, pref=1, handle=1, name="bpf_lxc.o:[from-container]")
+    box.attach(
+        host, "veth0", "ingress", vendor, pref=1, handle=1, name="bpf_lxc.o:[from-container]"
+    )
     box.attach(host, "veth0", "ingress", agent, pref=10, handle=3, name="classifier_ingress_1")
-    box.attach(pod, "eth0", "egress", agent, pref=10, handle=1, name="classifier_egress_1",
-               direct_action=False)
+    box.attach(
+        pod,
+        "eth0",
+        "egress",
+        agent,
+        pref=10,
+        handle=1,
+        name="classifier_egress_1",
+        direct_action=False,
+    )
 
     doc = scan_doc(capsys, host, pod)
     ingress = hook_of(doc, host, "veth0", "clsact/ingress")
@@ -86,7 +97,8 @@ def test_inventory_matches_the_kernel(box: Sandbox, capsys: pytest.CaptureFixtur
     assert first["program"]["uid"] == 0
     assert first["program"]["loaded_at"].endswith("Z")
     assert {"pid": os.getpid(), "comm": Path("/proc/self/comm").read_text().strip()} in first[
-        "program"]["holders"]
+        "program"
+    ]["holders"]
     assert first["direct_action"] is True and first["protocol"] == "all"
     assert first["kind"] == "bpf" and first["chain"] == 0
 
@@ -127,7 +139,7 @@ def test_same_pref_the_newest_runs_first_and_is_listed_first(
 def test_tcx_programs_listed_first_in_mprog_order(
     box: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    host, pod = pod_pair(box)
+    host, _pod = pod_pair(box)
     first = box.load_returning(-1, "tcx_first")
     second = box.load_returning(-1, "tcx_second")
     linked = box.tcx_attach(host, "veth0", "ingress", first, link=True)
@@ -137,7 +149,10 @@ def test_tcx_programs_listed_first_in_mprog_order(
     doc = scan_doc(capsys, host)
     interface = next(i for i in doc["namespaces"][0]["interfaces"] if i["name"] == "veth0")
     assert [h["hook"] for h in interface["hooks"]] == [
-        "tcx/ingress", "clsact/ingress", "tcx/egress", "clsact/egress"
+        "tcx/ingress",
+        "clsact/ingress",
+        "tcx/egress",
+        "clsact/egress",
     ]
     tcx = interface["hooks"][0]
     assert [e["program"]["name"] for e in tcx["entries"]] == ["tcx_first", "tcx_second"]
@@ -196,20 +211,55 @@ def test_other_kinds_classic_bpf_and_chains(
 ) -> None:
     host, _pod = pod_pair(box)
     tc = ["tc", "-n", host.name, "filter", "add", "dev", "veth0", "ingress"]
-    subprocess.run([*tc, "pref", "20", "protocol", "ip", "u32", "match", "ip", "dst",
-                    "192.0.2.1/32", "action", "mirred", "egress", "redirect", "dev", "veth0"],
-                   check=True)
-    subprocess.run([*tc, "pref", "30", "protocol", "ip", "u32", "match", "ip", "dst",
-                    "192.0.2.2/32", "classid", "1:1"], check=True)
+    subprocess.run(
+        [
+            *tc,
+            "pref",
+            "20",
+            "protocol",
+            "ip",
+            "u32",
+            "match",
+            "ip",
+            "dst",
+            "192.0.2.1/32",
+            "action",
+            "mirred",
+            "egress",
+            "redirect",
+            "dev",
+            "veth0",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            *tc,
+            "pref",
+            "30",
+            "protocol",
+            "ip",
+            "u32",
+            "match",
+            "ip",
+            "dst",
+            "192.0.2.2/32",
+            "classid",
+            "1:1",
+        ],
+        check=True,
+    )
     # classic BPF bytecode: "ret #0xffff" (one instruction)
     subprocess.run([*tc, "pref", "40", "bpf", "bytecode", "1,6 0 0 65535,"], check=True)
     prog = box.load_returning(0, "in_chain_1")
-    host.nl.add_bpf_filter(host.ifindex("veth0"), 0xFFFFFFF2, pref=1, handle=1, prog_fd=prog.fd,
-                           name="chain1", chain=1)
+    host.nl.add_bpf_filter(
+        host.ifindex("veth0"), 0xFFFFFFF2, pref=1, handle=1, prog_fd=prog.fd, name="chain1", chain=1
+    )
 
     entries = hook_of(scan_doc(capsys, host), host, "veth0", "clsact/ingress")["entries"]
-    kinds = [(e["pref"], e["kind"], e["protocol"], e["has_actions"], e["reachable"])
-             for e in entries]
+    kinds = [
+        (e["pref"], e["kind"], e["protocol"], e["has_actions"], e["reachable"]) for e in entries
+    ]
     assert kinds == [
         (20, "u32", "ip", True, True),
         (30, "u32", "ip", False, True),
@@ -246,8 +296,9 @@ def test_scan_is_read_only(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> 
         revision = tcx_revision()
         # ...and a scan (table and JSON, every hook) makes none
         for fmt in ("table", "json"):
-            code, _out, err = run(capsys, "scan", "--format", fmt, "--all", "--netns", host.name,
-                                  "--netns", pod.name)
+            code, _out, err = run(
+                capsys, "scan", "--format", fmt, "--all", "--netns", host.name, "--netns", pod.name
+            )
             assert code == 0, err
         assert [listener.events(0.3) for listener in listeners] == [[], []]
         assert tcx_revision() == revision
@@ -260,8 +311,15 @@ def test_table_groups_and_hides_empty_interfaces(
     box: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     host, pod = pod_pair(box)
-    box.attach(host, "veth0", "ingress", box.load_returning(0, "vendor"), pref=1, handle=1,
-               name="bpf_lxc.o:[from-container]")
+    box.attach(
+        host,
+        "veth0",
+        "ingress",
+        box.load_returning(0, "vendor"),
+        pref=1,
+        handle=1,
+        name="bpf_lxc.o:[from-container]",
+    )
     code, out, _ = run(capsys, "scan", "--netns", host.name, "--netns", pod.name)
     assert code == 0
     assert f"netns {host.name}" in out and "bpf_lxc.o:[from-container]" in out
@@ -279,15 +337,20 @@ def test_dev_and_direction_select(box: Sandbox, capsys: pytest.CaptureFixture[st
     hooks = [h["hook"] for h in doc["namespaces"][1]["interfaces"][0]["hooks"]]
     assert hooks == ["tcx/egress", "clsact/egress"]
     doc = scan_doc(capsys, pod, extra=("--hook", "clsact/ingress"))
-    assert [h["hook"] for h in doc["namespaces"][0]["interfaces"][0]["hooks"]] == [
-        "clsact/ingress"]
+    assert [h["hook"] for h in doc["namespaces"][0]["interfaces"][0]["hooks"]] == ["clsact/ingress"]
 
 
 def test_usage_errors_exit_2_and_create_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     name = f"tcat-missing-{os.getpid()}"
-    for args in (["--netns", name], ["--netns", "pid:999999999"], ["--netns", "inode:1"],
-                 ["--netns", "/nonexistent/ns"], ["--dev", "no-such-dev0"],
-                 ["--hook", "clsact/sideways"], ["--netns", "/etc/hostname"]):
+    for args in (
+        ["--netns", name],
+        ["--netns", "pid:999999999"],
+        ["--netns", "inode:1"],
+        ["--netns", "/nonexistent/ns"],
+        ["--dev", "no-such-dev0"],
+        ["--hook", "clsact/sideways"],
+        ["--netns", "/etc/hostname"],
+    ):
         code, out, err = run(capsys, "scan", *args)
         assert code == 2, (args, err)
         assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -296,10 +359,21 @@ def test_usage_errors_exit_2_and_create_nothing(capsys: pytest.CaptureFixture[st
 
 def test_not_root_exits_3_with_one_line() -> None:
     proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-         sys.executable, "-m", "tcaudit", "scan"],
-        capture_output=True, text=True, cwd="/", env={**os.environ, "PYTHONPATH": str(
-            Path(__file__).resolve().parent.parent)},
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            sys.executable,
+            "-m",
+            "tcaudit",
+            "scan",
+        ],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
     )
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.strip().splitlines() == [
@@ -317,8 +391,9 @@ def test_unreadable_program_keeps_the_entry_with_a_reason() -> None:
 def test_module_and_console_script_entry_points() -> None:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-m", "tcaudit", "--version"], capture_output=True,
-                          text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tcaudit", "--version"], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0 and "tcaudit, version" in proc.stdout
     script = Path(sys.executable).parent / "tcaudit"
     proc = subprocess.run([str(script), "scan", "--help"], capture_output=True, text=True)

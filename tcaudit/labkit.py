@@ -115,7 +115,7 @@ class Sandbox:
 
     # -- topology ---------------------------------------------------------------------
 
-    def namespace(self, role: str) -> Namespace:
+    def namespace(self, role: str, *, ipv6: bool = False) -> Namespace:
         name = f"{self.tag}-{role}"
         path = bpfsys.create_named_netns(name)
         try:
@@ -125,6 +125,11 @@ class Sandbox:
             bpfsys.delete_named_netns(name)
             raise
         self.namespaces.append(ns)
+        if not ipv6:
+            # no router solicitations or DAD probes: packet counts in tests stay exact
+            with bpfsys.inside_netns(fd):
+                for scope in ("all", "default"):
+                    Path(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6").write_text("1")
         lo = ns.nl.ifindex("lo")
         if lo is not None:
             ns.nl.set_up(lo)

@@ -405,3 +405,23 @@ def test_module_and_console_script_entry_points() -> None:
     script = Path(sys.executable).parent / "tcaudit"
     proc = subprocess.run([str(script), "scan", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "Examples:" in proc.stdout
+
+
+def test_kernel_without_tcx_is_reported_not_an_error(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This kernel has TCX, so make BPF_PROG_QUERY answer the way an old one does."""
+    host, _pod = pod_pair(box)
+    box.attach(host, "veth0", "ingress", box.load_returning(0, "legacy"), pref=1, handle=1)
+
+    def no_tcx(ifindex: int, attach_type: int) -> bpfsys.TcxQuery:
+        raise bpfsys.TcxUnsupported("BPF_PROG_QUERY: Invalid argument")
+
+    monkeypatch.setattr(bpfsys, "tcx_query", no_tcx)
+    doc = scan_doc(capsys, host)
+    assert doc["host"]["tcx"] is False
+    tcx = hook_of(doc, host, "veth0", "tcx/ingress")
+    assert tcx["supported"] is False and tcx["note"] == "kernel has no TCX"
+    assert len(hook_of(doc, host, "veth0", "clsact/ingress")["entries"]) == 1
+    code, out, _ = run(capsys, "scan", "--netns", host.name)
+    assert code == 0 and "kernel has no TCX" in out

@@ -7,59 +7,117 @@ TCAUDIT_DEBUG=1 for the traceback), so a crash is never mistaken for findings.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import click
 
 from tcaudit import __version__, privileges
+from tcaudit.diff import diff
 from tcaudit.errors import TcauditError
-from tcaudit.render import dumps, scan_json, scan_table
-from tcaudit.scan import Selection, hooks_for, scan
+from tcaudit.explain import explain_selected
+from tcaudit.inventory import inventory
+from tcaudit.merge import merge
+from tcaudit.recommend import recommend
+from tcaudit.render import SCAN_SCHEMA, dumps, explain_json, explain_text, scan_json, scan_table
+from tcaudit.reports import (
+    check_json,
+    check_junit,
+    check_markdown,
+    check_text,
+    diff_json,
+    diff_text,
+    failing,
+    merge_json,
+    merge_text,
+    recommend_json,
+    recommend_text,
+)
+from tcaudit.scan import Selection, hooks_for
+from tcaudit.snapshot import read_document, scan_from_json
+from tcaudit.vendors import add_vendors, load_registry
 
 EXIT_INTERRUPTED = 130
 EXIT_CRASH = 70
-F = TypeVar("F", bound=Callable[..., Any])
 
 SELECTOR_HELP = (
     "Network namespace to read: all (default), self, a netns name, pid:N, a path "
     "(/proc/N/ns/net, /run/netns/X), inode:N or lab:NAME. Repeatable."
 )
+FAIL_ON = click.Choice(["blind", "warning", "never"])
 
 
-def selection_options(func: F) -> F:
-    """--netns/--dev/--hook/--direction, shared by every command that reads hooks."""
-    func = click.option(
-        "--direction",
-        type=click.Choice(["ingress", "egress", "both"]),
-        default="both",
+@dataclass(frozen=True)
+class Reading:
+    """The options every command that reads hooks shares (contracts.md)."""
+
+    selection: Selection
+    vendor_files: tuple[str, ...]
+
+
+def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --netns/--dev/--hook/--direction/--vendors and pass them as one ``reading``."""
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        direction = kwargs.pop("direction")
+        reading = Reading(
+            selection=Selection(
+                netns=kwargs.pop("netns"),
+                devs=kwargs.pop("devs"),
+                hooks=hooks_for(kwargs.pop("hooks"), None if direction == "both" else direction),
+            ),
+            vendor_files=kwargs.pop("vendor_files"),
+        )
+        return func(reading=reading, **kwargs)
+
+    options = [
+        click.option("--netns", "netns", multiple=True, metavar="SEL", help=SELECTOR_HELP),
+        click.option(
+            "--dev", "devs", multiple=True, metavar="IFNAME", help="Interface name. Repeatable."
+        ),
+        click.option(
+            "--hook",
+            "hooks",
+            multiple=True,
+            metavar="HOOK",
+            help="tcx/ingress, tcx/egress, clsact/ingress or clsact/egress. Repeatable.",
+        ),
+        click.option(
+            "--direction",
+            type=click.Choice(["ingress", "egress", "both"]),
+            default="both",
+            show_default=True,
+            help="Shorthand for both hook kinds (tcx and clsact) of one direction.",
+        ),
+        click.option(
+            "--vendors",
+            "vendor_files",
+            multiple=True,
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help="Extra vendor fingerprints (JSON, the shape of the shipped registry). Repeatable.",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _format_option(choices: Sequence[str], what: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=choices[0],
         show_default=True,
-        help="Shorthand for both hook kinds (tcx and clsact) of one direction.",
-    )(func)
-    func = click.option(
-        "--hook",
-        "hooks",
-        multiple=True,
-        metavar="HOOK",
-        help="tcx/ingress, tcx/egress, clsact/ingress or clsact/egress. Repeatable.",
-    )(func)
-    func = click.option(
-        "--dev", "devs", multiple=True, metavar="IFNAME", help="Interface name. Repeatable."
-    )(func)
-    func = click.option("--netns", "netns", multiple=True, metavar="SEL", help=SELECTOR_HELP)(func)
-    return func
-
-
-def _selection(
-    netns: Sequence[str], devs: Sequence[str], hooks: Sequence[str], direction: str
-) -> Selection:
-    return Selection(
-        netns=tuple(netns),
-        devs=tuple(devs),
-        hooks=hooks_for(hooks, None if direction == "both" else direction),
+        help=what,
     )
 
 
@@ -81,55 +139,250 @@ def _warn(lines: Sequence[str]) -> None:
 )
 @click.version_option(__version__, prog_name="tcaudit")
 def cli() -> None:
-    """Which eBPF tc classifiers run on this node's hooks, in what order, and what they
-    hide from later ones (such as Datadog CWS at classifier_priority 10)."""
+    """Which eBPF tc classifiers run on this node's hooks, in what order, what they hide
+    from later ones, and what classifier_priority Datadog CWS should use."""
 
 
 @cli.command(
+    "scan",
     epilog="""\b
 Examples:
   sudo tcaudit scan                          every namespace, every hook
   sudo tcaudit scan --netns self --dev eth0  one interface of the host namespace
   sudo tcaudit scan --netns pid:4242 --direction ingress
   sudo tcaudit scan --format json | jq '.namespaces[].interfaces[].hooks[].entries[]'
-"""
+""",
 )
-@selection_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json (schema tcaudit/scan/v1) for tools.",
-)
+@reading_options
+@_format_option(["table", "json"], "table for people, json (tcaudit/scan/v1) for tools.")
 @click.option(
     "--all",
     "show_all",
     is_flag=True,
     help="Table: also show interfaces and hooks with no classifiers.",
 )
-def scan_cmd(
-    netns: tuple[str, ...],
-    devs: tuple[str, ...],
-    hooks: tuple[str, ...],
-    direction: str,
-    fmt: str,
-    show_all: bool,
-) -> None:
-    """Inventory every tc hook (TCX and clsact) on every interface in every namespace.
+def scan_cmd(reading: Reading, fmt: str, show_all: bool) -> None:
+    """Inventory every tc hook (TCX and clsact) on every interface in every namespace,
+    with each classifier's verdict and vendor.
 
     Read-only: tcaudit changes nothing while scanning. Entries are listed in the order the
     kernel runs them: TCX programs first, then clsact filters by ascending pref, and within
     one pref the most recently added first.
     """
     privileges.require("scan")
-    result = scan(_selection(netns, devs, hooks, direction))
+    result = inventory(reading.selection, vendor_files=reading.vendor_files)
     _warn(result.warnings)
     _emit(scan_json(result) if fmt == "json" else scan_table(result, show_all=show_all))
 
 
-scan_cmd.name = "scan"
+@cli.command(
+    "explain",
+    epilog="""\b
+Examples:
+  sudo tcaudit explain 812
+  sudo tcaudit explain --netns self --dev lxc12ab --hook clsact/ingress --pref 1
+  sudo tcaudit explain --netns pid:4242 --dev eth0 --hook tcx/ingress --position 1
+  sudo tcaudit explain 812 --format json | jq .summary
+""",
+)
+@click.argument("prog_id", type=int, required=False)
+@reading_options
+@click.option("--pref", type=click.IntRange(0, 0xFFFF), help="clsact: the filter's pref.")
+@click.option("--position", type=click.IntRange(1), help="The entry's 1-based place in run order.")
+@_format_option(["table", "json"], "table: annotated disassembly; json: tcaudit/explain/v1.")
+def explain_cmd(
+    prog_id: int | None, reading: Reading, pref: int | None, position: int | None, fmt: str
+) -> None:
+    """Show one program's bytecode with what each exit returns, its tail-call targets
+    (recursively), where it is attached, and a summary to paste into a ticket.
+
+    Name it by PROG_ID (as `tcaudit scan` shows it), or by --netns/--dev/--hook and
+    --pref (clsact) or --position (TCX). Read-only.
+    """
+    privileges.require("explain")
+    result = explain_selected(reading.selection, prog_id, pref=pref, position=position)
+    _emit(explain_json(result) if fmt == "json" else explain_text(result))
+
+
+PRIORITY_OPTION = click.option(
+    "--priority",
+    type=click.IntRange(1, 0xFFFF),
+    help="Evaluate this classifier_priority (default: the one CWS uses here, else 10).",
+)
+
+
+@cli.command(
+    "recommend",
+    epilog="""\b
+Examples:
+  sudo tcaudit recommend                     the answer for this node
+  sudo tcaudit recommend --priority 5        is priority 5 safe here?
+  sudo tcaudit recommend --format json | jq '{action, classifier_priority}'
+""",
+)
+@reading_options
+@PRIORITY_OPTION
+@_format_option(["table", "json"], "table: the answer first; json: tcaudit/recommend/v1.")
+def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
+    """What to set runtime_security_config.network.classifier_priority to — or that CWS
+    network detections must be disabled — with the evidence and ready-to-paste settings.
+
+    Evaluates every hook CWS attaches to (every interface in every selected namespace,
+    ingress and egress). Read-only.
+    """
+    privileges.require("recommend")
+    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    _warn(scan.warnings)
+    result = recommend(scan, priority=priority)
+    _emit(recommend_json(result) if fmt == "json" else recommend_text(result))
+
+
+@cli.command(
+    "check",
+    epilog="""\b
+Exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
+2 usage, 3 environment (not root).
+\b
+Levels: blind = CWS cannot see accepted or redirected traffic on some hook;
+warning = blind, plus unknown verdicts or drop-only classifiers ahead of CWS,
+pref collisions, vendors with destructive habits, CWS filters missing on hooks.
+\b
+Examples:
+  sudo tcaudit check                                   fail when a hook is blind
+  sudo tcaudit check --fail-on warning --format junit > tcaudit.xml
+  sudo tcaudit check --priority 10 --format markdown >> "$GITHUB_STEP_SUMMARY"
+""",
+)
+@reading_options
+@PRIORITY_OPTION
+@click.option(
+    "--fail-on",
+    type=FAIL_ON,
+    default="blind",
+    show_default=True,
+    help="Lowest finding level that makes the exit status 1.",
+)
+@_format_option(["table", "json", "junit", "markdown"], "Report format.")
+def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) -> int:
+    """A CI gate: the recommendation's findings, with an exit status."""
+    privileges.require("check")
+    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    _warn(scan.warnings)
+    result = recommend(scan, priority=priority)
+    renderers: dict[str, Callable[[Any, str], Any]] = {
+        "table": check_text,
+        "json": check_json,
+        "junit": check_junit,
+        "markdown": check_markdown,
+    }
+    _emit(renderers[fmt](result, fail_on))
+    return 1 if failing(result.findings, fail_on) else 0
+
+
+@cli.command(
+    "snapshot",
+    epilog="""\b
+Examples:
+  sudo tcaudit snapshot -o before.json          before a CNI upgrade
+  sudo tcaudit snapshot -o after.json && tcaudit diff before.json after.json
+""",
+)
+@reading_options
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="File to write (tcaudit/scan/v1 with verdicts and vendors); - for stdout.",
+)
+def snapshot_cmd(reading: Reading, output: str) -> None:
+    """Save the whole inventory, with verdicts and vendors, for diff and merge."""
+    privileges.require("snapshot")
+    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    _warn(scan.warnings)
+    text = dumps(scan_json(scan), pretty=True)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    tmp = Path(f"{output}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(output)  # never a half-written snapshot
+
+
+def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
+    doc = read_document(path, SCAN_SCHEMA)
+    return doc, add_vendors(scan_from_json(doc), load_registry(vendor_files))
+
+
+@cli.command(
+    "diff",
+    epilog="""\b
+Exit status: 1 when a change is at or above --fail-on (blind: a hook where CWS,
+at the old snapshot's priority, is now blind; warning: any change to a chain).
+\b
+Examples:
+  tcaudit diff before.json after.json
+  tcaudit diff before.json after.json --fail-on warning --format json
+""",
+)
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option(
+    "--fail-on",
+    type=FAIL_ON,
+    default="blind",
+    show_default=True,
+    help="Lowest change level that makes the exit status 1.",
+)
+@click.option(
+    "--vendors",
+    "vendor_files",
+    multiple=True,
+    metavar="FILE",
+    help="Extra vendor fingerprints. Repeatable.",
+)
+@_format_option(["table", "json"], "table, or json (tcaudit/diff/v1).")
+def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fmt: str) -> int:
+    """What changed on the tc hooks between two snapshots: filters added, removed, moved,
+    replaced, verdicts and vendor versions changed, TCX programs appearing."""
+    _, before = _load_snapshot(old, vendor_files)
+    _, after = _load_snapshot(new, vendor_files)
+    changes = diff(before, after)
+    _emit(diff_json(changes, old, new, fail_on) if fmt == "json" else diff_text(changes, fail_on))
+    return 1 if failing(changes, fail_on) else 0
+
+
+@cli.command(
+    "merge",
+    epilog="""\b
+Examples:
+  tcaudit merge snapshots/*.json
+  tcaudit merge node-a.json node-b.json --format json | jq .classifier_priority
+""",
+)
+@click.argument("snapshots", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--vendors",
+    "vendor_files",
+    multiple=True,
+    metavar="FILE",
+    help="Extra vendor fingerprints. Repeatable.",
+)
+@_format_option(["table", "json"], "table, or json (tcaudit/merge/v1).")
+def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: str) -> None:
+    """One cluster-wide answer from every node's snapshot: the priority that works on
+    all of them, or the nodes that force disabling network detections and why."""
+    nodes = []
+    seen: set[str] = set()
+    for path in snapshots:
+        doc, scan = _load_snapshot(path, vendor_files)
+        name = doc["host"]["hostname"]
+        if name in seen:
+            name = f"{name} ({Path(path).name})"
+        seen.add(name)
+        nodes.append((name, path, scan))
+    answer = merge(nodes)
+    _emit(merge_json(answer) if fmt == "json" else merge_text(answer))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,10 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="tcaudit",
             standalone_mode=False,
         )
-    except click.exceptions.Abort:
-        click.echo("tcaudit: interrupted", err=True)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("tcaudit: interrupted", err=True)
         return EXIT_INTERRUPTED
     except click.exceptions.NoArgsIsHelpError as err:

@@ -7,6 +7,10 @@ renderer is a straight walk; only ``handle`` (kept as an int here) becomes a hex
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # vendors.py builds on this module; only the annotation refers back
+    from tcaudit.vendors import VendorMatch
 
 HOOKS = ("tcx/ingress", "clsact/ingress", "tcx/egress", "clsact/egress")  # execution order
 HOOK_DIRECTION = {hook: hook.split("/")[1] for hook in HOOKS}
@@ -59,6 +63,23 @@ class Program:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What an entry can do to a packet, from its bytecode (basis "static")."""
+
+    possible: tuple[int, ...] | None  # raw signed 32-bit return values; None = unknown
+    effective: tuple[str, ...] | None  # "accept", "continue", "drop", "redirect", ...
+    basis: str  # "static"
+    reason: str | None  # why unknown, or what the answer depends on
+
+    @property
+    def ends_chain(self) -> bool | None:
+        """True if it can end the chain (anything but "continue"); None when unknown."""
+        if self.effective is None:
+            return None
+        return any(word != "continue" for word in self.effective)
+
+
+@dataclass(frozen=True)
 class Entry:
     """One thing that runs on a hook: a tc filter or a TCX program."""
 
@@ -75,6 +96,8 @@ class Entry:
     link_id: int | None = None  # TCX: the bpf_link holding it (None: BPF_PROG_ATTACH)
     cbpf_insns: int | None = None  # classic BPF: instruction count
     reachable: bool = True  # False for chains other than 0 (entered only by goto_chain)
+    verdict: Verdict | None = None  # filled in by analysis.add_verdicts
+    vendor: VendorMatch | None = None  # filled in by vendors.add_vendors
 
 
 @dataclass(frozen=True)

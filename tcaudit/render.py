@@ -5,12 +5,17 @@ writes them. JSON key names are the public contract documented in docs/json.md.
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 from tcaudit import __version__
-from tcaudit.model import Entry, Hook, Interface, Netns, Program, Scan
+from tcaudit.explain import Explanation, ProgramListing
+from tcaudit.model import Entry, Hook, Interface, Netns, Program, Scan, Verdict
+from tcaudit.vendors import vendor_json
+from tcaudit.verdicts import verdict_names
 
 SCAN_SCHEMA = "tcaudit/scan/v1"
+EXPLAIN_SCHEMA = "tcaudit/explain/v1"
 
 
 def handle_text(handle: int | None) -> str | None:
@@ -48,6 +53,24 @@ def program_json(program: Program | None) -> dict[str, Any] | None:
     }
 
 
+def verdict_json(verdict: Verdict | None) -> dict[str, Any] | None:
+    if verdict is None:
+        return None
+    return {
+        "possible": list(verdict.possible) if verdict.possible is not None else None,
+        "effective": list(verdict.effective) if verdict.effective is not None else None,
+        "basis": verdict.basis,
+        "reason": verdict.reason,
+    }
+
+
+def verdict_text(verdict: Verdict | None) -> str:
+    """``accept|drop``, ``continue``, or ``?`` when unknown."""
+    if verdict is None or verdict.effective is None:
+        return "?"
+    return "|".join(verdict.effective)
+
+
 def entry_json(entry: Entry) -> dict[str, Any]:
     return {
         "pref": entry.pref,
@@ -63,6 +86,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "cbpf_insns": entry.cbpf_insns,
         "reachable": entry.reachable,
         "program": program_json(entry.program),
+        "verdict": verdict_json(entry.verdict),
+        "vendor": vendor_json(entry.vendor),
     }
 
 
@@ -124,6 +149,14 @@ def _program_text(entry: Entry) -> str:
     return f"{program.id} {program.name or '(no name)'}"
 
 
+def _vendor_text(entry: Entry) -> str:
+    match = entry.vendor
+    if match is None:
+        return "unknown"
+    version = f" {match.version_hint}" if match.version_hint else ""
+    return f"{match.name}{version} ({match.confidence})"
+
+
 def _holders_text(entry: Entry) -> str:
     if entry.program is None or not entry.program.holders:
         return ""
@@ -149,9 +182,8 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
                 if not hook.entries:
                     if show_all:
                         state = "empty" if hook.supported else (hook.note or "unsupported")
-                        rows.append(
-                            [interface.name if first else "", hook.hook, "", "", state, "", "", ""]
-                        )
+                        name = interface.name if first else ""
+                        rows.append([name, hook.hook, "", "", state, "", "", "", "", ""])
                         first = False
                     continue
                 for entry in hook.entries:
@@ -174,6 +206,8 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
                             entry.kind + (" " + ",".join(flags) if flags else ""),
                             entry.filter_name or "",
                             _program_text(entry),
+                            verdict_text(entry.verdict),
+                            _vendor_text(entry),
                             _holders_text(entry),
                         ]
                     )
@@ -191,6 +225,8 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
                 "kind",
                 "filter name",
                 "program",
+                "verdict",
+                "vendor",
                 "held by",
             ],
             tablefmt="simple",
@@ -208,3 +244,117 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
     if hidden:
         summary += f"; {hidden} interfaces without classifiers hidden (--all shows them)"
     return "\n\n".join(blocks) + "\n\n" + summary + "\n"
+
+
+def _listing_json(listing: ProgramListing) -> dict[str, Any]:
+    return {
+        "program": program_json(listing.program),
+        "possible": list(listing.possible) if listing.possible is not None else None,
+        "names": verdict_names(frozenset(listing.possible)) if listing.possible else [],
+        "reason": listing.reason,
+        "subprograms": list(listing.subprograms),
+        "tail_calls": [
+            {
+                "pc": t.pc,
+                "map_id": t.map_id,
+                "index": t.index,
+                "indexes": list(t.indexes) if t.indexes is not None else None,
+                "targets": list(t.targets),
+            }
+            for t in listing.tail_calls
+        ],
+        "disassembly": [
+            {
+                "pc": line.pc,
+                "text": line.text,
+                **(
+                    {"returns": list(line.returns) if line.returns is not None else None}
+                    if line.is_exit
+                    else {}
+                ),
+            }
+            for line in listing.lines
+        ],
+    }
+
+
+def explain_json(explanation: Explanation) -> dict[str, Any]:
+    return {
+        "schema": EXPLAIN_SCHEMA,
+        "tcaudit_version": __version__,
+        "program": _listing_json(explanation.root),
+        "tail_call_targets": [_listing_json(t) for t in explanation.targets],
+        "attachments": [
+            {
+                "netns": a.netns,
+                "interface": a.interface,
+                "hook": a.hook,
+                "pref": a.pref,
+                "handle": handle_text(a.handle),
+                "mode": a.mode,
+                "effective": list(a.effective) if a.effective is not None else None,
+            }
+            for a in explanation.attachments
+        ],
+        "summary": explanation.summary,
+    }
+
+
+def _listing_text(listing: ProgramListing) -> list[str]:
+    program = listing.program
+    values = (
+        ", ".join(verdict_names(frozenset(listing.possible)))
+        if listing.possible is not None
+        else f"unknown ({listing.reason})"
+    )
+    out = [
+        f"program {program.id} {program.name or '(no name)'}  type {program.type}  "
+        f"tag {program.tag}  {program.insns} insns  loaded {program.loaded_at}",
+        f"  returns: {values}",
+    ]
+    if listing.reason and listing.possible is not None:
+        out.append(f"  depends on: {listing.reason}")
+    if listing.subprograms:
+        out.append("  subprograms start at: " + ", ".join(str(s) for s in listing.subprograms))
+    for site in listing.tail_calls:
+        if site.index is not None:
+            index = f"slot {site.index}"
+        elif site.indexes is not None:
+            index = "slots " + ", ".join(str(i) for i in site.indexes)
+        else:
+            index = "any filled slot"
+        targets = ", ".join(str(t) for t in site.targets) or "none (empty slot: falls through)"
+        out.append(f"  tail call at {site.pc}: prog array {site.map_id} {index} -> {targets}")
+    out.append("")
+    for line in listing.lines:
+        if line.function_start:
+            out.append(f"  ; subprogram at {line.pc}")
+        text = f"  {line.pc:5d}: {line.text}"
+        if line.is_exit:
+            returns = (
+                ", ".join(verdict_names(frozenset(line.returns)))
+                if line.returns is not None
+                else "unknown"
+            )
+            text = f"{text:<48} ; returns {returns}"
+        out.append(text)
+    return out
+
+
+def explain_text(explanation: Explanation) -> str:
+    out = _listing_text(explanation.root)
+    for target in explanation.targets:
+        out += ["", f"--- tail-call target {target.program.id} ---", *_listing_text(target)]
+    out += ["", "attached at:"]
+    if not explanation.attachments:
+        out.append("  (not on any selected tc hook)")
+    for a in explanation.attachments:
+        words = "|".join(a.effective) if a.effective is not None else "?"
+        pref = f" pref {a.pref}" if a.pref is not None else ""
+        out.append(f"  {a.netns} {a.interface} {a.hook}{pref} ({a.mode}): {words}")
+    out += [
+        "",
+        "summary:",
+        *textwrap.wrap(explanation.summary, 88, initial_indent="  ", subsequent_indent="  "),
+    ]
+    return "\n".join(out) + "\n"

@@ -38,8 +38,8 @@ def _privileged_problem() -> str | None:
 _PROBLEM: list[str | None] = []
 
 
-@pytest.fixture
-def privileged() -> None:
+def require_privileged() -> None:
+    """Skip (or, under TCAUDIT_REQUIRE_PRIVILEGED=1, fail) when root/kernel are missing."""
     if not _PROBLEM:
         _PROBLEM.append(_privileged_problem())
     problem = _PROBLEM[0]
@@ -47,6 +47,11 @@ def privileged() -> None:
         if os.environ.get("TCAUDIT_REQUIRE_PRIVILEGED") == "1":
             pytest.fail(f"privileged test cannot run here ({problem}) but is required")
         pytest.skip(problem)
+
+
+@pytest.fixture
+def privileged() -> None:
+    require_privileged()
 
 
 @pytest.fixture

@@ -1,0 +1,108 @@
+"""Fill in every scan entry's ``verdict``: what it can do to a packet where it hangs.
+
+bpf and TCX entries: the possible return values of the program the kernel runs, from its
+xlated bytecode (``verdicts.analyse``), mapped to their meaning for the attach mode
+(direct-action, classic, TCX). Results are cached by ``KernelCode.cache_key`` (code + map
+ids + prog-array slots), so the same program on 500 hooks is analysed once. Other filter
+kinds get the meaning tc gives them without looking at their match: a match without
+actions accepts (TC_ACT_OK), a match with actions runs the actions (not decoded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tcaudit.kernelcode import KernelCode
+from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan, Verdict
+from tcaudit.verdicts import Analysis, Mode, analyse, effective
+
+
+class VerdictAnalyser:
+    """Analyses programs for one scan, each distinct (code, maps, slots) once."""
+
+    def __init__(self, code: KernelCode | None = None, *, step_budget: int = 2_000_000) -> None:
+        self.code = code or KernelCode()
+        self._budget = step_budget
+        self._by_key: dict[str, Analysis] = {}
+        self._by_id: dict[int, Analysis | str] = {}
+
+    def analysis(self, prog_id: int) -> Analysis | str:
+        """The program's analysis, or why it could not be read."""
+        if prog_id not in self._by_id:
+            key = self.code.cache_key(prog_id)
+            program = self.code.program(prog_id)
+            if key is None or program is None:
+                self._by_id[prog_id] = self.code.error(prog_id) or f"program {prog_id} unreadable"
+            else:
+                if key not in self._by_key:
+                    self._by_key[key] = analyse(program, self.code, step_budget=self._budget)
+                self._by_id[prog_id] = self._by_key[key]
+        return self._by_id[prog_id]
+
+    def verdict(self, entry: Entry) -> Verdict:
+        if entry.kind in ("bpf", "tcx"):
+            return self._program_verdict(entry)
+        if entry.kind == "cbpf":
+            if entry.has_actions:
+                return Verdict(
+                    None,
+                    None,
+                    "static",
+                    "classic BPF bytecode with actions: a match runs the actions (not decoded)",
+                )
+            return Verdict(
+                None,
+                ("accept", "continue"),
+                "static",
+                "classic BPF bytecode (not analysed): a match accepts, no match continues",
+            )
+        if entry.has_actions:
+            return Verdict(
+                None, None, "static", f"{entry.kind} filter: a match runs its actions (not decoded)"
+            )
+        return Verdict(
+            None,
+            ("accept", "continue"),
+            "static",
+            f"{entry.kind} filter without actions: a match accepts (TC_ACT_OK)",
+        )
+
+    def _program_verdict(self, entry: Entry) -> Verdict:
+        if entry.program is None:
+            return Verdict(None, None, "static", "no program id on this filter")
+        result = self.analysis(entry.program.id)
+        if isinstance(result, str):
+            return Verdict(None, None, "static", result)
+        mode: Mode
+        if entry.kind == "tcx":
+            mode = "tcx"
+        elif entry.direct_action:
+            mode = "direct-action"
+        else:
+            mode = "classic"
+        possible = result.possible
+        return Verdict(
+            possible=tuple(sorted(possible)) if possible is not None else None,
+            effective=effective(possible, mode, has_actions=entry.has_actions),
+            basis="static",
+            reason=result.reason,
+        )
+
+
+def add_verdicts(scan: Scan, analyser: VerdictAnalyser | None = None) -> Scan:
+    """The same scan with ``verdict`` set on every entry."""
+    analyser = analyser or VerdictAnalyser()
+
+    def hook(h: Hook) -> Hook:
+        return replace(h, entries=tuple(replace(e, verdict=analyser.verdict(e)) for e in h.entries))
+
+    def interface(i: Interface) -> Interface:
+        return replace(i, hooks=tuple(hook(h) for h in i.hooks))
+
+    return replace(
+        scan,
+        namespaces=tuple(
+            NamespaceScan(ns.netns, tuple(interface(i) for i in ns.interfaces))
+            for ns in scan.namespaces
+        ),
+    )

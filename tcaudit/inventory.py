@@ -1,0 +1,24 @@
+"""The pipeline every reading command shares: scan -> verdicts -> vendors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tcaudit.analysis import add_verdicts
+from tcaudit.model import Scan
+from tcaudit.namespaces import LabResolver
+from tcaudit.scan import Selection, scan
+from tcaudit.vendors import add_vendors, load_registry
+
+
+def inventory(
+    selection: Selection | None = None,
+    *,
+    vendor_files: Sequence[str | Path] = (),
+    lab_resolver: LabResolver | None = None,
+) -> Scan:
+    """Everything on the selected hooks, in execution order, with verdicts and vendors."""
+    registry = load_registry(vendor_files)  # first: a bad --vendors file fails before reading
+    found = scan(selection or Selection(), lab_resolver=lab_resolver)
+    return add_vendors(add_verdicts(found), registry)

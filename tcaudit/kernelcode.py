@@ -1,0 +1,142 @@
+"""What the verdict analysis reads from the kernel: xlated code, prog arrays, helper names.
+
+``KernelCode`` implements ``verdicts.CodeSource`` over bpf(2) (through ``bpfsys``) and
+caches everything per instance, so one scan reads each program and each prog array once.
+
+Helper calls in an xlated dump carry ``imm = helper address - __bpf_call_base``
+(kernel/bpf/syscall.c bpf_insn_prepare_dump, with raw dumps allowed for root); names come
+from /proc/kallsyms, read once and only when some program calls a helper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Mapping
+
+from tcaudit import bpfsys
+from tcaudit.insns import decode
+from tcaudit.verdicts import ProgramCode
+
+BPF_FUNC_TAIL_CALL = 12
+
+
+class Kallsyms:
+    """Names of helper addresses, from /proc/kallsyms read once on first use.
+
+    Looks up only the addresses asked for (a byte search per address) instead of parsing
+    the whole 5 MB file: reading it is most of the cost.
+    """
+
+    def __init__(self, path: str = "/proc/kallsyms") -> None:
+        self._path = path
+        self._data: bytes | None = None
+        self._base: int | None = None
+        self._names: dict[int, str | None] = {}
+
+    def _load(self) -> None:
+        try:
+            with open(self._path, "rb") as handle:
+                self._data = handle.read()
+        except OSError:
+            self._data = b""
+        end = self._data.find(b" __bpf_call_base\n")
+        if end > 0:
+            line = self._data[self._data.rfind(b"\n", 0, end) + 1 : end]
+            address = int(line.split()[0], 16)
+            self._base = address or None  # zeros: kptr_restrict hides addresses
+
+    def helper_name(self, imm: int) -> str | None:
+        if self._data is None:
+            self._load()
+        if self._base is None or self._data is None:
+            return None
+        address = self._base + imm
+        if address not in self._names:
+            self._names[address] = None
+            at = self._data.find(b"%016x " % address)
+            if at >= 0 and (at == 0 or self._data[at - 1] == 0x0A):
+                line = self._data[at : self._data.find(b"\n", at)].split()
+                if len(line) >= 3:
+                    self._names[address] = line[2].decode()
+        return self._names[address]
+
+
+class KernelCode:
+    """``verdicts.CodeSource`` over the live kernel, with per-instance caches."""
+
+    def __init__(self, kallsyms: Kallsyms | None = None) -> None:
+        self._kallsyms = kallsyms or Kallsyms()
+        self._code: dict[int, ProgramCode | None] = {}
+        self._errors: dict[int, str] = {}
+        self._map_ids: dict[int, tuple[int, ...]] = {}
+        self._raw: dict[int, bytes] = {}
+        self._arrays: dict[int, Mapping[int, int] | None] = {}
+
+    # -- CodeSource -----------------------------------------------------------------------
+
+    def helper_name(self, imm: int) -> str | None:
+        if imm == BPF_FUNC_TAIL_CALL:
+            return "bpf_tail_call"  # the dump turns tail calls back into `call 12`
+        return self._kallsyms.helper_name(imm)
+
+    def prog_array(self, map_id: int) -> Mapping[int, int] | None:
+        if map_id not in self._arrays:
+            try:
+                self._arrays[map_id] = bpfsys.prog_array_slots(map_id)
+            except OSError:
+                self._arrays[map_id] = None
+        return self._arrays[map_id]
+
+    def program(self, prog_id: int) -> ProgramCode | None:
+        if prog_id not in self._code:
+            self._code[prog_id] = self._read(prog_id)
+        return self._code[prog_id]
+
+    # -- extras -----------------------------------------------------------------------------
+
+    def error(self, prog_id: int) -> str | None:
+        """Why ``program(prog_id)`` is None."""
+        return self._errors.get(prog_id)
+
+    def cache_key(self, prog_id: int) -> str | None:
+        """Hash of the xlated code, the map ids and the slots of its prog arrays.
+
+        Not the tag: the tag is computed before the verifier rewrites the program, so
+        equal tags can hide different code (and different map ids).
+        """
+        if self.program(prog_id) is None:
+            return None
+        digest = hashlib.sha256(self._raw[prog_id])
+        for map_id in self._map_ids[prog_id]:
+            digest.update(struct.pack("=I", map_id))
+            slots = self.prog_array(map_id)
+            if slots:
+                digest.update(repr(sorted(slots.items())).encode())
+        return digest.hexdigest()
+
+    def _read(self, prog_id: int) -> ProgramCode | None:
+        try:
+            fd = bpfsys.prog_fd_by_id(prog_id)
+        except OSError as err:
+            self._errors[prog_id] = f"program {prog_id} unreadable: {err.strerror}"
+            return None
+        try:
+            info = bpfsys.prog_info(fd, with_code=True)
+        except OSError as err:
+            self._errors[prog_id] = f"program {prog_id} code unreadable: {err.strerror}"
+            return None
+        finally:
+            os.close(fd)
+        if not info.xlated:
+            self._errors[prog_id] = f"program {prog_id}: the kernel gave no instructions"
+            return None
+        self._raw[prog_id] = info.xlated
+        self._map_ids[prog_id] = info.map_ids
+        return ProgramCode(
+            prog_id=prog_id,
+            name=info.name,
+            insns=decode(info.xlated),
+            func_starts=info.func_starts or (0,),
+        )

@@ -1,0 +1,571 @@
+"""The recommendation: what `classifier_priority` CWS should use, or that it must give up
+its network detections — a pure function of a scan with verdicts and vendors.
+
+The rule is the seed document's checklist ("Compatibility with custom Kubernetes network
+plugins", Datadog CWS troubleshooting), extended where the kernel demands it
+(contracts.md, "The recommendation's action"):
+
+- CWS attaches at one pref on every interface of every namespace, ingress and egress.
+- A classifier that runs before CWS and can end the chain with accept, redirect, steal or
+  trap hides traffic from it; drop-only hides nothing that is delivered (reported as a
+  warning); an unknown verdict "may hide" (counted as hiding for the action, reported as
+  a warning finding).
+- TCX programs run before every clsact filter: one that can PASS or REDIRECT blinds the
+  hook at every priority. So does a chain-ender at pref 1: nothing stable goes ahead of
+  it (pref 0 means "kernel picks", and a filter added later at the same pref runs first).
+- Otherwise the answer is the highest priority strictly below the lowest chain-ending
+  pref on any hook, skipping prefs some hook holds with another kind or protocol (CWS
+  could not attach there).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan
+from tcaudit.vendors import VendorMatch, is_cws
+
+DEFAULT_PRIORITY = 10  # system-probe's runtime_security_config.network.classifier_priority
+HIDING = frozenset({"accept", "redirect", "stolen", "trap"})
+PROBE_PREFIX = "tcaudit_probe"
+DIRECTIONS = ("ingress", "egress")
+
+
+@dataclass(frozen=True)
+class Where:
+    netns: str  # label
+    netns_id: int
+    interface: str
+    hook: str  # "clsact/ingress" ...: the hook CWS sits on (the culprit may be on tcx/*)
+
+
+@dataclass(frozen=True)
+class BlindSpot:
+    where: Where
+    culprit_hook: str  # where the hiding entry hangs (tcx/ingress or clsact/ingress ...)
+    pref: int | None  # None: a TCX program
+    vendor: str | None
+    program_id: int | None
+    certain: bool  # False: the verdict is unknown, it MAY hide
+    fixable: bool  # a lower classifier_priority gets CWS ahead of it
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "blind" or "warning"
+    kind: str  # blind | unknown-verdict | drop-only | pref-collision | destructive-vendor
+    # | cws-missing
+    message: str
+    where: Where | None = None
+    pref: int | None = None
+    vendor: str | None = None
+
+
+@dataclass(frozen=True)
+class Alternative:
+    kind: str  # "accept-blind-spots" | "move-vendor"
+    description: str
+    classifier_priority: int | None = None
+    vendor: str | None = None
+    setting: str | None = None
+    remaining_blind: int = 0
+
+
+@dataclass(frozen=True)
+class NamespaceSummary:
+    netns: str
+    netns_id: int
+    hooks: int  # hooks CWS attaches to in it
+    blind: int  # hooks blind at the current priority
+    unfixable: int  # hooks blind at every priority
+    vendors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    action: str  # "keep" | "set-priority" | "disable-network"
+    classifier_priority: int | None  # what to set (keep: the current one; disable: None)
+    current_priority: int
+    priority_source: str  # "detected" | "configured" | "assumed"
+    cws_detected: bool
+    hooks: int
+    blind: tuple[BlindSpot, ...]  # at the current priority
+    alternatives: tuple[Alternative, ...]
+    findings: tuple[Finding, ...]
+    namespaces: tuple[NamespaceSummary, ...]
+    snippets: dict[str, str]
+    notes: tuple[str, ...]
+    summary: str
+
+
+def _is_cws_entry(entry: Entry) -> bool:
+    return is_cws(entry.vendor)
+
+
+def _ignored(entry: Entry) -> bool:
+    """Entries that never compete with CWS: its own, tcaudit's probes, unreachable chains."""
+    if _is_cws_entry(entry) or not entry.reachable:
+        return True
+    return bool(entry.filter_name and entry.filter_name.startswith(PROBE_PREFIX))
+
+
+def _vendor_name(entry: Entry) -> str | None:
+    return entry.vendor.name if entry.vendor else None
+
+
+def detect_priority(scan: Scan) -> tuple[int | None, int]:
+    """(pref CWS uses on this node or None, how many CWS filters were seen)."""
+    prefs = Counter(
+        entry.pref
+        for ns in scan.namespaces
+        for interface in ns.interfaces
+        for hook in interface.hooks
+        for entry in hook.entries
+        if hook.hook.startswith("clsact/") and entry.pref is not None and _is_cws_entry(entry)
+    )
+    if not prefs:
+        return None, 0
+    return prefs.most_common(1)[0][0], sum(prefs.values())
+
+
+@dataclass(frozen=True)
+class _Ender:
+    """An entry that may end the chain, seen from CWS's hook."""
+
+    entry: Entry
+    hook: str
+    certain: bool
+    why: str
+
+
+def _ender(entry: Entry, hook: str) -> _Ender | None:
+    verdict = entry.verdict
+    words = verdict.effective if verdict else None
+    name = entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+    if words is None:
+        reason = verdict.reason if verdict and verdict.reason else "verdict unknown"
+        return _Ender(entry, hook, False, f"{name}: verdict unknown ({reason}), may hide")
+    hiding = sorted(set(words) & HIDING)
+    if hook.startswith("tcx/"):
+        # tcx "accept" is TCX_PASS: it skips every clsact filter
+        if hiding:
+            return _Ender(
+                entry,
+                hook,
+                True,
+                f"TCX program {name} can {'/'.join(hiding)}: it runs before every clsact filter",
+            )
+        return None
+    if hiding:
+        return _Ender(entry, hook, True, f"{name} can {'/'.join(hiding)} (ends the chain)")
+    return None
+
+
+def _drop_only(entry: Entry) -> bool:
+    words = entry.verdict.effective if entry.verdict else None
+    return bool(words) and "drop" in (words or ()) and not set(words or ()) & HIDING
+
+
+def _hook_entries(interface: Interface, direction: str) -> tuple[Hook | None, Hook | None]:
+    by_name = {h.hook: h for h in interface.hooks}
+    return by_name.get(f"tcx/{direction}"), by_name.get(f"clsact/{direction}")
+
+
+def _ahead(tcx: Hook | None, clsact: Hook | None, priority: int) -> list[tuple[Entry, str]]:
+    """Entries that run before CWS at ``priority`` on one direction of one interface.
+
+    Where CWS is present on the hook, its real position counts; otherwise every filter
+    with a lower pref, and (conservatively) every other filter at the same pref: a
+    filter added after CWS at its pref runs before it.
+    """
+    out: list[tuple[Entry, str]] = []
+    if tcx is not None:
+        out += [(e, tcx.hook) for e in tcx.entries if not _ignored(e)]
+    if clsact is None:
+        return out
+    entries = list(clsact.entries)
+    cws_at = next(
+        (i for i, e in enumerate(entries) if _is_cws_entry(e) and e.pref == priority), None
+    )
+    if cws_at is not None:
+        before = entries[:cws_at]
+        same_pref_after = [e for e in entries[cws_at + 1 :] if e.pref == priority]
+        out += [(e, clsact.hook) for e in before + same_pref_after if not _ignored(e)]
+    else:
+        out += [
+            (e, clsact.hook)
+            for e in entries
+            if not _ignored(e) and e.pref is not None and e.pref <= priority
+        ]
+    return out
+
+
+def _collisions(clsact: Hook | None) -> set[int]:
+    """Prefs CWS (bpf, protocol all) could not take on this hook."""
+    if clsact is None:
+        return set()
+    return {
+        e.pref
+        for e in clsact.entries
+        if e.pref is not None and e.chain == 0 and (e.kind != "bpf" or e.protocol != "all")
+    }
+
+
+def _where(ns: NamespaceScan, interface: Interface, direction: str) -> Where:
+    return Where(ns.netns.label, ns.netns.id, interface.name, f"clsact/{direction}")
+
+
+def _best_priority(limit: int, collisions: set[int]) -> int | None:
+    """Highest pref strictly below ``limit`` that no hook holds with another kind or
+    protocol; never 0 (that is "kernel picks", and 50 inside ebpf-manager)."""
+    for candidate in range(limit - 1, 0, -1):
+        if candidate not in collisions:
+            return candidate
+    return None
+
+
+def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
+    """The answer for the selected namespaces. ``priority``: the configured one to
+    evaluate (default: the one CWS uses on this node, else 10)."""
+    detected, cws_count = detect_priority(scan)
+    if priority is not None:
+        current, source = priority, "configured"
+    elif detected is not None:
+        current, source = detected, "detected"
+    else:
+        current, source = DEFAULT_PRIORITY, "assumed"
+
+    blind: list[BlindSpot] = []
+    findings: list[Finding] = []
+    collisions: set[int] = set()
+    enders_by_hook: list[tuple[Where, list[_Ender]]] = []
+    summaries: list[NamespaceSummary] = []
+    total_hooks = 0
+    cws_hooks = 0
+    destructive: dict[str, VendorMatch] = {}
+
+    for ns in scan.namespaces:
+        ns_hooks = ns_blind = ns_unfixable = 0
+        ns_vendors: set[str] = set()
+        for interface in ns.interfaces:
+            for direction in DIRECTIONS:
+                tcx, clsact = _hook_entries(interface, direction)
+                if clsact is None and tcx is None:
+                    continue
+                where = _where(ns, interface, direction)
+                total_hooks += 1
+                ns_hooks += 1
+                hook_collisions = _collisions(clsact)
+                collisions |= hook_collisions
+                all_entries = [*(tcx.entries if tcx else ()), *(clsact.entries if clsact else ())]
+                if any(_is_cws_entry(e) for e in all_entries):
+                    cws_hooks += 1
+                for entry in all_entries:
+                    if entry.vendor and not is_cws(entry.vendor):
+                        ns_vendors.add(entry.vendor.name)
+                        if _habits(entry.vendor):
+                            destructive.setdefault(entry.vendor.name, entry.vendor)
+                if current in hook_collisions:
+                    findings.append(
+                        Finding(
+                            "warning",
+                            "pref-collision",
+                            f"pref {current} is held by a non-bpf or non-'all' filter: CWS cannot "
+                            "attach there",
+                            where,
+                            current,
+                        )
+                    )
+                # every potential chain-ender on this direction, whatever its pref
+                enders = [
+                    found
+                    for entry, hook_name in _all_candidates(tcx, clsact)
+                    if (found := _ender(entry, hook_name)) is not None
+                ]
+                enders_by_hook.append((where, enders))
+                ahead = _ahead(tcx, clsact, current)
+                ahead_ids = {id(e) for e, _ in ahead}
+                hook_blind = False
+                hook_unfixable = False
+                for found in enders:
+                    if id(found.entry) not in ahead_ids:
+                        continue
+                    fixable = found.entry.pref is not None and (
+                        _best_priority(found.entry.pref, hook_collisions) is not None
+                    )
+                    blind.append(
+                        BlindSpot(
+                            where=where,
+                            culprit_hook=found.hook,
+                            pref=found.entry.pref,
+                            vendor=_vendor_name(found.entry),
+                            program_id=found.entry.program.id if found.entry.program else None,
+                            certain=found.certain,
+                            fixable=fixable,
+                            reason=found.why,
+                        )
+                    )
+                    hook_blind = True
+                    hook_unfixable |= not fixable
+                    findings.append(
+                        Finding(
+                            "blind" if found.certain else "warning",
+                            "blind" if found.certain else "unknown-verdict",
+                            f"{where.interface} {where.hook} in {where.netns}: {found.why}",
+                            where,
+                            found.entry.pref,
+                            _vendor_name(found.entry),
+                        )
+                    )
+                for entry, _hook_name in ahead:
+                    if _drop_only(entry):
+                        findings.append(
+                            Finding(
+                                "warning",
+                                "drop-only",
+                                f"{where.interface} {where.hook} in {where.netns}: "
+                                f"{entry.filter_name or entry.kind} ahead of CWS can drop packets "
+                                "(dropped traffic is never delivered, so nothing is hidden)",
+                                where,
+                                entry.pref,
+                                _vendor_name(entry),
+                            )
+                        )
+                ns_blind += hook_blind
+                ns_unfixable += hook_unfixable
+        summaries.append(
+            NamespaceSummary(
+                ns.netns.label,
+                ns.netns.id,
+                ns_hooks,
+                ns_blind,
+                ns_unfixable,
+                tuple(sorted(ns_vendors)),
+            )
+        )
+
+    for name, match in sorted(destructive.items()):
+        findings.append(
+            Finding(
+                "warning",
+                "destructive-vendor",
+                f"{name} is present and is known to: {', '.join(_habits(match))}",
+                vendor=name,
+            )
+        )
+    if cws_count and cws_hooks < total_hooks:
+        findings.append(
+            Finding(
+                "warning",
+                "cws-missing",
+                f"CWS filters were found on {cws_hooks} of {total_hooks} hooks: the others are "
+                "not watched (interfaces created since system-probe started, or a race)",
+            )
+        )
+
+    fixable_limit = _lowest_fixable_ender(enders_by_hook)
+    unfixable = [b for b in blind if not b.fixable]
+    if fixable_limit is None:  # nothing a priority can fix: the current one serves the rest
+        best_all = current if current not in collisions else _best_priority(current, collisions)
+    else:
+        best_all = _best_priority(fixable_limit, collisions)
+    if not blind:
+        action, chosen = "keep", current
+    elif not unfixable and best_all is not None:
+        action, chosen = "set-priority", best_all
+    else:
+        action, chosen = "disable-network", None
+
+    alternatives = _alternatives(action, blind, best_all, current, scan)
+    notes = _notes(source, current, detected, cws_count)
+    rec = Recommendation(
+        action=action,
+        classifier_priority=chosen,
+        current_priority=current,
+        priority_source=source,
+        cws_detected=cws_count > 0,
+        hooks=total_hooks,
+        blind=tuple(blind),
+        alternatives=alternatives,
+        findings=tuple(findings),
+        namespaces=tuple(summaries),
+        snippets=snippets(action, chosen),
+        notes=notes,
+        summary="",
+    )
+    return _with_summary(rec)
+
+
+def _all_candidates(tcx: Hook | None, clsact: Hook | None) -> Iterable[tuple[Entry, str]]:
+    if tcx is not None:
+        yield from ((e, tcx.hook) for e in tcx.entries if not _ignored(e))
+    if clsact is not None:
+        yield from ((e, clsact.hook) for e in clsact.entries if not _ignored(e))
+
+
+def _lowest_fixable_ender(enders_by_hook: list[tuple[Where, list[_Ender]]]) -> int | None:
+    prefs = [
+        found.entry.pref
+        for _, enders in enders_by_hook
+        for found in enders
+        if found.entry.pref is not None and found.entry.pref > 1
+    ]  # pref-1 enders cannot be fixed: nothing goes below them
+    return min(prefs) if prefs else None
+
+
+def _habits(match: VendorMatch) -> tuple[str, ...]:
+    return tuple(getattr(match.fingerprint, "habits", ()) or ())
+
+
+def _alternatives(
+    action: str, blind: list[BlindSpot], best: int | None, current: int, scan: Scan
+) -> tuple[Alternative, ...]:
+    if action != "disable-network":
+        return ()
+    remaining = [b for b in blind if not b.fixable]
+    hooks_left = len({(b.where.netns_id, b.where.interface, b.where.hook) for b in remaining})
+    out = [
+        Alternative(
+            kind="accept-blind-spots",
+            description=(
+                f"keep network detections and accept that CWS cannot see traffic on "
+                f"{hooks_left} hook(s) (listed under 'blind', fixable=false); "
+                + (
+                    f"set classifier_priority {best} for the other hooks"
+                    if best is not None
+                    else "no priority helps the other hooks either"
+                )
+            ),
+            classifier_priority=best,
+            remaining_blind=hooks_left,
+        )
+    ]
+    knobs: dict[str, str] = {}
+    for spot in remaining:
+        if spot.vendor is None:
+            continue
+        knob = _knob_for(scan, spot)
+        if knob:
+            knobs.setdefault(spot.vendor, knob)
+    for vendor, knob in sorted(knobs.items()):
+        setting = re.sub(r"\bN\b|\{priority\}", str(current + 1), knob)
+        out.append(
+            Alternative(
+                kind="move-vendor",
+                description=(
+                    f"move {vendor} behind CWS: {setting} (any value above CWS's "
+                    f"classifier_priority {current}), then restart it"
+                ),
+                vendor=vendor,
+                setting=setting,
+            )
+        )
+    return tuple(out)
+
+
+def _knob_for(scan: Scan, spot: BlindSpot) -> str | None:
+    for ns in scan.namespaces:
+        for interface in ns.interfaces:
+            for hook in interface.hooks:
+                for entry in hook.entries:
+                    if (
+                        entry.vendor
+                        and entry.vendor.name == spot.vendor
+                        and entry.program
+                        and entry.program.id == spot.program_id
+                    ):
+                        knob = getattr(entry.vendor.fingerprint, "knob", None)
+                        return str(knob) if knob else None
+    return None
+
+
+def _notes(source: str, current: int, detected: int | None, count: int) -> tuple[str, ...]:
+    notes = []
+    if source == "detected":
+        notes.append(f"CWS was found on this node at pref {current} ({count} filters).")
+    elif source == "configured":
+        extra = f" (CWS itself is at pref {detected})" if detected is not None else ""
+        notes.append(f"Evaluated for classifier_priority {current} as asked{extra}.")
+    else:
+        notes.append(
+            f"CWS was not found on the selected hooks: assumed its default priority {current}."
+        )
+    notes.append(
+        "Pref 1 is never safe: a filter added later at the same pref runs before older ones."
+    )
+    notes.append(
+        "A priority of 0 becomes 50 inside ebpf-manager (DefaultTCFilterPriority): never set 0."
+    )
+    return tuple(notes)
+
+
+def snippets(action: str, priority: int | None) -> dict[str, str]:
+    """Ready-to-paste settings (both key prefixes: the older one is a deprecated alias)."""
+    if action == "disable-network":
+        return {
+            "system_probe_yaml": (
+                "event_monitoring_config:\n  network:\n    enabled: false\n"
+                "# agents that predate event_monitoring_config read the older key:\n"
+                "runtime_security_config:\n  network:\n    enabled: false\n"
+            ),
+            "helm_values": (
+                "datadog:\n  securityAgent:\n    runtime:\n      network:\n        enabled: false\n"
+            ),
+            "env": (
+                "DD_EVENT_MONITORING_CONFIG_NETWORK_ENABLED=false\n"
+                "DD_RUNTIME_SECURITY_CONFIG_NETWORK_ENABLED=false\n"
+            ),
+        }
+    value = priority if priority is not None else DEFAULT_PRIORITY
+    return {
+        "system_probe_yaml": (
+            f"event_monitoring_config:\n  network:\n    classifier_priority: {value}\n"
+            "# agents that predate event_monitoring_config read the older key:\n"
+            f"runtime_security_config:\n  network:\n    classifier_priority: {value}\n"
+        ),
+        "helm_values": (
+            "# the chart has no priority value: set it on the system-probe container\n"
+            "agents:\n  containers:\n    systemProbe:\n      env:\n"
+            "        - name: DD_EVENT_MONITORING_CONFIG_NETWORK_CLASSIFIER_PRIORITY\n"
+            f'          value: "{value}"\n'
+            "        - name: DD_RUNTIME_SECURITY_CONFIG_NETWORK_CLASSIFIER_PRIORITY\n"
+            f'          value: "{value}"\n'
+        ),
+        "env": (
+            f"DD_EVENT_MONITORING_CONFIG_NETWORK_CLASSIFIER_PRIORITY={value}\n"
+            f"DD_RUNTIME_SECURITY_CONFIG_NETWORK_CLASSIFIER_PRIORITY={value}\n"
+        ),
+    }
+
+
+def _with_summary(rec: Recommendation) -> Recommendation:
+    from dataclasses import replace
+
+    blind_hooks = len({(b.where.netns_id, b.where.interface, b.where.hook) for b in rec.blind})
+    vendors = sorted({b.vendor or "an unknown classifier" for b in rec.blind})
+    if rec.action == "keep":
+        text = (
+            f"Keep classifier_priority {rec.current_priority}: no classifier ahead of CWS can "
+            f"end the chain on any of the {rec.hooks} hooks it attaches to."
+        )
+    elif rec.action == "set-priority":
+        text = (
+            f"Set classifier_priority to {rec.classifier_priority}: at "
+            f"{rec.current_priority}, CWS is blind on {blind_hooks} of {rec.hooks} hooks "
+            f"({', '.join(vendors)} end the chain first); at {rec.classifier_priority} it "
+            "runs ahead of every chain-ending classifier."
+        )
+    else:
+        stuck = [b for b in rec.blind if not b.fixable]
+        hooks = len({(b.where.netns_id, b.where.interface, b.where.hook) for b in stuck})
+        culprits = ", ".join(sorted({b.vendor or "an unknown classifier" for b in stuck}))
+        text = (
+            f"Disable CWS network detections: {hooks} of {rec.hooks} hooks stay blind at every "
+            f"priority ({culprits} end the chain at pref 1 or from TCX). The alternatives "
+            "keep them with known blind spots."
+        )
+    return replace(rec, summary=text)

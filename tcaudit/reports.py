@@ -1,0 +1,400 @@
+"""Renderers for the answers: recommend, check (table, json, junit, markdown), diff and
+merge. Like render.py they return strings; only the CLI writes them."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from tcaudit import __version__
+from tcaudit.diff import Change
+from tcaudit.merge import ClusterAnswer
+from tcaudit.recommend import Finding, Recommendation, Where
+
+LEVELS = {"blind": 2, "warning": 1, "never": 99}
+
+
+RECOMMEND_SCHEMA = "tcaudit/recommend/v1"
+
+
+def _where_json(where: Where | None) -> dict[str, Any] | None:
+    if where is None:
+        return None
+    return {
+        "netns": where.netns,
+        "netns_id": where.netns_id,
+        "interface": where.interface,
+        "hook": where.hook,
+    }
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "level": finding.level,
+        "kind": finding.kind,
+        "message": finding.message,
+        "where": _where_json(finding.where),
+        "pref": finding.pref,
+        "vendor": finding.vendor,
+    }
+
+
+def recommend_json(rec: Recommendation) -> dict[str, Any]:
+    return {
+        "schema": RECOMMEND_SCHEMA,
+        "tcaudit_version": __version__,
+        "action": rec.action,
+        "classifier_priority": rec.classifier_priority,
+        "current_priority": rec.current_priority,
+        "priority_source": rec.priority_source,
+        "cws_detected": rec.cws_detected,
+        "summary": rec.summary,
+        "hooks": rec.hooks,
+        "blind": [
+            {
+                **(_where_json(b.where) or {}),
+                "culprit_hook": b.culprit_hook,
+                "vendor": b.vendor,
+                "pref": b.pref,
+                "program_id": b.program_id,
+                "certain": b.certain,
+                "fixable": b.fixable,
+                "reason": b.reason,
+            }
+            for b in rec.blind
+        ],
+        "namespaces": [
+            {
+                "netns": n.netns,
+                "netns_id": n.netns_id,
+                "hooks": n.hooks,
+                "blind": n.blind,
+                "unfixable": n.unfixable,
+                "vendors": list(n.vendors),
+            }
+            for n in rec.namespaces
+        ],
+        "alternatives": [
+            {
+                "kind": a.kind,
+                "description": a.description,
+                "classifier_priority": a.classifier_priority,
+                "vendor": a.vendor,
+                "setting": a.setting,
+                "remaining_blind": a.remaining_blind,
+            }
+            for a in rec.alternatives
+        ],
+        "snippets": dict(rec.snippets),
+        "findings": [finding_json(f) for f in rec.findings],
+        "notes": list(rec.notes),
+    }
+
+
+def recommend_text(rec: Recommendation) -> str:
+    """The short answer first (what to do, why, what to paste), details after."""
+    from tabulate import tabulate
+
+    title = {
+        "keep": f"KEEP classifier_priority {rec.current_priority}",
+        "set-priority": f"SET classifier_priority {rec.classifier_priority}",
+        "disable-network": "DISABLE CWS network detections",
+    }[rec.action]
+    out = [title, "", *textwrap.wrap(rec.summary, 88), ""]
+    if rec.action != "keep":
+        out.append("Paste one of these:")
+        labels = {
+            "system_probe_yaml": "system-probe.yaml",
+            "helm_values": "Helm values",
+            "env": "environment of the system-probe container",
+        }
+        for key, label in labels.items():
+            out += [f"  # {label}", *("    " + line for line in rec.snippets[key].splitlines()), ""]
+    for alternative in rec.alternatives:
+        out += textwrap.wrap(
+            f"Alternative ({alternative.kind}): {alternative.description}",
+            88,
+            subsequent_indent="  ",
+        )
+    if rec.alternatives:
+        out.append("")
+    if rec.blind:
+        rows = [
+            [
+                b.where.netns,
+                b.where.interface,
+                b.where.hook,
+                b.culprit_hook,
+                "" if b.pref is None else str(b.pref),
+                b.vendor or "unknown",
+                "yes" if b.fixable else "no",
+                b.reason if b.certain else f"(may) {b.reason}",
+            ]
+            for b in rec.blind
+        ]
+        out += [
+            f"Blind at priority {rec.current_priority}:",
+            tabulate(
+                rows,
+                headers=[
+                    "netns",
+                    "interface",
+                    "cws hook",
+                    "culprit on",
+                    "pref",
+                    "vendor",
+                    "fixable",
+                    "why",
+                ],
+                tablefmt="simple",
+            ),
+            "",
+        ]
+    partial = [n for n in rec.namespaces if n.blind]
+    if partial:
+        out.append("Per namespace (blind / hooks, of which no priority fixes):")
+        out += [
+            f"  {n.netns}: {n.blind}/{n.hooks}, {n.unfixable} unfixable"
+            + (f"  [{', '.join(n.vendors)}]" if n.vendors else "")
+            for n in partial
+        ]
+        out.append("")
+    warnings = [f for f in rec.findings if f.level == "warning"]
+    if warnings:
+        out.append("Warnings:")
+        out += [f"  - {f.message}" for f in warnings[:20]]
+        if len(warnings) > 20:
+            out.append(f"  ... and {len(warnings) - 20} more (--format json lists them all)")
+        out.append("")
+    out += [f"Note: {note}" for note in rec.notes]
+    return "\n".join(out) + "\n"
+
+
+def failing(findings: tuple[Finding, ...] | list[Change], fail_on: str) -> list[Any]:
+    """Findings (or diff changes) at or above ``--fail-on``."""
+    threshold = LEVELS[fail_on]
+    return [f for f in findings if LEVELS[f.level] >= threshold]
+
+
+def check_json(rec: Recommendation, fail_on: str) -> dict[str, Any]:
+    doc = recommend_json(rec)
+    doc["fail_on"] = fail_on
+    doc["failed"] = bool(failing(rec.findings, fail_on))
+    return doc
+
+
+def check_text(rec: Recommendation, fail_on: str) -> str:
+    bad = failing(rec.findings, fail_on)
+    head = (
+        f"FAIL: {len(bad)} finding(s) at or above '{fail_on}'"
+        if bad
+        else f"OK: nothing at or above '{fail_on}'"
+    )
+    lines = [head, ""]
+    lines += [f"[{f.level}] {f.kind}: {f.message}" for f in rec.findings]
+    if rec.findings:
+        lines.append("")
+    return "\n".join(lines) + recommend_text(rec)
+
+
+def check_junit(rec: Recommendation, fail_on: str) -> str:
+    """One testcase per hook CWS attaches to, failing with that hook's findings."""
+    by_hook: dict[tuple[str, str, str], list[Finding]] = {}
+    general: list[Finding] = []
+    for finding in rec.findings:
+        if finding.where is None:
+            general.append(finding)
+        else:
+            key = (finding.where.netns, finding.where.interface, finding.where.hook)
+            by_hook.setdefault(key, []).append(finding)
+    threshold = LEVELS[fail_on]
+    cases = []
+    for summary in rec.namespaces:
+        cases.append(
+            (
+                f"netns {summary.netns}",
+                f"{summary.hooks} hooks",
+                [f for key, fs in by_hook.items() if key[0] == summary.netns for f in fs],
+            )
+        )
+    cases += [("node", "general", general)]
+    body = []
+    failures = 0
+    for classname, name, found in cases:
+        bad = [f for f in found if LEVELS[f.level] >= threshold]
+        failures += bool(bad)
+        inner = ""
+        if bad:
+            text = "\n".join(f"[{f.level}] {f.message}" for f in bad)
+            inner = (
+                f"<failure message={quoteattr(bad[0].message)} type={quoteattr(bad[0].kind)}>"
+                f"{escape(text)}</failure>"
+            )
+        body.append(
+            f"    <testcase classname={quoteattr(classname)} name={quoteattr(name)}>"
+            f"{inner}</testcase>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuites name="tcaudit check">\n  <testsuite name="tcaudit {__version__}" '
+        f'tests="{len(cases)}" failures="{failures}">\n'
+        + "\n".join(body)
+        + f"\n    <system-out>{escape(rec.summary)}</system-out>\n  </testsuite>\n</testsuites>\n"
+    )
+
+
+def check_markdown(rec: Recommendation, fail_on: str) -> str:
+    bad = failing(rec.findings, fail_on)
+    status = "❌ FAIL" if bad else "✅ OK"
+    out = [f"### tcaudit check: {status} (fail on `{fail_on}`)", "", rec.summary, ""]
+    out += [
+        f"**Action:** `{rec.action}`"
+        + (
+            f", `classifier_priority: {rec.classifier_priority}`"
+            if rec.classifier_priority is not None
+            else ""
+        ),
+        "",
+    ]
+    if rec.findings:
+        out += ["| level | kind | where | vendor | message |", "|---|---|---|---|---|"]
+        for f in rec.findings:
+            where = f"{f.where.netns} {f.where.interface} {f.where.hook}" if f.where else ""
+            message = f.message.replace("|", "\\|")
+            out.append(f"| {f.level} | {f.kind} | {where} | {f.vendor or ''} | {message} |")
+        out.append("")
+    if rec.action != "keep":
+        out += [
+            "<details><summary>settings to paste</summary>",
+            "",
+            "```yaml",
+            rec.snippets["system_probe_yaml"].rstrip(),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    return "\n".join(out)
+
+
+DIFF_SCHEMA = "tcaudit/diff/v1"
+MERGE_SCHEMA = "tcaudit/merge/v1"
+
+
+def _entry_brief(entry: Any) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "pref": entry.pref,
+        "handle": None if entry.handle is None else f"0x{entry.handle:x}",
+        "kind": entry.kind,
+        "filter_name": entry.filter_name,
+        "program": None
+        if entry.program is None
+        else {"id": entry.program.id, "name": entry.program.name, "tag": entry.program.tag},
+        "effective": list(entry.verdict.effective)
+        if entry.verdict and entry.verdict.effective is not None
+        else None,
+        "vendor": entry.vendor.name if entry.vendor else None,
+    }
+
+
+def diff_json(changes: list[Change], old: str, new: str, fail_on: str) -> dict[str, Any]:
+    return {
+        "schema": DIFF_SCHEMA,
+        "tcaudit_version": __version__,
+        "old": old,
+        "new": new,
+        "fail_on": fail_on,
+        "failed": bool(failing(changes, fail_on)),
+        "changes": [
+            {
+                "level": c.level,
+                "kind": c.kind,
+                "netns": c.netns,
+                "interface": c.interface,
+                "hook": c.hook,
+                "message": c.message,
+                "old": _entry_brief(c.old),
+                "new": _entry_brief(c.new),
+            }
+            for c in changes
+        ],
+    }
+
+
+def diff_text(changes: list[Change], fail_on: str) -> str:
+    if not changes:
+        return "no changes on any tc hook\n"
+    bad = failing(changes, fail_on)
+    head = f"{len(changes)} change(s); {len(bad)} at or above '{fail_on}'"
+    lines = [head, ""]
+    for c in changes:
+        where = " ".join(x for x in (c.netns, c.interface, c.hook) if x)
+        lines.append(f"[{c.level}] {c.kind:16} {where}: {c.message}")
+    return "\n".join(lines) + "\n"
+
+
+def merge_json(answer: ClusterAnswer) -> dict[str, Any]:
+    return {
+        "schema": MERGE_SCHEMA,
+        "tcaudit_version": __version__,
+        "action": answer.action,
+        "classifier_priority": answer.classifier_priority,
+        "current_priority": answer.current_priority,
+        "summary": answer.summary,
+        "forcing_disable": list(answer.forcing_disable),
+        "best_without_them": answer.best_without_them,
+        "snippets": dict(answer.snippets),
+        "nodes": [
+            {
+                "node": n.node,
+                "source": n.source,
+                "action": n.recommendation.action,
+                "classifier_priority": n.recommendation.classifier_priority,
+                "current_priority": n.recommendation.current_priority,
+                "summary": n.recommendation.summary,
+                "blind_at_cluster_priority": None
+                if n.at_cluster_priority is None
+                else len(n.at_cluster_priority.blind),
+            }
+            for n in answer.nodes
+        ],
+    }
+
+
+def merge_text(answer: ClusterAnswer) -> str:
+    from tabulate import tabulate
+
+    title = {
+        "keep": f"KEEP classifier_priority {answer.current_priority}",
+        "set-priority": f"SET classifier_priority {answer.classifier_priority} (cluster-wide)",
+        "disable-network": "DISABLE CWS network detections (cluster-wide)",
+    }[answer.action]
+    rows = [
+        [
+            n.node,
+            n.recommendation.action,
+            ""
+            if n.recommendation.classifier_priority is None
+            else str(n.recommendation.classifier_priority),
+            n.recommendation.summary[:90],
+        ]
+        for n in answer.nodes
+    ]
+    out = [
+        title,
+        "",
+        *textwrap.wrap(answer.summary, 88),
+        "",
+        tabulate(rows, headers=["node", "action", "priority", "why"], tablefmt="simple"),
+        "",
+    ]
+    if answer.action != "keep":
+        out += [
+            "Helm values:",
+            *("  " + line for line in answer.snippets["helm_values"].splitlines()),
+            "",
+        ]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,710 @@
+"""Vendor fingerprints and attribution: who put each classifier on a hook.
+
+The registry is data: ``tcaudit/vendors.json`` (shipped) plus any files given with
+``--vendors FILE``. Its facts come from shared/reference/vendors.md (every row of its table,
+with the sources it names) and datadog-cws.md:
+
+- Cilium 1.9-1.12 (``tc filter replace``; filter names ``bpf_lxc.o:[from-container]``,
+  ``bpf_host.o:[...]``; maps ``cilium_calls_*``, ``cilium_ct4_glob*``, ``cilium_lxc``),
+  1.13 and 1.14-1.15 (netlink; ``cil_from_contai``...; filter name ``<fn>-<ifname>``),
+  1.16+ (TCX by default, ``--enable-tcx``; removes legacy filters after attaching TCX);
+  knob ``--bpf-filter-priority`` from 1.12, backported to 1.10. Conflicts: cilium/cilium
+  21345, 36172, 41393.
+- Calico eBPF 3.13-3.20 (``from_wep_info.o:[calico_from_workload_ep]``; 3.13-3.15 re-add
+  clsact), 3.21-3.26 (libbpf ``<kname>:[<id>]``), 3.27+ (``cali_tc_preambl``, ``cali_jump*``),
+  3.31+ TCX at the tail.
+- AWS network policy agent 1.0.1-1.4.x (``handle_ingress``/``handle_egress``, maps
+  ``aws_conntrack_map``, ``policy_events``; pref 1 / handle 1, not configurable; deletes
+  handle-1 filters; aws-network-policy-agent 480).
+- Microsoft Retina < 0.0.8 (returns OK, deletes clsact; retina 252, PR 276), 0.0.8+ (UNSPEC),
+  1.2.0+ TCX at the head (``enableTCX``; retina 1958).
+- Inspektor Gadget 0.25+ (``ig_net_disp``), Aqua Tracee 0.6-0.10 (``tc_ingress``/``tc_egress``;
+  tracee 1828), Istio ambient ebpf mode 1.18-1.20, Elastic host isolation (``tc_filter``),
+  Grafana Beyla (UNSPEC since PR 1541), GitHub Azure runner images (``tc_egress_traffic``).
+- Datadog CWS 7.39.2+ (datadog-agent PR 13692, backport 13762; ebpf-manager PRs 65-67):
+  filter names ``classifier_<section>_<UID>_<pid>``, programs ``classifier_ingr``,
+  ``classifier_egre``, ``classifier_raw_``, held by ``system-probe``, pref 10; and the
+  7.36.0-7.39.1 agents with their hard-coded pref 1 (the race of the seed document).
+
+Registry file format (JSON object): ``{"schema": "tcaudit/vendors/v1", "fingerprints": [...]}``.
+Each fingerprint: ``id`` and ``vendor`` (required), ``versions`` ("1.9-1.12", "1.16+",
+"<0.0.8", "1.13" or null), ``certainty`` ("checked against source" | "unverified"; a user
+file defaults to "unverified"), ``sources``, ``attach`` ("clsact" | "tcx"), ``default_pref``
+and ``default_handle`` (null: the kernel picks), ``pref_fixed`` (the vendor cannot use any
+other pref), ``accept_verdict`` and ``other_verdicts`` (TC_ACT_* / TCX_* names),
+``tail_calls``, ``knob`` (the exact setting that moves its priority, or null) and
+``knob_note``, ``habits`` (from :data:`HABITS`), ``notes``, and ``matchers``:
+``filter_name``, ``program_name``, ``map_name``, ``holder_comm``, ``interface`` (lists of
+Python ``re`` patterns, each matched with ``re.fullmatch``; kernel program and map names are
+cut to 15 characters), ``hook`` (list of hooks; empty = any), ``netns`` ("host" = the
+namespace tcaudit runs in, "pod" = any other, "any"), and ``unverified`` (matcher kinds that
+are educated guesses, flagged in the evidence). A user fingerprint whose ``id`` equals an
+earlier one replaces it; other fingerprints are appended.
+
+Attribution (:func:`attribute`): each fingerprint scores the entry. Strong matchers are the
+filter name, the program name, a map name and a holder's comm; weak ones are the interface,
+the hook, the namespace kind, the default pref/handle, and the accept verdict being among the
+values the program can return (a known verdict set WITHOUT it counts against). A fingerprint
+with a strong hit is a candidate; without one it is a candidate only when its interface
+pattern, hook, namespace and default position all fit, no verified matcher contradicts the
+entry, and neither the fingerprint nor its interface pattern is unverified. Confidence:
+"high" for two or more distinct strong matchers, "medium" for one, "low" for position only.
+A fixed-pref vendor (``pref_fixed``) is never the owner of a filter at another pref. The
+vendor with the best (strong, weak) score wins (ties: registry order); fingerprints of that
+vendor tied at the best score are merged (version ranges joined, e.g. 1.13 + 1.14-1.15 +
+1.16+ -> "1.13+"; habits and notes united); a position-only (low) match merges every fitting
+fingerprint of the vendor, since position says little about the version. Evidence strings
+come from the best fingerprint, labelled with the merged version range.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from tcaudit.errors import UsageError
+from tcaudit.model import HOOKS, Entry, Hook, Interface, NamespaceScan, Netns, Scan
+from tcaudit.verdicts import TC_ACT_NAMES, TCX_NAMES
+
+__all__ = [
+    "CWS_VENDOR",
+    "HABITS",
+    "REGISTRY_SCHEMA",
+    "VENDOR_SCHEMA",
+    "Fingerprint",
+    "Matchers",
+    "VendorMatch",
+    "add_vendors",
+    "attribute",
+    "is_cws",
+    "load_registry",
+    "vendor_json",
+]
+
+REGISTRY_SCHEMA: Final = "tcaudit/vendors/v1"
+CWS_VENDOR: Final = "Datadog CWS"
+HABITS: Final = (
+    "deletes-clsact-qdisc",
+    "replaces-filters",
+    "removes-legacy-filters-after-tcx",
+    "deletes-handle-1-filters",
+)
+CERTAINTIES: Final = ("checked against source", "unverified")
+ATTACH_KINDS: Final = ("clsact", "tcx")
+NETNS_KINDS: Final = ("host", "pod", "any")
+STRONG_KINDS: Final = ("filter_name", "program_name", "map_name", "holder_comm")
+PATTERN_KINDS: Final = (*STRONG_KINDS, "interface")
+KERNEL_PICKED_PREFS: Final = range(0x8000, 0xC001)
+"""Prefs the kernel hands out when asked for pref 0: 0xC000 (49152), then downwards."""
+
+VERDICT_VALUES: Final[Mapping[str, int]] = MappingProxyType(
+    {**{n: v for v, n in TC_ACT_NAMES.items()}, **{n: v for v, n in TCX_NAMES.items()}}
+)
+
+_PID_SUFFIX = re.compile(r".*_(\d+)")
+_FILE_KEYS = frozenset({"schema", "about", "fingerprints"})
+_FP_KEYS = frozenset(
+    {
+        "id", "vendor", "versions", "certainty", "sources", "attach", "default_pref",
+        "default_handle", "pref_fixed", "accept_verdict", "other_verdicts", "tail_calls",
+        "knob", "knob_note", "habits", "notes", "matchers",
+    }
+)  # fmt: skip
+_MATCHER_KEYS = frozenset({*PATTERN_KINDS, "hook", "netns", "unverified"})
+
+
+@dataclass(frozen=True)
+class Matchers:
+    """What a vendor's entries look like; every pattern is matched with ``re.fullmatch``."""
+
+    filter_name: tuple[re.Pattern[str], ...] = ()
+    program_name: tuple[re.Pattern[str], ...] = ()
+    map_name: tuple[re.Pattern[str], ...] = ()
+    holder_comm: tuple[re.Pattern[str], ...] = ()
+    interface: tuple[re.Pattern[str], ...] = ()
+    hook: tuple[str, ...] = ()  # empty: any hook
+    netns: str = "any"  # "host" | "pod" | "any"
+    unverified: tuple[str, ...] = ()  # matcher kinds that are guesses
+
+    def patterns(self, kind: str) -> tuple[re.Pattern[str], ...]:
+        value: tuple[re.Pattern[str], ...] = getattr(self, kind)
+        return value
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One vendor version range as the registry describes it."""
+
+    id: str
+    vendor: str
+    versions: str | None
+    certainty: str
+    sources: tuple[str, ...]
+    attach: str  # "clsact" | "tcx"
+    default_pref: int | None  # None: the kernel picks (or TCX: no pref)
+    default_handle: int | None
+    pref_fixed: bool
+    accept_verdict: str | None  # TC_ACT_* / TCX_* name
+    other_verdicts: tuple[str, ...]
+    tail_calls: bool | None
+    knob: str | None  # the exact setting that moves its priority
+    knob_note: str | None
+    habits: tuple[str, ...]
+    notes: tuple[str, ...]
+    matchers: Matchers
+
+    @property
+    def label(self) -> str:
+        return f"{self.vendor} {self.versions}" if self.versions else self.vendor
+
+
+@dataclass(frozen=True)
+class VendorMatch:
+    name: str
+    version_hint: str | None
+    confidence: str  # "high" | "medium" | "low"
+    evidence: tuple[str, ...]
+    fingerprint: Fingerprint  # the best one (merged when several tie)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A malformed registry value; the loader prefixes where it was."""
+
+
+def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _Bad(f"{key} must be a string or null")
+    return value
+
+
+def _req_str(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad(f"{key} must be a non-empty string")
+    return value
+
+
+def _str_list(raw: Mapping[str, Any], key: str, allowed: Sequence[str] = ()) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Bad(f"{key} must be a list of strings")
+    for item in value:
+        if allowed and item not in allowed:
+            raise _Bad(f"{key}: unknown value {item!r} (expected one of {', '.join(allowed)})")
+    return tuple(value)
+
+
+def _opt_int(raw: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _Bad(f"{key} must be an integer {low}-{high} or null")
+    return value
+
+
+def _opt_bool(raw: Mapping[str, Any], key: str, default: bool | None) -> bool | None:
+    value = raw.get(key, default)
+    if value is not None and not isinstance(value, bool):
+        raise _Bad(f"{key} must be true, false or null")
+    return value
+
+
+def _choice(raw: Mapping[str, Any], key: str, allowed: Sequence[str], default: str) -> str:
+    value = raw.get(key, default)
+    if value not in allowed:
+        raise _Bad(f"{key} must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _verdict(name: str | None, key: str) -> str | None:
+    if name is not None and name not in VERDICT_VALUES:
+        raise _Bad(f"{key}: unknown verdict {name!r} (use a TC_ACT_* or TCX_* name)")
+    return name
+
+
+def _unknown_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise _Bad(f"{where}unknown key {extra[0]!r}")
+
+
+def _version_key(text: str) -> tuple[int, ...] | None:
+    parts = text.split(".")
+    if not all(p.isdigit() or p == "x" for p in parts):
+        return None
+    return tuple(int(p) if p.isdigit() else 1 << 30 for p in parts)
+
+
+def _version_range(text: str) -> tuple[str | None, str | None, bool] | None:
+    """(low, high, high-exclusive) of "1.9-1.12", "1.16+", "<0.0.8", "1.13"; None if odd."""
+    if text.startswith("<"):
+        bounds: tuple[str | None, str | None, bool] = (None, text[1:], True)
+    elif text.endswith("+"):
+        bounds = (text[:-1], None, False)
+    elif "-" in text:
+        low, high = text.split("-", 1)
+        bounds = (low, high, False)
+    else:
+        bounds = (text, text, False)
+    if any(b is not None and _version_key(b) is None for b in bounds[:2]):
+        return None
+    return bounds
+
+
+def _matchers(raw: object) -> Matchers:
+    if not isinstance(raw, dict):
+        raise _Bad("matchers must be an object")
+    _unknown_keys(raw, _MATCHER_KEYS, "matchers: ")
+    compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
+    for kind in PATTERN_KINDS:
+        patterns = []
+        for text in _str_list(raw, kind):
+            try:
+                patterns.append(re.compile(text))
+            except re.error as err:
+                raise _Bad(f"matchers.{kind}: bad regex {text!r}: {err}") from None
+        compiled[kind] = tuple(patterns)
+    if not any(compiled[k] for k in PATTERN_KINDS):
+        raise _Bad("matchers: needs at least one of " + ", ".join(PATTERN_KINDS))
+    return Matchers(
+        filter_name=compiled["filter_name"],
+        program_name=compiled["program_name"],
+        map_name=compiled["map_name"],
+        holder_comm=compiled["holder_comm"],
+        interface=compiled["interface"],
+        hook=_str_list(raw, "hook", HOOKS),
+        netns=_choice(raw, "netns", NETNS_KINDS, "any"),
+        unverified=_str_list(raw, "unverified", PATTERN_KINDS),
+    )
+
+
+def _fingerprint(raw: object, default_certainty: str) -> Fingerprint:
+    if not isinstance(raw, dict):
+        raise _Bad("must be an object")
+    _unknown_keys(raw, _FP_KEYS, "")
+    versions = _opt_str(raw, "versions")
+    if versions is not None and _version_range(versions) is None:
+        raise _Bad(f"versions {versions!r}: use forms like 1.9-1.12, 1.16+, <0.0.8, 1.13")
+    accept = _verdict(_opt_str(raw, "accept_verdict"), "accept_verdict")
+    others = _str_list(raw, "other_verdicts")
+    for name in others:
+        _verdict(name, "other_verdicts")
+    if "matchers" not in raw:
+        raise _Bad("matchers missing")
+    return Fingerprint(
+        id=_req_str(raw, "id"),
+        vendor=_req_str(raw, "vendor"),
+        versions=versions,
+        certainty=_choice(raw, "certainty", CERTAINTIES, default_certainty),
+        sources=_str_list(raw, "sources"),
+        attach=_choice(raw, "attach", ATTACH_KINDS, "clsact"),
+        default_pref=_opt_int(raw, "default_pref", 1, 0xFFFF),
+        default_handle=_opt_int(raw, "default_handle", 0, 0xFFFFFFFF),
+        pref_fixed=bool(_opt_bool(raw, "pref_fixed", False)),
+        accept_verdict=accept,
+        other_verdicts=others,
+        tail_calls=_opt_bool(raw, "tail_calls", None),
+        knob=_opt_str(raw, "knob"),
+        knob_note=_opt_str(raw, "knob_note"),
+        habits=_str_list(raw, "habits", HABITS),
+        notes=_str_list(raw, "notes"),
+        matchers=_matchers(raw["matchers"]),
+    )
+
+
+def _parse_registry(text: str, default_certainty: str) -> tuple[Fingerprint, ...]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _Bad(f"not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("fingerprints"), list):
+        raise _Bad('expected an object with a "fingerprints" list')
+    _unknown_keys(doc, _FILE_KEYS, "")
+    if doc.get("schema", REGISTRY_SCHEMA) != REGISTRY_SCHEMA:
+        raise _Bad(f"schema must be {REGISTRY_SCHEMA!r}")
+    result: list[Fingerprint] = []
+    for index, raw in enumerate(doc["fingerprints"]):
+        name = raw.get("id") if isinstance(raw, dict) else None
+        where = f"fingerprint {index}" + (f" ({name})" if isinstance(name, str) and name else "")
+        try:
+            fingerprint = _fingerprint(raw, default_certainty)
+        except _Bad as err:
+            raise _Bad(f"{where}: {err}") from None
+        if any(f.id == fingerprint.id for f in result):
+            raise _Bad(f"{where}: duplicate id")
+        result.append(fingerprint)
+    return tuple(result)
+
+
+@lru_cache(maxsize=1)
+def shipped_registry() -> tuple[Fingerprint, ...]:
+    """The fingerprints shipped in tcaudit/vendors.json."""
+    text = resources.files("tcaudit").joinpath("vendors.json").read_text(encoding="utf-8")
+    try:
+        return _parse_registry(text, "checked against source")
+    except _Bad as err:  # a packaging bug, caught by the tests
+        raise RuntimeError(f"tcaudit/vendors.json: {err}") from None
+
+
+def load_registry(extra_files: Sequence[str | Path] = ()) -> tuple[Fingerprint, ...]:
+    """The shipped fingerprints, then each user file's (an equal ``id`` replaces)."""
+    registry = list(shipped_registry())
+    for file in extra_files:
+        path = Path(file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+            raise UsageError(f"--vendors {path}: cannot read: {reason}") from None
+        try:
+            loaded = _parse_registry(text, "unverified")
+        except _Bad as err:
+            raise UsageError(f"--vendors {path}: {err}") from None
+        for fingerprint in loaded:
+            ids = [f.id for f in registry]
+            if fingerprint.id in ids:
+                registry[ids.index(fingerprint.id)] = fingerprint
+            else:
+                registry.append(fingerprint)
+    return tuple(registry)
+
+
+# --- attribution ---------------------------------------------------------------------------
+
+_WHO = "\x00who\x00"
+
+
+@dataclass(frozen=True)
+class _Hit:
+    kind: str
+    strong: bool
+    text: str  # _WHO stands for the fingerprint's label
+    scored: int = 1  # +1 a hit, -1 evidence against, 0 context only
+
+
+def _first_match(patterns: Sequence[re.Pattern[str]], values: Sequence[str]) -> str | None:
+    for value in values:
+        if any(p.fullmatch(value) for p in patterns):
+            return value
+    return None
+
+
+def _suffix(fp: Fingerprint, kind: str) -> str:
+    return " (unverified pattern)" if kind in fp.matchers.unverified else ""
+
+
+def _strong_hits(fp: Fingerprint, entry: Entry) -> list[_Hit]:
+    m = fp.matchers
+    program = entry.program
+    hits: list[_Hit] = []
+    if entry.filter_name and _first_match(m.filter_name, [entry.filter_name]):
+        text = f'filter name "{entry.filter_name}" matches {_WHO}'
+        hits.append(_Hit("filter_name", True, text + _suffix(fp, "filter_name")))
+    if program is None:
+        return hits
+    if program.name and _first_match(m.program_name, [program.name]):
+        text = f'program name "{program.name}" matches {_WHO}'
+        hits.append(_Hit("program_name", True, text + _suffix(fp, "program_name")))
+    map_name = _first_match(m.map_name, [r.name for r in program.maps if r.name])
+    if map_name:
+        text = f'map "{map_name}" matches {_WHO}'
+        hits.append(_Hit("map_name", True, text + _suffix(fp, "map_name")))
+    holders = [h for h in program.holders if _first_match(m.holder_comm, [h.comm])]
+    if holders:
+        who = ", ".join(f"{h.comm}[{h.pid}]" for h in holders[:3])
+        more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+        hits.append(_Hit("holder_comm", True, f"held by {who}{more}" + _suffix(fp, "holder_comm")))
+    return hits
+
+
+def _contradicted(fp: Fingerprint, entry: Entry) -> bool:
+    """A verified matcher of ``fp`` that the entry's own names fail."""
+    m = fp.matchers
+    program = entry.program
+    values: dict[str, list[str]] = {
+        "filter_name": [entry.filter_name] if entry.filter_name else [],
+        "program_name": [program.name] if program and program.name else [],
+        "map_name": [r.name for r in program.maps if r.name] if program else [],
+        "holder_comm": [h.comm for h in program.holders] if program else [],
+    }
+    for kind, seen in values.items():
+        patterns = m.patterns(kind)
+        if seen and patterns and kind not in m.unverified and not _first_match(patterns, seen):
+            return True
+    return False
+
+
+def _netns_fits(kind: str, netns: Netns) -> bool:
+    return kind == "any" or (kind == "host") == netns.is_self
+
+
+def _weak_hits(
+    fp: Fingerprint, entry: Entry, interface: Interface, hook: Hook, netns: Netns
+) -> list[_Hit]:
+    m = fp.matchers
+    hits: list[_Hit] = []
+    if m.interface and _first_match(m.interface, [interface.name]):
+        text = f"interface {interface.name} fits {_WHO}" + _suffix(fp, "interface")
+        hits.append(_Hit("interface", False, text))
+    if m.hook and hook.hook in m.hook:
+        hits.append(_Hit("hook", False, f"on {hook.hook}, where {_WHO} attaches"))
+    if m.netns != "any" and _netns_fits(m.netns, netns):
+        where = "the host namespace" if m.netns == "host" else "a pod namespace"
+        hits.append(_Hit("netns", False, f"in {where}, where {_WHO} attaches"))
+    if fp.attach == "clsact" and entry.pref is not None:
+        if fp.default_pref is not None and entry.pref == fp.default_pref:
+            hits.append(_Hit("pref", False, f"pref {entry.pref} is {_WHO}'s default"))
+        elif fp.default_pref is None and entry.pref in KERNEL_PICKED_PREFS:
+            text = f"pref {entry.pref} looks kernel-picked, as {_WHO}'s is"
+            hits.append(_Hit("pref", False, text))
+        if fp.default_handle is not None and entry.handle == fp.default_handle:
+            text = f"handle 0x{entry.handle:x} is {_WHO}'s default"
+            hits.append(_Hit("handle", False, text))
+    verdict = entry.verdict
+    if fp.accept_verdict and verdict is not None and verdict.possible is not None:
+        value = VERDICT_VALUES[fp.accept_verdict]
+        if value in verdict.possible:
+            text = f"can return {fp.accept_verdict} ({value}), as {_WHO} does"
+            hits.append(_Hit("verdict", False, text))
+        else:
+            text = f"never returns {fp.accept_verdict} ({value}), unlike {_WHO}"
+            hits.append(_Hit("verdict", False, text, scored=-1))
+    return hits
+
+
+def _position_fits(fp: Fingerprint, entry: Entry, kinds: set[str]) -> bool:
+    """Without names: interface, hook, namespace and default position must all fit, and
+    both the fingerprint and its interface pattern must be checked against source."""
+    m = fp.matchers
+    if entry.kind not in ("bpf", "tcx") or "interface" not in kinds:
+        return False
+    if fp.certainty == "unverified" or "interface" in m.unverified:
+        return False
+    if (m.hook and "hook" not in kinds) or (m.netns != "any" and "netns" not in kinds):
+        return False
+    if fp.attach == "tcx":
+        return entry.kind == "tcx"
+    if entry.kind != "bpf" or "pref" not in kinds:
+        return False
+    return fp.default_handle is None or "handle" in kinds
+
+
+def _assess(
+    fp: Fingerprint, entry: Entry, interface: Interface, hook: Hook, netns: Netns
+) -> list[_Hit] | None:
+    """The hits of ``fp`` on the entry, or None when ``fp`` cannot be its owner."""
+    if (
+        fp.pref_fixed
+        and fp.default_pref is not None
+        and entry.pref is not None
+        and entry.pref != fp.default_pref
+    ):
+        return None
+    strong = _strong_hits(fp, entry)
+    weak = _weak_hits(fp, entry, interface, hook, netns)
+    if strong:
+        return strong + weak
+    kinds = {h.kind for h in weak if h.scored > 0}
+    if any(h.scored < 0 for h in weak) or _contradicted(fp, entry):
+        return None
+    if not _position_fits(fp, entry, kinds):
+        return None
+    return weak
+
+
+def _score(hits: Sequence[_Hit]) -> tuple[int, int]:
+    strong = len({h.kind for h in hits if h.strong})
+    return strong, sum(h.scored for h in hits if not h.strong)
+
+
+def _merge_versions(versions: Sequence[str | None]) -> str | None:
+    if len(set(versions)) == 1:
+        return versions[0]
+    ranges = [_version_range(v) if v else None for v in versions]
+    if any(r is None for r in ranges):
+        return " or ".join(dict.fromkeys(v for v in versions if v)) or None
+    lows = [r[0] for r in ranges if r is not None]
+    highs = [(r[1], r[2]) for r in ranges if r is not None]
+    low = None if None in lows else min((v for v in lows if v), key=_sort_key)
+    high: tuple[str | None, bool] = (None, False)
+    if all(h[0] is not None for h in highs):
+        high = max(highs, key=lambda h: (_sort_key(h[0] or ""), not h[1]))
+    if low is None and high[0] is None:
+        return None
+    if high[0] is None:
+        return f"{low}+"
+    if low is None:
+        return f"{'<' if high[1] else '<='}{high[0]}"
+    return low if low == high[0] else f"{low}-{high[0]}"
+
+
+def _sort_key(text: str) -> tuple[int, ...]:
+    return _version_key(text) or ()
+
+
+def _merge(fingerprints: Sequence[Fingerprint]) -> Fingerprint:
+    """One fingerprint standing for several tied ones of the same vendor."""
+    first = fingerprints[0]
+    if len(fingerprints) == 1:
+        return first
+
+    knobbed = next((f for f in fingerprints if f.knob), first)
+
+    def union(values: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v for group in values for v in group))
+
+    return replace(
+        first,
+        id=",".join(f.id for f in fingerprints),
+        versions=_merge_versions([f.versions for f in fingerprints]),
+        sources=union([f.sources for f in fingerprints]),
+        habits=union([f.habits for f in fingerprints]),
+        notes=union([f.notes for f in fingerprints]),
+        other_verdicts=union([f.other_verdicts for f in fingerprints]),
+        knob=knobbed.knob,
+        knob_note=knobbed.knob_note,
+    )
+
+
+def _pid_evidence(fp: Fingerprint, entry: Entry) -> list[str]:
+    """CWS filter names end with system-probe's pid: say whether a holder has it."""
+    if fp.vendor != CWS_VENDOR or not entry.filter_name:
+        return []
+    found = _PID_SUFFIX.fullmatch(entry.filter_name)
+    if not found:
+        return []
+    pid = int(found.group(1))
+    holders = entry.program.holders if entry.program else ()
+    for holder in holders:
+        if holder.pid == pid:
+            return [f"filter name carries the pid of its holder {holder.comm}[{pid}]"]
+    return [f"filter name carries pid {pid} (system-probe's pid when it attached)"]
+
+
+def attribute(
+    entry: Entry,
+    interface: Interface,
+    hook: Hook,
+    netns: Netns,
+    registry: Sequence[Fingerprint],
+) -> VendorMatch | None:
+    """The vendor that most likely put ``entry`` there, or None (unknown owner)."""
+    scored: list[tuple[tuple[int, int], int, Fingerprint, list[_Hit]]] = []
+    for index, fp in enumerate(registry):
+        hits = _assess(fp, entry, interface, hook, netns)
+        if hits is not None:
+            scored.append((_score(hits), index, fp, hits))
+    if not scored:
+        return None
+    best_score, _, winner, hits = max(scored, key=lambda s: (s[0], -s[1]))
+    # position-only matches say nothing about the version: keep every one of that vendor
+    tied = [
+        s
+        for s in scored
+        if s[2].vendor == winner.vendor and (s[0] == best_score or best_score[0] == 0)
+    ]
+    fingerprint = _merge([s[2] for s in tied])
+    strong = best_score[0]
+    confidence = "high" if strong >= 2 else "medium" if strong == 1 else "low"
+    label = fingerprint.label
+    shown = [
+        h
+        for h in hits
+        if strong == 0
+        or h.strong
+        or h.kind not in ("hook", "netns")
+        or (h.kind == "hook" and fingerprint.attach == "tcx")
+    ]
+    evidence = [h.text.replace(_WHO, label) for h in shown]
+    evidence += _pid_evidence(fingerprint, entry)
+    if fingerprint.certainty == "unverified":
+        evidence.append(f"{label} fingerprint is unverified")
+    return VendorMatch(
+        name=fingerprint.vendor,
+        version_hint=fingerprint.versions,
+        confidence=confidence,
+        evidence=tuple(evidence),
+        fingerprint=fingerprint,
+    )
+
+
+def add_vendors(scan: Scan, registry: Sequence[Fingerprint] | None = None) -> Scan:
+    """The same scan with ``vendor`` set on every entry (None: unknown owner)."""
+    fingerprints = load_registry() if registry is None else registry
+
+    def hook(h: Hook, i: Interface, netns: Netns) -> Hook:
+        entries = tuple(
+            replace(e, vendor=attribute(e, i, h, netns, fingerprints)) for e in h.entries
+        )
+        return replace(h, entries=entries)
+
+    def namespace(ns: NamespaceScan) -> NamespaceScan:
+        interfaces = tuple(
+            replace(i, hooks=tuple(hook(h, i, ns.netns) for h in i.hooks)) for i in ns.interfaces
+        )
+        return replace(ns, interfaces=interfaces)
+
+    return replace(scan, namespaces=tuple(namespace(ns) for ns in scan.namespaces))
+
+
+def is_cws(match: VendorMatch | None) -> bool:
+    """True for Datadog CWS's own filters (never a competing vendor)."""
+    return match is not None and match.name == CWS_VENDOR
+
+
+def vendor_json(match: VendorMatch | None) -> dict[str, Any] | None:
+    """The ``vendor`` object of an entry in scan JSON (see :data:`VENDOR_SCHEMA`)."""
+    if match is None:
+        return None
+    fp = match.fingerprint
+    return {
+        "name": match.name,
+        "version_hint": match.version_hint,
+        "confidence": match.confidence,
+        "evidence": list(match.evidence),
+        "fingerprint": fp.id,
+        "certainty": fp.certainty,
+        "attach": fp.attach,
+        "default_pref": fp.default_pref,
+        "default_handle": None if fp.default_handle is None else f"0x{fp.default_handle:x}",
+        "accept_verdict": fp.accept_verdict,
+        "knob": fp.knob,
+        "knob_note": fp.knob_note,
+        "habits": list(fp.habits),
+    }
+
+
+VENDOR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "Who put this entry here (tcaudit/vendors.py); the entry's vendor is "
+    "null when the owner is unknown.",
+    "required": ["name", "version_hint", "confidence", "evidence"],
+    "properties": {
+        "name": {"type": "string"},
+        "version_hint": {"type": ["string", "null"]},
+        "confidence": {"enum": ["high", "medium", "low"]},
+        "evidence": {"type": "array", "items": {"type": "string"}},
+        "fingerprint": {"type": "string"},
+        "certainty": {"enum": list(CERTAINTIES)},
+        "attach": {"enum": list(ATTACH_KINDS)},
+        "default_pref": {"type": ["integer", "null"]},
+        "default_handle": {"type": ["string", "null"], "pattern": "^0x[0-9a-f]+$"},
+        "accept_verdict": {"type": ["string", "null"]},
+        "knob": {"type": ["string", "null"]},
+        "knob_note": {"type": ["string", "null"]},
+        "habits": {"type": "array", "items": {"enum": list(HABITS)}},
+    },
+}
+"""JSON Schema of :func:`vendor_json`'s object; an entry's ``vendor`` is this or null."""

@@ -94,9 +94,13 @@ def add_verdicts(scan: Scan, analyser: VerdictAnalyser | None = None) -> Scan:
     analyser = analyser or VerdictAnalyser()
 
     def hook(h: Hook) -> Hook:
+        if not h.entries:
+            return h
         return replace(h, entries=tuple(replace(e, verdict=analyser.verdict(e)) for e in h.entries))
 
     def interface(i: Interface) -> Interface:
+        if not i.entry_count:
+            return i
         return replace(i, hooks=tuple(hook(h) for h in i.hooks))
 
     return replace(

@@ -19,29 +19,13 @@ from typing import Any
 import click
 
 from tcaudit import __version__, privileges
-from tcaudit.diff import diff
 from tcaudit.errors import TcauditError
-from tcaudit.explain import explain_selected
 from tcaudit.inventory import inventory
-from tcaudit.merge import merge
-from tcaudit.recommend import recommend
-from tcaudit.render import SCAN_SCHEMA, dumps, explain_json, explain_text, scan_json, scan_table
-from tcaudit.reports import (
-    check_json,
-    check_junit,
-    check_markdown,
-    check_text,
-    diff_json,
-    diff_text,
-    failing,
-    merge_json,
-    merge_text,
-    recommend_json,
-    recommend_text,
-)
+from tcaudit.render import SCAN_SCHEMA, dumps, scan_json, scan_table
 from tcaudit.scan import Selection, hooks_for
-from tcaudit.snapshot import read_document, scan_from_json
-from tcaudit.vendors import add_vendors, load_registry
+
+# Commands other than scan import their modules when they run: `tcaudit scan` is the
+# one people loop over, and its start-up time is part of its speed target.
 
 EXIT_INTERRUPTED = 130
 EXIT_CRASH = 70
@@ -199,6 +183,9 @@ def explain_cmd(
     Name it by PROG_ID (as `tcaudit scan` shows it), or by --netns/--dev/--hook and
     --pref (clsact) or --position (TCX). Read-only.
     """
+    from tcaudit.explain import explain_selected
+    from tcaudit.render import explain_json, explain_text
+
     privileges.require("explain")
     result = explain_selected(reading.selection, prog_id, pref=pref, position=position)
     _emit(explain_json(result) if fmt == "json" else explain_text(result))
@@ -230,6 +217,9 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     Evaluates every hook CWS attaches to (every interface in every selected namespace,
     ingress and egress). Read-only.
     """
+    from tcaudit.recommend import recommend
+    from tcaudit.reports import recommend_json, recommend_text
+
     privileges.require("recommend")
     scan = inventory(reading.selection, vendor_files=reading.vendor_files)
     _warn(scan.warnings)
@@ -265,6 +255,9 @@ Examples:
 @_format_option(["table", "json", "junit", "markdown"], "Report format.")
 def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) -> int:
     """A CI gate: the recommendation's findings, with an exit status."""
+    from tcaudit.recommend import recommend
+    from tcaudit.reports import check_json, check_junit, check_markdown, check_text, failing
+
     privileges.require("check")
     scan = inventory(reading.selection, vendor_files=reading.vendor_files)
     _warn(scan.warnings)
@@ -310,6 +303,9 @@ def snapshot_cmd(reading: Reading, output: str) -> None:
 
 
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
+    from tcaudit.snapshot import read_document, scan_from_json
+    from tcaudit.vendors import add_vendors, load_registry
+
     doc = read_document(path, SCAN_SCHEMA)
     return doc, add_vendors(scan_from_json(doc), load_registry(vendor_files))
 
@@ -345,6 +341,9 @@ Examples:
 def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fmt: str) -> int:
     """What changed on the tc hooks between two snapshots: filters added, removed, moved,
     replaced, verdicts and vendor versions changed, TCX programs appearing."""
+    from tcaudit.diff import diff
+    from tcaudit.reports import diff_json, diff_text, failing
+
     _, before = _load_snapshot(old, vendor_files)
     _, after = _load_snapshot(new, vendor_files)
     changes = diff(before, after)
@@ -372,6 +371,9 @@ Examples:
 def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: str) -> None:
     """One cluster-wide answer from every node's snapshot: the priority that works on
     all of them, or the nodes that force disabling network detections and why."""
+    from tcaudit.merge import merge
+    from tcaudit.reports import merge_json, merge_text
+
     nodes = []
     seen: set[str] = set()
     for path in snapshots:

@@ -54,10 +54,11 @@ _TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
 
 # ifinfomsg attributes (include/uapi/linux/if_link.h)
 IFLA_IFNAME = 3
-IFLA_MASTER = 10
 IFLA_LINKINFO = 18
 IFLA_STATS64 = 23
 IFLA_INFO_KIND = 1
+_LINK_ATTRS = frozenset({IFLA_IFNAME, IFLA_LINKINFO, IFLA_STATS64})
+_LINK_ATTRS_NO_STATS = frozenset({IFLA_IFNAME, IFLA_LINKINFO})
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -132,14 +133,28 @@ def _nla(kind: int, payload: bytes) -> bytes:
     return raw + b"\0" * (-len(raw) % 4)
 
 
-def _parse_nlas(data: bytes) -> dict[int, bytes]:
+_NLA = struct.Struct("=HH")
+
+
+def _parse_nlas(
+    data: bytes, offset: int = 0, wanted: frozenset[int] | None = None
+) -> dict[int, bytes]:
+    """Attributes from ``offset`` on; with ``wanted``, stop once all of those are found
+    (a link message carries ~50 attributes, the scan needs three)."""
     attrs: dict[int, bytes] = {}
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
+    end = len(data)
+    unpack = _NLA.unpack_from
+    missing = len(wanted) if wanted is not None else -1
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
         if length < 4:
             break
-        attrs[kind & ~NLA_F_NESTED & 0x7FFF] = data[offset + 4 : offset + length]
+        kind &= 0x7FFF  # NLA_F_NESTED / NLA_F_NET_BYTEORDER
+        if wanted is None or kind in wanted:
+            attrs[kind] = data[offset + 4 : offset + length]
+            missing -= 1
+            if missing == 0:
+                break
         offset += (length + 3) & ~3
     return attrs
 
@@ -150,7 +165,6 @@ class Link:
     name: str
     kind: str | None  # "veth", "vxlan", ...; None for physical/loopback
     up: bool
-    master: int | None
     rx_packets: int
     tx_packets: int
     rx_bytes: int
@@ -322,16 +336,18 @@ class Netlink:
 
     # -- reading ----------------------------------------------------------------------
 
-    def links(self) -> list[Link]:
+    def links(self, *, stats: bool = True) -> list[Link]:
+        """Every link; ``stats=False`` skips the counters (and parses a third as much)."""
+        wanted = _LINK_ATTRS if stats else _LINK_ATTRS_NO_STATS
         out = []
         for chunk in self._dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(chunk, 16)
-            attrs = _parse_nlas(chunk[32:])
+            attrs = _parse_nlas(chunk, 32, wanted)
             info = _parse_nlas(attrs.get(IFLA_LINKINFO, b""))
-            stats = attrs.get(IFLA_STATS64, b"")
+            counters = attrs.get(IFLA_STATS64, b"")
             # struct rtnl_link_stats64 starts rx_packets, tx_packets, rx_bytes, tx_bytes
             rx_p, tx_p, rx_b, tx_b = (
-                struct.unpack_from("=QQQQ", stats) if len(stats) >= 32 else (0, 0, 0, 0)
+                struct.unpack_from("=QQQQ", counters) if len(counters) >= 32 else (0, 0, 0, 0)
             )
             out.append(
                 Link(
@@ -339,7 +355,6 @@ class Netlink:
                     name=_asciiz(attrs.get(IFLA_IFNAME, b"?")),
                     kind=_asciiz(info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None,
                     up=bool(flags & 1),
-                    master=_u32(attrs, IFLA_MASTER) or None,
                     rx_packets=rx_p,
                     tx_packets=tx_p,
                     rx_bytes=rx_b,
@@ -352,7 +367,7 @@ class Netlink:
         out = []
         for chunk in self._dump(RTM_GETQDISC, _tcmsg(0, 0, 0, 0)):
             _family, ifindex, handle, parent, _info = _TCMSG.unpack_from(chunk, 16)
-            attrs = _parse_nlas(chunk[36:])
+            attrs = _parse_nlas(chunk, 36)
             out.append(
                 Qdisc(
                     ifindex=ifindex,
@@ -384,7 +399,7 @@ class Netlink:
         out = []
         for chunk in self._dump(RTM_GETTFILTER, request):
             _family, _ifindex, handle, _parent, info = _TCMSG.unpack_from(chunk, 16)
-            attrs = _parse_nlas(chunk[36:])
+            attrs = _parse_nlas(chunk, 36)
             if TCA_OPTIONS not in attrs:
                 continue  # the pref/kind header of a classifier instance, no filter
             kind = _asciiz(attrs.get(TCA_KIND, b""))

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcaudit import __version__
-from tcaudit.explain import Explanation, ProgramListing
 from tcaudit.model import Entry, Hook, Interface, Netns, Program, Scan, Verdict
 from tcaudit.vendors import vendor_json
 from tcaudit.verdicts import verdict_names
+
+if TYPE_CHECKING:  # explain builds on inventory; `tcaudit scan` need not import it
+    from tcaudit.explain import Explanation, ProgramListing
 
 SCAN_SCHEMA = "tcaudit/scan/v1"
 EXPLAIN_SCHEMA = "tcaudit/explain/v1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import textwrap
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
 from tcaudit import __version__
 from tcaudit.diff import Change
@@ -13,6 +12,16 @@ from tcaudit.merge import ClusterAnswer
 from tcaudit.recommend import Finding, Recommendation, Where
 
 LEVELS = {"blind": 2, "warning": 1, "never": 99}
+
+
+def escape(text: str) -> str:
+    """XML character data (xml.sax.saxutils would pull in urllib: 10 ms per run)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def quoteattr(text: str) -> str:
+    return '"' + escape(text).replace('"', "&quot;").replace("\n", "&#10;") + '"'
+
 
 
 RECOMMEND_SCHEMA = "tcaudit/recommend/v1"

@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tcaudit import bpfsys
 from tcaudit.errors import UsageError
@@ -98,7 +98,7 @@ class _Scanner:
             return None
         try:
             with Netlink(fd) as nl:
-                links = nl.links()
+                links = nl.links(stats=False)
                 if self.selection.devs:
                     links = [link for link in links if link.name in self.selection.devs]
                 qdiscs = nl.qdiscs() if links else []
@@ -192,29 +192,27 @@ class _Scanner:
 
 
 def _filter_entry(f: Filter, programs: dict[int, Program]) -> Entry:
-    entry = Entry(
+    bpf = f.bpf
+    kind = f.kind
+    program = None
+    if bpf is not None and bpf.classic_ops is not None:
+        kind = "cbpf"
+    elif bpf is not None and bpf.prog_id:
+        program = programs.get(bpf.prog_id)
+    return Entry(
         pref=f.pref,
         handle=f.handle,
         chain=f.chain,
         protocol=protocol_name(f.protocol),
-        kind=f.kind,
-        direct_action=None,
-        filter_name=None,
-        program=None,
+        kind=kind,
+        direct_action=bpf.direct_action if bpf else None,
+        filter_name=bpf.name if bpf else None,
+        program=program,
         has_actions=f.has_actions,
+        classid=bpf.classid if bpf else None,
+        cbpf_insns=len(bpf.classic_ops) if bpf and bpf.classic_ops is not None else None,
         reachable=f.chain == 0,
     )
-    if f.bpf is None:
-        return entry
-    entry = replace(
-        entry,
-        direct_action=f.bpf.direct_action,
-        filter_name=f.bpf.name,
-        classid=f.bpf.classid,
-    )
-    if f.bpf.classic_ops is not None:
-        return replace(entry, kind="cbpf", cbpf_insns=len(f.bpf.classic_ops))
-    return replace(entry, program=programs.get(f.bpf.prog_id) if f.bpf.prog_id else None)
 
 
 def _hook(

@@ -59,6 +59,7 @@ come from the best fingerprint, labelled with the merged version range.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -70,7 +71,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from tcaudit.errors import UsageError
-from tcaudit.model import HOOKS, Entry, Hook, Interface, NamespaceScan, Netns, Scan
+from tcaudit.model import HOOKS, Entry, Holder, Hook, Interface, NamespaceScan, Netns, Scan
 from tcaudit.verdicts import TC_ACT_NAMES, TCX_NAMES
 
 __all__ = [
@@ -394,9 +395,18 @@ class _Hit:
     scored: int = 1  # +1 a hit, -1 evidence against, 0 context only
 
 
+@functools.lru_cache(maxsize=8192)
+def _fits(patterns: tuple[re.Pattern[str], ...], value: str) -> bool:
+    """Cached: the same program, map and holder names recur on hundreds of hooks."""
+    return any(p.fullmatch(value) for p in patterns)
+
+
 def _first_match(patterns: Sequence[re.Pattern[str]], values: Sequence[str]) -> str | None:
+    if not patterns:
+        return None
+    key = tuple(patterns)
     for value in values:
-        if any(p.fullmatch(value) for p in patterns):
+        if _fits(key, value):
             return value
     return None
 
@@ -405,27 +415,46 @@ def _suffix(fp: Fingerprint, kind: str) -> str:
     return " (unverified pattern)" if kind in fp.matchers.unverified else ""
 
 
-def _strong_hits(fp: Fingerprint, entry: Entry) -> list[_Hit]:
+@dataclass(frozen=True)
+class _Names:
+    """The names of one entry that strong matchers look at, gathered once per entry."""
+
+    filter_name: tuple[str, ...]
+    program_name: tuple[str, ...]
+    map_name: tuple[str, ...]
+    holders: tuple[Holder, ...]
+
+    @classmethod
+    def of(cls, entry: Entry) -> _Names:
+        program = entry.program
+        return cls(
+            filter_name=(entry.filter_name,) if entry.filter_name else (),
+            program_name=(program.name,) if program and program.name else (),
+            map_name=tuple(r.name for r in program.maps if r.name) if program else (),
+            holders=program.holders if program else (),
+        )
+
+
+def _strong_hits(fp: Fingerprint, names: _Names) -> list[_Hit]:
     m = fp.matchers
-    program = entry.program
     hits: list[_Hit] = []
-    if entry.filter_name and _first_match(m.filter_name, [entry.filter_name]):
-        text = f'filter name "{entry.filter_name}" matches {_WHO}'
+    if names.filter_name and _first_match(m.filter_name, names.filter_name):
+        text = f'filter name "{names.filter_name[0]}" matches {_WHO}'
         hits.append(_Hit("filter_name", True, text + _suffix(fp, "filter_name")))
-    if program is None:
-        return hits
-    if program.name and _first_match(m.program_name, [program.name]):
-        text = f'program name "{program.name}" matches {_WHO}'
+    if names.program_name and _first_match(m.program_name, names.program_name):
+        text = f'program name "{names.program_name[0]}" matches {_WHO}'
         hits.append(_Hit("program_name", True, text + _suffix(fp, "program_name")))
-    map_name = _first_match(m.map_name, [r.name for r in program.maps if r.name])
+    map_name = _first_match(m.map_name, names.map_name) if names.map_name else None
     if map_name:
         text = f'map "{map_name}" matches {_WHO}'
         hits.append(_Hit("map_name", True, text + _suffix(fp, "map_name")))
-    holders = [h for h in program.holders if _first_match(m.holder_comm, [h.comm])]
-    if holders:
-        who = ", ".join(f"{h.comm}[{h.pid}]" for h in holders[:3])
-        more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
-        hits.append(_Hit("holder_comm", True, f"held by {who}{more}" + _suffix(fp, "holder_comm")))
+    if names.holders and m.holder_comm:
+        holders = [h for h in names.holders if _first_match(m.holder_comm, (h.comm,))]
+        if holders:
+            who = ", ".join(f"{h.comm}[{h.pid}]" for h in holders[:3])
+            more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+            text = f"held by {who}{more}" + _suffix(fp, "holder_comm")
+            hits.append(_Hit("holder_comm", True, text))
     return hits
 
 
@@ -501,18 +530,25 @@ def _position_fits(fp: Fingerprint, entry: Entry, kinds: set[str]) -> bool:
     return fp.default_handle is None or "handle" in kinds
 
 
-def _assess(
-    fp: Fingerprint, entry: Entry, interface: Interface, hook: Hook, netns: Netns
-) -> list[_Hit] | None:
-    """The hits of ``fp`` on the entry, or None when ``fp`` cannot be its owner."""
-    if (
+def _pref_excluded(fp: Fingerprint, entry: Entry) -> bool:
+    """A vendor that can only use one pref did not put a filter at another."""
+    return (
         fp.pref_fixed
         and fp.default_pref is not None
         and entry.pref is not None
         and entry.pref != fp.default_pref
-    ):
-        return None
-    strong = _strong_hits(fp, entry)
+    )
+
+
+def _assess(
+    fp: Fingerprint,
+    entry: Entry,
+    interface: Interface,
+    hook: Hook,
+    netns: Netns,
+    strong: list[_Hit],
+) -> list[_Hit] | None:
+    """The hits of ``fp`` on the entry, or None when ``fp`` cannot be its owner."""
     weak = _weak_hits(fp, entry, interface, hook, netns)
     if strong:
         return strong + weak
@@ -554,8 +590,10 @@ def _sort_key(text: str) -> tuple[int, ...]:
     return _version_key(text) or ()
 
 
-def _merge(fingerprints: Sequence[Fingerprint]) -> Fingerprint:
-    """One fingerprint standing for several tied ones of the same vendor."""
+@functools.lru_cache(maxsize=256)
+def _merge(fingerprints: tuple[Fingerprint, ...]) -> Fingerprint:
+    """One fingerprint standing for several tied ones of the same vendor (cached: the
+    same ties recur on every hook a vendor uses)."""
     first = fingerprints[0]
     if len(fingerprints) == 1:
         return first
@@ -593,17 +631,77 @@ def _pid_evidence(fp: Fingerprint, entry: Entry) -> list[str]:
     return [f"filter name carries pid {pid} (system-probe's pid when it attached)"]
 
 
+_STRONG_KINDS = ("filter_name", "program_name", "map_name", "holder_comm")
+
+
+class _Index:
+    """Which fingerprints a name can match, per matcher kind, cached per name: the same
+    program, map and holder names recur on hundreds of hooks, so a scan of a busy node
+    tests each name against the registry once."""
+
+    def __init__(self, registry: Sequence[Fingerprint]) -> None:
+        self.registry = registry
+        self._patterns = {
+            kind: [
+                (i, fp.matchers.patterns(kind))
+                for i, fp in enumerate(registry)
+                if fp.matchers.patterns(kind)
+            ]
+            for kind in _STRONG_KINDS
+        }
+        self._cache: dict[tuple[str, str], tuple[int, ...]] = {}
+
+    def _hits(self, kind: str, value: str) -> tuple[int, ...]:
+        key = (kind, value)
+        found = self._cache.get(key)
+        if found is None:
+            found = tuple(
+                i
+                for i, patterns in self._patterns[kind]
+                if any(p.fullmatch(value) for p in patterns)
+            )
+            self._cache[key] = found
+        return found
+
+    def strong_candidates(self, names: _Names) -> set[int]:
+        """Indexes of the fingerprints with at least one strong matcher hit."""
+        out: set[int] = set()
+        for value in names.filter_name:
+            out.update(self._hits("filter_name", value))
+        for value in names.program_name:
+            out.update(self._hits("program_name", value))
+        for value in names.map_name:
+            out.update(self._hits("map_name", value))
+        for holder in names.holders:
+            out.update(self._hits("holder_comm", holder.comm))
+        return out
+
+
 def attribute(
     entry: Entry,
     interface: Interface,
     hook: Hook,
     netns: Netns,
     registry: Sequence[Fingerprint],
+    cache: _Index | None = None,
 ) -> VendorMatch | None:
-    """The vendor that most likely put ``entry`` there, or None (unknown owner)."""
+    """The vendor that most likely put ``entry`` there, or None (unknown owner).
+
+    ``cache`` (from add_vendors) caches name matching across the entries of one scan.
+    """
+    cache = cache or _Index(registry)
+    names = _Names.of(entry)
+    allowed = [i for i in range(len(registry)) if not _pref_excluded(registry[i], entry)]
+    strong_ids = cache.strong_candidates(names).intersection(allowed)
+    # a fingerprint with a strong hit always outscores every position-only one, so when
+    # any has one the others need no (costly) weak assessment
+    pool = sorted(strong_ids) if strong_ids else allowed
+    candidates = [
+        (i, registry[i], _strong_hits(registry[i], names) if strong_ids else []) for i in pool
+    ]
     scored: list[tuple[tuple[int, int], int, Fingerprint, list[_Hit]]] = []
-    for index, fp in enumerate(registry):
-        hits = _assess(fp, entry, interface, hook, netns)
+    for index, fp, strong_hits in candidates:
+        hits = _assess(fp, entry, interface, hook, netns, strong_hits)
         if hits is not None:
             scored.append((_score(hits), index, fp, hits))
     if not scored:
@@ -615,7 +713,7 @@ def attribute(
         for s in scored
         if s[2].vendor == winner.vendor and (s[0] == best_score or best_score[0] == 0)
     ]
-    fingerprint = _merge([s[2] for s in tied])
+    fingerprint = _merge(tuple(s[2] for s in tied))
     strong = best_score[0]
     confidence = "high" if strong >= 2 else "medium" if strong == 1 else "low"
     label = fingerprint.label
@@ -643,16 +741,20 @@ def attribute(
 def add_vendors(scan: Scan, registry: Sequence[Fingerprint] | None = None) -> Scan:
     """The same scan with ``vendor`` set on every entry (None: unknown owner)."""
     fingerprints = load_registry() if registry is None else registry
+    cache = _Index(fingerprints)
 
     def hook(h: Hook, i: Interface, netns: Netns) -> Hook:
+        if not h.entries:
+            return h
         entries = tuple(
-            replace(e, vendor=attribute(e, i, h, netns, fingerprints)) for e in h.entries
+            replace(e, vendor=attribute(e, i, h, netns, fingerprints, cache)) for e in h.entries
         )
         return replace(h, entries=entries)
 
     def namespace(ns: NamespaceScan) -> NamespaceScan:
         interfaces = tuple(
-            replace(i, hooks=tuple(hook(h, i, ns.netns) for h in i.hooks)) for i in ns.interfaces
+            replace(i, hooks=tuple(hook(h, i, ns.netns) for h in i.hooks)) if i.entry_count else i
+            for i in ns.interfaces
         )
         return replace(ns, interfaces=interfaces)
 

@@ -153,12 +153,9 @@ def _ender(entry: Entry, hook: str) -> _Ender | None:
     if hook.startswith("tcx/"):
         # tcx "accept" is TCX_PASS: it skips every clsact filter
         if hiding:
-            return _Ender(
-                entry,
-                hook,
-                True,
-                f"TCX program {name} can {'/'.join(hiding)}: it runs before every clsact filter",
-            )
+            words = "/".join("pass" if w == "accept" else w for w in hiding)
+            text = f"TCX program {name} can {words}: it runs before every clsact filter"
+            return _Ender(entry, hook, True, text)
         return None
     if hiding:
         return _Ender(entry, hook, True, f"{name} can {'/'.join(hiding)} (ends the chain)")
@@ -176,31 +173,22 @@ def _hook_entries(interface: Interface, direction: str) -> tuple[Hook | None, Ho
 
 
 def _ahead(tcx: Hook | None, clsact: Hook | None, priority: int) -> list[tuple[Entry, str]]:
-    """Entries that run before CWS at ``priority`` on one direction of one interface.
-
-    Where CWS is present on the hook, its real position counts; otherwise every filter
-    with a lower pref, and (conservatively) every other filter at the same pref: a
-    filter added after CWS at its pref runs before it.
-    """
+    """Entries that run before CWS at ``priority`` on one direction of one interface:
+    every TCX program, every filter at a lower pref, and every other filter at the same
+    pref (one added after CWS runs first, so "before" is only a matter of time)."""
     out: list[tuple[Entry, str]] = []
     if tcx is not None:
         out += [(e, tcx.hook) for e in tcx.entries if not _ignored(e)]
     if clsact is None:
         return out
-    entries = list(clsact.entries)
-    cws_at = next(
-        (i for i, e in enumerate(entries) if _is_cws_entry(e) and e.pref == priority), None
-    )
-    if cws_at is not None:
-        before = entries[:cws_at]
-        same_pref_after = [e for e in entries[cws_at + 1 :] if e.pref == priority]
-        out += [(e, clsact.hook) for e in before + same_pref_after if not _ignored(e)]
-    else:
-        out += [
-            (e, clsact.hook)
-            for e in entries
-            if not _ignored(e) and e.pref is not None and e.pref <= priority
-        ]
+    # by pref, not by list position: a lower pref runs first whatever the order given;
+    # within CWS's own pref the list order is the run order (the newest first), and a
+    # filter added there after CWS would run before it, so all of them count as ahead
+    out += [
+        (e, clsact.hook)
+        for e in clsact.entries
+        if not _ignored(e) and e.pref is not None and e.pref <= priority
+    ]
     return out
 
 
@@ -369,10 +357,10 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
 
     fixable_limit = _lowest_fixable_ender(enders_by_hook)
     unfixable = [b for b in blind if not b.fixable]
-    if fixable_limit is None:  # nothing a priority can fix: the current one serves the rest
-        best_all = current if current not in collisions else _best_priority(current, collisions)
+    if (fixable_limit is None or current < fixable_limit) and current not in collisions:
+        best_all: int | None = current  # the current priority already serves the rest
     else:
-        best_all = _best_priority(fixable_limit, collisions)
+        best_all = _best_priority(fixable_limit or current + 1, collisions)
     if not blind:
         action, chosen = "keep", current
     elif not unfixable and best_all is not None:
@@ -453,12 +441,15 @@ def _alternatives(
             knobs.setdefault(spot.vendor, knob)
     for vendor, knob in sorted(knobs.items()):
         setting = re.sub(r"\bN\b|\{priority\}", str(current + 1), knob)
+        value_note = (
+            f" (any pref above CWS's classifier_priority {current})" if setting != knob else ""
+        )
         out.append(
             Alternative(
                 kind="move-vendor",
                 description=(
-                    f"move {vendor} behind CWS: {setting} (any value above CWS's "
-                    f"classifier_priority {current}), then restart it"
+                    f"reconfigure {vendor} so that it runs after CWS: {setting}{value_note}, "
+                    "then restart it"
                 ),
                 vendor=vendor,
                 setting=setting,
@@ -556,7 +547,7 @@ def _with_summary(rec: Recommendation) -> Recommendation:
         text = (
             f"Set classifier_priority to {rec.classifier_priority}: at "
             f"{rec.current_priority}, CWS is blind on {blind_hooks} of {rec.hooks} hooks "
-            f"({', '.join(vendors)} end the chain first); at {rec.classifier_priority} it "
+            f"(blinded by: {', '.join(vendors)}); at {rec.classifier_priority} it "
             "runs ahead of every chain-ending classifier."
         )
     else:
@@ -565,7 +556,7 @@ def _with_summary(rec: Recommendation) -> Recommendation:
         culprits = ", ".join(sorted({b.vendor or "an unknown classifier" for b in stuck}))
         text = (
             f"Disable CWS network detections: {hooks} of {rec.hooks} hooks stay blind at every "
-            f"priority ({culprits} end the chain at pref 1 or from TCX). The alternatives "
-            "keep them with known blind spots."
+            f"priority (blinded by: {culprits}, at pref 1 or from TCX). The alternatives "
+            "keep network detections with known blind spots."
         )
     return replace(rec, summary=text)

@@ -153,8 +153,8 @@ def _ender(entry: Entry, hook: str) -> _Ender | None:
     if hook.startswith("tcx/"):
         # tcx "accept" is TCX_PASS: it skips every clsact filter
         if hiding:
-            words = "/".join("pass" if w == "accept" else w for w in hiding)
-            text = f"TCX program {name} can {words}: it runs before every clsact filter"
+            can = "/".join("pass" if w == "accept" else w for w in hiding)
+            text = f"TCX program {name} can {can}: it runs before every clsact filter"
             return _Ender(entry, hook, True, text)
         return None
     if hiding:

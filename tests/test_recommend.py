@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tcaudit.labkit import Sandbox
+from tcaudit.netlink import ETH_P_IP
 from tests.conftest import validate
 from tests.nodes import node, run_json
 
@@ -138,50 +139,30 @@ def test_pref_collision_is_skipped(box: Sandbox, capsys: pytest.CaptureFixture[s
     n = node(box)
     n.cws(10)
     n.vendor_on_host_veths(0, pref=5, filter_name="vendor_pref5", prog_name="vendor_ok")
-    # a u32 filter (protocol ip) holds pref 4 on one hook: CWS could not attach there
-    subprocess.run(
-        [
-            "tc",
-            "-n",
-            n.pods[0].name,
-            "filter",
-            "add",
-            "dev",
-            "eth0",
-            "egress",
-            "pref",
-            "4",
-            "protocol",
-            "ip",
-            "u32",
-            "match",
-            "ip",
-            "dst",
-            "192.0.2.9/32",
-            "action",
-            "mirred",
-            "egress",
-            "redirect",
-            "dev",
-            "eth0",
-        ],
-        check=True,
-    )
+    # a harmless bpf filter for IPv4 only holds pref 4 on one hook: CWS (protocol all)
+    # could not attach at 4 there, so 4 is skipped
+    box.attach(n.pods[0], "eth0", "egress", n.prog(-1, "ipv4_only"), pref=4, handle=1,
+               protocol=ETH_P_IP, name="ipv4_only")
     doc = recommend(capsys, n)
     assert (doc["action"], doc["classifier_priority"]) == ("set-priority", 3)
-    code, check = run_json(
-        capsys,
-        "check",
-        "--format",
-        "json",
-        "--priority",
-        "4",
-        "--fail-on",
-        "warning",
-        *n.selectors(),
-    )
+    code, check = run_json(capsys, "check", "--format", "json", "--priority", "4",
+                           "--fail-on", "warning", *n.selectors())
     assert code == 1
     assert "pref-collision" in {f["kind"] for f in check["findings"]}
+
+
+def test_u32_filter_ahead_ends_the_chain_when_it_matches(
+        box: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    n = node(box, pods=1)
+    n.cws(10)
+    # without actions a match accepts (TC_ACT_OK); with actions, the actions decide
+    subprocess.run(["tc", "-n", n.host.name, "filter", "add", "dev", "lxc0", "ingress", "pref",
+                    "6", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1"],
+                   check=True)
+    doc = recommend(capsys, n)
+    assert (doc["action"], doc["classifier_priority"]) == ("set-priority", 5)
+    [spot] = doc["blind"]
+    assert spot["pref"] == 6 and spot["certain"] is True and spot["vendor"] is None
 
 
 def test_unknown_verdict_may_hide(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,39 @@
+"""The Kubernetes manifest and the collection recipe stay what docs/ci.md says."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def documents() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / "tcaudit-snapshot.yaml").read_text()) if d]
+
+
+def test_daemonset_sees_every_namespace_of_the_node() -> None:
+    [daemonset] = [d for d in documents() if d["kind"] == "DaemonSet"]
+    spec = daemonset["spec"]["template"]["spec"]
+    assert spec["hostPID"] is True and spec["hostNetwork"] is True
+    assert {"operator": "Exists"} in spec["tolerations"]
+    [container] = spec["containers"]
+    assert container["securityContext"]["privileged"] is True
+    assert "tcaudit snapshot -o" in " ".join(container["args"])
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for path in ("/run/netns", "/var/run/netns"):
+        assert mounts[path]["mountPropagation"] == "HostToContainer"
+        assert mounts[path]["readOnly"] is True
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[mounts["/run/netns"]["name"]]["hostPath"]["path"] == "/run/netns"
+    assert daemonset["metadata"]["namespace"] == "tcaudit"
+
+
+def test_collect_script_is_valid_bash_and_merges() -> None:
+    script = DEPLOY / "collect.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "tcaudit merge" in text and "kubectl -n tcaudit cp" in text

@@ -28,7 +28,35 @@ from tcaudit.scan import Selection, hooks_for
 # one people loop over, and its start-up time is part of its speed target.
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_CRASH = 70
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwind like Ctrl-C, so every `finally` removes what was added."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def parse_duration(text: str) -> float:
+    """ "10s", "500ms", "2m" or plain seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for suffix in ("ms", "s", "m"):
+        if text.endswith(suffix):
+            number, scale = text[: -len(suffix)], units[suffix]
+            break
+    else:
+        number, scale = text, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 10s, 500ms or 2m") from None
+    if not 0 < value <= 24 * 3600:
+        raise click.BadParameter("a duration between 1ms and 24h")
+    return value
+
 
 SELECTOR_HELP = (
     "Network namespace to read: all (default), self, a netns name, pid:N, a path "
@@ -302,6 +330,126 @@ def snapshot_cmd(reading: Reading, output: str) -> None:
     tmp.replace(output)  # never a half-written snapshot
 
 
+@cli.command(
+    "probe",
+    epilog="""\b
+Examples:
+  sudo tcaudit probe --netns self --dev lxc12ab --duration 30s
+  sudo tcaudit probe --netns self --dev eth0 --hook clsact/ingress --at 2 --at 11
+  sudo tcaudit probe --netns lab:cilium-1.9 --generate --format json
+  sudo tcaudit probe --cleanup            remove observers a killed probe left behind
+\b
+Observers are cls_bpf filters named tcaudit_probe_<slot> that always return
+TC_ACT_UNSPEC: they never change a packet's fate. They are added create-only at free
+prefs (or prefs shared only with bpf filters of protocol all, where they run first),
+never on a node hook without a clsact qdisc, and removed on exit, Ctrl-C or SIGTERM.
+""",
+)
+@reading_options
+@click.option(
+    "--at",
+    "at",
+    multiple=True,
+    type=click.IntRange(1, 0xFFFF),
+    metavar="PREF",
+    help="Observe at these prefs instead of the default placement. Repeatable.",
+)
+@click.option(
+    "--duration",
+    default="10s",
+    show_default=True,
+    metavar="TIME",
+    help="How long to count: 10s, 500ms, 2m.",
+)
+@click.option(
+    "--generate",
+    is_flag=True,
+    help="Send test UDP traffic between the selected interfaces' own addresses "
+    "(for lab namespaces and selftest; off by default on real hooks).",
+)
+@PRIORITY_OPTION
+@click.option(
+    "--cleanup",
+    "do_cleanup",
+    is_flag=True,
+    help="Remove observers left by a probe that was killed, and exit.",
+)
+@_format_option(["table", "json"], "table, or json (tcaudit/probe/v1).")
+def probe_cmd(
+    reading: Reading,
+    at: tuple[int, ...],
+    duration: str,
+    generate: bool,
+    priority: int | None,
+    do_cleanup: bool,
+    fmt: str,
+) -> None:
+    """Count what really reaches chosen prefs of live clsact hooks: one observer at the
+    CWS priority and one just before and after each foreign classifier, so each gets a
+    verdict from traffic ("hands packets on" / "ends the chain for N%"), set beside the
+    static one from its bytecode."""
+    from tcaudit import probe
+    from tcaudit.observer import Observer
+    from tcaudit.reports import cleanup_text, probe_json, probe_text
+
+    privileges.require("probe")
+    if do_cleanup:
+        _emit(cleanup_text(probe.cleanup()))
+        return
+    seconds = parse_duration(duration)
+    if all(h.startswith("tcx/") for h in reading.selection.hooks):
+        raise click.BadParameter(
+            "observers attach to clsact hooks; TCX programs are seen through them",
+            param_hint="--hook",
+        )
+    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    _warn(scan.warnings)
+    where = probe.plan(scan, at=at, priority=priority)
+    for skipped in where.skipped:
+        _warn([f"{skipped.netns} {skipped.interface} {skipped.hook}: {skipped.reason}"])
+    with Observer() as observer:
+        steps = max(1, int(seconds * 10))
+        with click.progressbar(
+            length=steps, label="observing", file=sys.stderr, show_eta=True, show_percent=False
+        ) as bar:
+            done = [0]
+
+            def tick(elapsed: float, seen: int) -> None:
+                now = min(steps, int(elapsed * 10))
+                bar.label = f"observing, {seen} packets counted"
+                bar.update(now - done[0])
+                done[0] = now
+
+            result = probe.run(where, observer, seconds, generate=generate, on_tick=tick)
+            bar.update(steps - done[0])
+    _emit(probe_json(result) if fmt == "json" else probe_text(result))
+
+
+@cli.command(
+    "selftest",
+    epilog="""\b
+Exit status: 0 OK, 1 a step failed, 3 bcc or kernel headers missing.
+""",
+)
+def selftest_cmd() -> int:
+    """Check the network side end to end, like the agent's `runtime self-test`: a
+    throwaway namespace pair, a classifier that accepts, an observer in front of it and
+    one behind, packets, both counts checked, everything removed."""
+    from tcaudit.selftest import selftest
+
+    privileges.require("selftest")
+    result = selftest()
+    for step in result.steps:
+        click.echo(f"  [{'ok' if step.ok else 'FAILED'}] {step.name}: {step.detail}")
+    if result.ok:
+        click.echo("tcaudit self test: OK")
+        return 0
+    failed = next((s for s in result.steps if not s.ok), None)
+    where = failed.name if failed else "incomplete"
+    click.echo(f"tcaudit self test: FAILED at step '{where}'")
+    return 3 if result.environment else 1
+
+
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
     from tcaudit.snapshot import read_document, scan_from_json
     from tcaudit.vendors import add_vendors, load_registry
@@ -389,6 +537,20 @@ def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: st
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code instead of raising SystemExit."""
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None,
@@ -398,6 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("tcaudit: interrupted", err=True)
         return EXIT_INTERRUPTED
+    except Terminated:
+        click.echo("tcaudit: terminated", err=True)
+        return EXIT_TERMINATED
     except click.exceptions.NoArgsIsHelpError as err:
         click.echo(err.ctx.get_help() if err.ctx else str(err))
         return 0

@@ -14,7 +14,6 @@ instructions, which takes microseconds instead of a compiler run.
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
 import os
 import socket
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcaudit import bpfsys
+from tcaudit import bpfsys, traffic
 from tcaudit.netlink import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
 
 _COUNTER = itertools.count(1)
@@ -260,20 +259,7 @@ class Sandbox:
         self, src: Namespace, dst_addr: str, count: int = 10, port: int = 9, size: int = 64
     ) -> int:
         """Send ``count`` UDP datagrams from inside ``src``; returns how many were sent."""
-        with bpfsys.inside_netns(src.fd):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sent = 0
-        with sock:
-            payload = b"tcaudit" + bytes(max(0, size - 7))
-            for _ in range(count):
-                try:
-                    sock.sendto(payload, (dst_addr, port))
-                    sent += 1
-                except OSError as err:
-                    # ICMP port unreachable from an earlier datagram, or a drop: go on
-                    if err.errno not in (errno.ECONNREFUSED, errno.EPERM, errno.ENOBUFS):
-                        raise
-        return sent
+        return traffic.send_udp(src.fd, dst_addr, count=count, size=size, port=port)
 
     # -- teardown -----------------------------------------------------------------------
 

@@ -32,7 +32,9 @@ from tcaudit import bpfsys
 
 # message types and flags (include/uapi/linux/rtnetlink.h, netlink.h)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR = 20
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+IFA_LOCAL = 2
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
 RTM_NEWTFILTER, RTM_DELTFILTER, RTM_GETTFILTER = 44, 45, 46
 NLMSG_ERROR = 2
@@ -361,6 +363,16 @@ class Netlink:
                     tx_bytes=tx_b,
                 )
             )
+        return out
+
+    def addresses(self) -> list[tuple[int, str, int]]:
+        """(ifindex, IPv4 address, prefix length) of every IPv4 address."""
+        out = []
+        for chunk in self._dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)):
+            _family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(chunk, 16)
+            attrs = _parse_nlas(chunk, 24)
+            if IFA_LOCAL in attrs:
+                out.append((index, socket.inet_ntoa(attrs[IFA_LOCAL][:4]), prefixlen))
         return out
 
     def qdiscs(self) -> list[Qdisc]:

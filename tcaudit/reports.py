@@ -9,6 +9,8 @@ from typing import Any
 from tcaudit import __version__
 from tcaudit.diff import Change
 from tcaudit.merge import ClusterAnswer
+from tcaudit.observer import Counts
+from tcaudit.probe import CleanupReport, ProbeResult
 from tcaudit.recommend import Finding, Recommendation, Where
 
 LEVELS = {"blind": 2, "warning": 1, "never": 99}
@@ -21,7 +23,6 @@ def escape(text: str) -> str:
 
 def quoteattr(text: str) -> str:
     return '"' + escape(text).replace('"', "&quot;").replace("\n", "&#10;") + '"'
-
 
 
 RECOMMEND_SCHEMA = "tcaudit/recommend/v1"
@@ -406,4 +407,131 @@ def merge_text(answer: ClusterAnswer) -> str:
             *("  " + line for line in answer.snippets["helm_values"].splitlines()),
             "",
         ]
+    return "\n".join(out) + "\n"
+
+
+PROBE_SCHEMA = "tcaudit/probe/v1"
+
+
+def _counts_json(counts: Counts) -> dict[str, int]:
+    return {"ipv4": counts.ipv4, "ipv6": counts.ipv6, "arp": counts.arp, "other": counts.other}
+
+
+def probe_json(result: ProbeResult) -> dict[str, Any]:
+    return {
+        "schema": PROBE_SCHEMA,
+        "tcaudit_version": __version__,
+        "duration": round(result.duration, 3),
+        "observers": [
+            {
+                "netns": {
+                    "id": o.placement.netns.id,
+                    "names": list(o.placement.netns.names),
+                    "label": o.placement.netns.label,
+                },
+                "interface": o.placement.interface,
+                "hook": o.placement.hook,
+                "pref": o.placement.pref,
+                "handle": f"0x{o.handle:x}",
+                "slot": o.slot,
+                "roles": list(o.placement.roles),
+                "shares_pref": o.placement.shares,
+                "packets": o.counts.packets,
+                "bytes": o.counts.bytes,
+                "breakdown": _counts_json(o.counts),
+                "reference_packets": o.reference_packets,
+                "reference": o.reference,
+                "pass_ratio": None if o.pass_ratio is None else round(o.pass_ratio, 4),
+            }
+            for o in result.observers
+        ],
+        "conclusions": [
+            {
+                "netns": c.netns,
+                "interface": c.interface,
+                "hook": c.hook,
+                "pref": c.entry.pref,
+                "handle": None if c.entry.handle is None else f"0x{c.entry.handle:x}",
+                "filter_name": c.entry.filter_name,
+                "program_id": c.entry.program.id if c.entry.program else None,
+                "vendor": c.entry.vendor.name if c.entry.vendor else None,
+                "static": list(c.entry.verdict.effective)
+                if c.entry.verdict and c.entry.verdict.effective is not None
+                else None,
+                "packets_before": c.before,
+                "packets_after": c.after,
+                "ends_chain_ratio": None
+                if c.ends_chain_ratio is None
+                else round(c.ends_chain_ratio, 4),
+                "agrees": c.agrees,
+                "message": c.message,
+            }
+            for c in result.conclusions
+        ],
+        "skipped": [
+            {"netns": s.netns, "interface": s.interface, "hook": s.hook, "reason": s.reason}
+            for s in result.plan.skipped
+        ],
+        "notes": list(result.notes),
+    }
+
+
+def probe_text(result: ProbeResult) -> str:
+    from tabulate import tabulate
+
+    rows = [
+        [
+            o.placement.netns.label,
+            o.placement.interface,
+            o.placement.hook,
+            o.placement.pref,
+            ", ".join(o.placement.roles) + (" (shared pref)" if o.placement.shares else ""),
+            o.counts.packets,
+            o.reference_packets if o.reference_packets is not None else "-",
+            o.reference,
+            "-" if o.pass_ratio is None else f"{o.pass_ratio:.0%}",
+        ]
+        for o in result.observers
+    ]
+    out = [
+        f"observed for {result.duration:.1f} s",
+        "",
+        tabulate(
+            rows,
+            headers=[
+                "netns",
+                "interface",
+                "hook",
+                "pref",
+                "observer",
+                "packets",
+                "reference",
+                "reference is",
+                "pass",
+            ],
+            tablefmt="simple",
+        ),
+        "",
+    ]
+    if result.conclusions:
+        out.append("What the traffic showed:")
+        for c in result.conclusions:
+            flag = "!!" if c.agrees is False else "  "
+            out += textwrap.wrap(
+                f"{c.interface} {c.hook} ({c.netns}): {c.message}",
+                92,
+                initial_indent=f"{flag} ",
+                subsequent_indent="     ",
+            )
+        out.append("")
+    out += [f"note: {note}" for note in result.notes]
+    return "\n".join(out) + "\n"
+
+
+def cleanup_text(report: CleanupReport) -> str:
+    out = [f"removed: {item}" for item in report.removed]
+    out += [f"already gone: {item}" for item in report.gone]
+    out += [f"left alone: {item}" for item in report.active]
+    if not out:
+        out = ["nothing to clean up: no observer was left behind"]
     return "\n".join(out) + "\n"

@@ -1,0 +1,575 @@
+"""`tcaudit probe`: put observers into live tc chains and count what reaches them.
+
+Static analysis says what a classifier CAN return; observers show what actually gets
+past it. An observer is bpf/verdict_probe.c attached as a cls_bpf filter that always
+returns TC_ACT_UNSPEC (it never changes a packet's fate) and counts packets per slot.
+
+Rules for changing a live chain (contracts.md, "Changing a live hook"):
+- create-only (NLM_F_EXCL), never replace; delete only what we added;
+- a free pref, or a pref whose filters are all bpf with protocol all (ours is added last,
+  so it runs FIRST at that pref and sees exactly what reaches it); never pref 0; never a
+  hook without a clsact qdisc on a node (lab and selftest namespaces may create clsact);
+- every observer is named tcaudit_probe_<slot> and recorded in a state file BEFORE it is
+  added, so `tcaudit probe --cleanup` removes exactly those after a crash or SIGKILL;
+- removed in every exit path: normal end, exception, Ctrl-C, SIGTERM (the CLI turns
+  SIGTERM into the same unwinding as Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tcaudit import bpfsys
+from tcaudit.errors import UsageError
+from tcaudit.model import Entry, Hook, Netns, Scan
+from tcaudit.namespaces import discover
+from tcaudit.netlink import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
+from tcaudit.observer import MAX_SLOTS, Counts, Observer
+from tcaudit.recommend import DEFAULT_PRIORITY, detect_priority
+from tcaudit.traffic import Endpoint, burst
+from tcaudit.vendors import is_cws
+
+PROBE_PREFIX = "tcaudit_probe"
+STATE_DIR = "/run/tcaudit/probe"
+
+
+def state_dir() -> Path:
+    """Where running probes record their observers (TCAUDIT_PROBE_STATE_DIR overrides)."""
+    return Path(os.environ.get("TCAUDIT_PROBE_STATE_DIR", STATE_DIR))
+HANDLE_BASE = 0x7CA0  # "tcaudit": easy to spot in `tc filter show`
+_PARENT = {"clsact/ingress": PARENT_INGRESS, "clsact/egress": PARENT_EGRESS}
+
+
+@dataclass(frozen=True)
+class Placement:
+    netns: Netns
+    interface: str
+    ifindex: int
+    hook: str  # clsact/ingress | clsact/egress
+    pref: int
+    roles: tuple[str, ...]  # "cws", "before <pref>", "after <pref>", "at"
+    shares: bool  # the pref holds other (bpf, protocol all) filters: we run first there
+
+
+@dataclass(frozen=True)
+class Skipped:
+    netns: str
+    interface: str
+    hook: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    placements: tuple[Placement, ...]
+    skipped: tuple[Skipped, ...]
+    subjects: tuple[tuple[Netns, str, str, Entry], ...]  # foreign classifiers to judge
+    priority: int
+    namespaces: tuple[Netns, ...] = ()  # every selected one (--generate sends between them)
+
+
+def _is_ours(entry: Entry) -> bool:
+    return bool(entry.filter_name and entry.filter_name.startswith(PROBE_PREFIX))
+
+
+def _usable(hook: Hook, pref: int) -> tuple[bool, bool]:
+    """(usable, shares) for an observer (bpf, protocol all) at ``pref`` on ``hook``."""
+    if not 1 <= pref <= 0xFFFF:
+        return False, False
+    there = [e for e in hook.entries if e.pref == pref and e.chain == 0]
+    if not there:
+        return True, False
+    if all(e.kind == "bpf" and e.protocol == "all" for e in there):
+        return True, True
+    return False, False
+
+
+def _foreign(hook: Hook) -> list[Entry]:
+    return [
+        e
+        for e in hook.entries
+        if e.pref is not None and e.reachable and not is_cws(e.vendor) and not _is_ours(e)
+    ]
+
+
+def plan(
+    scan: Scan,
+    *,
+    at: tuple[int, ...] = (),
+    priority: int | None = None,
+    allow_no_qdisc: bool = False,
+) -> Plan:
+    """Where observers go. Default: at the CWS priority in effect, and just before and
+    just after every foreign classifier; ``at`` replaces that with explicit prefs."""
+    detected, _ = detect_priority(scan)
+    cws_pref = priority or detected or DEFAULT_PRIORITY
+    placements: list[Placement] = []
+    skipped: list[Skipped] = []
+    subjects: list[tuple[Netns, str, str, Entry]] = []
+    for ns in scan.namespaces:
+        for interface in ns.interfaces:
+            hooks = {h.hook: h for h in interface.hooks}
+            for name in ("clsact/ingress", "clsact/egress"):
+                hook = hooks.get(name)
+                if hook is None:
+                    continue
+                direction = name.split("/")[1]
+                tcx = hooks.get(f"tcx/{direction}")
+                foreign = _foreign(hook)
+                tcx_foreign = [e for e in (tcx.entries if tcx else ()) if not is_cws(e.vendor)]
+                if not at and not foreign and not tcx_foreign:
+                    continue  # nothing to find out on this hook
+                if not hook.supported and not allow_no_qdisc:
+                    skipped.append(
+                        Skipped(
+                            ns.netns.label,
+                            interface.name,
+                            name,
+                            "no clsact qdisc: nothing runs there (not created on a node hook)",
+                        )
+                    )
+                    continue
+                wanted: dict[int, list[str]] = {}
+                if at:
+                    for pref in at:
+                        wanted.setdefault(pref, []).append("at")
+                else:
+                    wanted.setdefault(cws_pref, []).append("cws")
+                    for entry in foreign:
+                        assert entry.pref is not None
+                        subjects.append((ns.netns, interface.name, name, entry))
+                        wanted.setdefault(entry.pref + 1, []).append(f"after {entry.pref}")
+                        before = entry.pref - 1
+                        if before < 1 or not _usable(hook, before)[0]:
+                            before = entry.pref  # share its pref: added last, we run first
+                        wanted.setdefault(before, []).append(f"before {entry.pref}")
+                for pref, roles in sorted(wanted.items()):
+                    usable, shares = _usable(hook, pref)
+                    if not usable:
+                        skipped.append(
+                            Skipped(
+                                ns.netns.label,
+                                interface.name,
+                                name,
+                                f"pref {pref} is held by a non-bpf or non-'all' filter: not shared",
+                            )
+                        )
+                        continue
+                    placements.append(
+                        Placement(
+                            ns.netns,
+                            interface.name,
+                            interface.ifindex,
+                            name,
+                            pref,
+                            tuple(roles),
+                            shares,
+                        )
+                    )
+    if len(placements) >= MAX_SLOTS:
+        raise UsageError(
+            f"{len(placements)} observers needed, at most {MAX_SLOTS - 1}: "
+            "narrow it with --netns/--dev/--hook"
+        )
+    return Plan(tuple(placements), tuple(skipped), tuple(subjects), cws_pref,
+                tuple(ns.netns for ns in scan.namespaces))
+
+
+# -- state file (for --cleanup after SIGKILL) ------------------------------------------
+
+
+@dataclass
+class StateFile:
+    path: Path
+    records: list[dict[str, object]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, directory: Path) -> StateFile:
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory / f"{os.getpid()}-{time.time_ns()}.json")
+
+    def add(self, record: dict[str, object]) -> None:
+        self.records.append(record)
+        self._write()
+
+    def remove(self, record: dict[str, object]) -> None:
+        self.records.remove(record)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "observers": self.records}))
+        tmp.replace(self.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _netns_path(inode: int, fallback: str) -> str | None:
+    for ns in discover():
+        if ns.id == inode:
+            return ns.path
+    return fallback if Path(fallback).exists() else None
+
+
+def _delete_ours(nl: Netlink, record: dict[str, object]) -> bool:
+    """Delete the observer a record names, if it is still there AND still ours."""
+    ifindex, pref, handle = (
+        int(str(record["ifindex"])),
+        int(str(record["pref"])),
+        int(str(record["handle"])),
+    )
+    parent = _PARENT[str(record["hook"])]
+    for f in nl.filters(ifindex, parent):
+        if (
+            f.pref == pref
+            and f.handle == handle
+            and f.kind == "bpf"
+            and f.bpf is not None
+            and (f.bpf.name or "").startswith(PROBE_PREFIX)
+        ):
+            nl.delete_filter(
+                ifindex, parent, pref=pref, handle=handle, protocol=f.protocol, kind="bpf"
+            )
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    removed: tuple[str, ...]
+    gone: tuple[str, ...]  # recorded but no longer there (namespace or filter gone)
+    active: tuple[str, ...]  # state files of probes still running (left alone)
+
+
+def cleanup(directory: Path | None = None) -> CleanupReport:
+    """Remove the observers that crashed or killed probes left behind, and nothing else."""
+    directory = directory or state_dir()
+    removed: list[str] = []
+    gone: list[str] = []
+    active: list[str] = []
+    for path in sorted(directory.glob("*.json")) if directory.exists() else []:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        pid = int(state.get("pid", 0))
+        if pid and pid != os.getpid() and Path(f"/proc/{pid}").exists():
+            active.append(f"{path.name} (probe pid {pid} still running)")
+            continue
+        for record in state.get("observers", []):
+            what = (
+                f"{record['name']} on {record['interface']} {record['hook']} "
+                f"pref {record['pref']} handle 0x{int(record['handle']):x} "
+                f"in {record['netns_label']}"
+            )
+            ns_path = _netns_path(int(record["netns_inode"]), str(record["netns_path"]))
+            if ns_path is None:
+                gone.append(what + " (namespace gone)")
+                continue
+            fd = bpfsys.open_netns(ns_path)
+            try:
+                with Netlink(fd) as nl:
+                    (removed if _delete_ours(nl, record) else gone).append(what)
+            finally:
+                os.close(fd)
+        path.unlink()
+    return CleanupReport(tuple(removed), tuple(gone), tuple(active))
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObserverResult:
+    placement: Placement
+    slot: int
+    handle: int
+    counts: Counts
+    reference_packets: int | None
+    reference: str  # "observer at pref N", "rx packets of IF", ...
+    pass_ratio: float | None
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    netns: str
+    interface: str
+    hook: str
+    entry: Entry
+    before: int | None
+    after: int | None
+    ends_chain_ratio: float | None  # share of packets that did not get past it
+    agrees: bool | None  # with the static verdict; None: no traffic to judge
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    plan: Plan
+    duration: float
+    observers: tuple[ObserverResult, ...]
+    conclusions: tuple[Conclusion, ...]
+    notes: tuple[str, ...]
+
+
+Tick = Callable[[float, int], None]
+
+
+@contextlib.contextmanager
+def _attached(
+    plan: Plan, observer: Observer, state: StateFile, *, create_clsact: bool
+) -> Iterator[list[tuple[Placement, int, int]]]:
+    """Attach every observer; detach exactly those in every exit path."""
+    done: list[tuple[Placement, int, int, dict[str, object]]] = []
+    sockets: dict[int, tuple[int, Netlink]] = {}
+    try:
+        for slot, placement in enumerate(plan.placements, start=1):
+            key = placement.netns.id
+            if key not in sockets:
+                fd = bpfsys.open_netns(placement.netns.path)
+                sockets[key] = (fd, Netlink(fd))
+            nl = sockets[key][1]
+            parent = _PARENT[placement.hook]
+            if create_clsact:
+                with contextlib.suppress(NetlinkError):
+                    nl.add_clsact(placement.ifindex)
+            handles = {
+                f.handle for f in nl.filters(placement.ifindex, parent) if f.pref == placement.pref
+            }
+            handle = HANDLE_BASE + slot
+            while handle in handles:
+                handle += MAX_SLOTS
+            record: dict[str, object] = {
+                "netns_inode": placement.netns.id,
+                "netns_path": placement.netns.path,
+                "netns_label": placement.netns.label,
+                "interface": placement.interface,
+                "ifindex": placement.ifindex,
+                "hook": placement.hook,
+                "pref": placement.pref,
+                "handle": handle,
+                "name": f"{PROBE_PREFIX}_{slot}",
+            }
+            state.add(record)  # first the record, then the filter: --cleanup finds it
+            try:
+                nl.add_bpf_filter(
+                    placement.ifindex,
+                    parent,
+                    pref=placement.pref,
+                    handle=handle,
+                    prog_fd=observer.fd,
+                    name=f"{PROBE_PREFIX}_{slot}",
+                    protocol=ETH_P_ALL,
+                    classid=slot,
+                )
+            except NetlinkError:
+                state.remove(record)
+                raise
+            done.append((placement, slot, handle, record))
+        yield [(p, s, h) for p, s, h, _ in done]
+    finally:
+        errors = []
+        for placement, _slot, _handle, record in reversed(done):
+            try:
+                nl = sockets[placement.netns.id][1]
+                _delete_ours(nl, record)
+                state.remove(record)
+            except OSError as err:
+                if err.errno not in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
+                    errors.append(f"{record['name']}: {err}")
+        for fd, nl in sockets.values():
+            nl.close()
+            os.close(fd)
+        if errors:
+            raise RuntimeError(
+                "observers left behind (tcaudit probe --cleanup removes them): " + "; ".join(errors)
+            )
+        state.discard()
+
+
+def _link_counters(plan: Plan) -> dict[tuple[int, int], tuple[int, int]]:
+    """(netns inode, ifindex) -> (rx packets, tx packets) for the observed interfaces."""
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    for netns in {p.netns.id: p.netns for p in plan.placements}.values():
+        fd = bpfsys.open_netns(netns.path)
+        try:
+            with Netlink(fd) as nl:
+                for link in nl.links():
+                    out[(netns.id, link.ifindex)] = (link.rx_packets, link.tx_packets)
+        finally:
+            os.close(fd)
+    return out
+
+
+def _endpoints(plan: Plan) -> tuple[list[Endpoint], list[int]]:
+    endpoints: list[Endpoint] = []
+    fds: list[int] = []
+    seen: set[int] = set()
+    for netns in plan.namespaces:
+        if netns.id in seen or netns.is_self:
+            continue  # never send from the namespace tcaudit runs in
+        seen.add(netns.id)
+        fd = bpfsys.open_netns(netns.path)
+        fds.append(fd)
+        with Netlink(fd) as nl:
+            names = {link.ifindex: link.name for link in nl.links(stats=False)}
+            for index, address, prefixlen in nl.addresses():
+                if names.get(index) != "lo":
+                    endpoints.append(Endpoint(fd, names.get(index, "?"), address, prefixlen))
+    return endpoints, fds
+
+
+def run(
+    plan: Plan,
+    observer: Observer,
+    duration: float,
+    *,
+    generate: bool = False,
+    create_clsact: bool = False,
+    on_tick: Tick | None = None,
+    directory: Path | None = None,
+) -> ProbeResult:
+    """Attach, count for ``duration`` seconds (sending traffic with ``generate``), detach."""
+    if not plan.placements:
+        raise UsageError(
+            "nothing to observe on the selected hooks (no foreign classifier; name prefs with --at)"
+        )
+    state = StateFile.create(directory or state_dir())
+    endpoints, fds = _endpoints(plan) if generate else ([], [])
+    try:
+        with _attached(plan, observer, state, create_clsact=create_clsact) as attached:
+            start_links = _link_counters(plan)
+            start = {slot: observer.counts(slot) for _, slot, _ in attached}
+            began = time.monotonic()
+            while (elapsed := time.monotonic() - began) < duration:
+                if generate:
+                    burst(endpoints, count=10)
+                if on_tick is not None:
+                    seen = sum(
+                        observer.counts(slot).packets - start[slot].packets
+                        for _, slot, _ in attached
+                    )
+                    on_tick(elapsed, seen)
+                time.sleep(min(0.2, max(0.0, duration - elapsed)))
+            if generate:
+                time.sleep(0.05)  # let the last burst land
+            end = {slot: observer.counts(slot) - start[slot] for _, slot, _ in attached}
+            end_links = _link_counters(plan)
+            elapsed = time.monotonic() - began
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return _results(plan, attached, end, start_links, end_links, elapsed)
+
+
+def _results(
+    plan: Plan,
+    attached: list[tuple[Placement, int, int]],
+    counts: dict[int, Counts],
+    start_links: dict[tuple[int, int], tuple[int, int]],
+    end_links: dict[tuple[int, int], tuple[int, int]],
+    elapsed: float,
+) -> ProbeResult:
+    observers: list[ObserverResult] = []
+    notes: list[str] = []
+    by_hook: dict[tuple[int, str, str], list[tuple[Placement, int, int]]] = {}
+    for item in attached:
+        p = item[0]
+        by_hook.setdefault((p.netns.id, p.interface, p.hook), []).append(item)
+    for (_ns, _iface, hook), items in by_hook.items():
+        items.sort(key=lambda item: item[0].pref)
+        for index, (placement, slot, handle) in enumerate(items):
+            seen = counts[slot]
+            if index > 0:
+                ahead_placement, ahead_slot, _ = items[index - 1]
+                reference = counts[ahead_slot].packets
+                label = f"observer at pref {ahead_placement.pref}"
+            else:
+                key = (placement.netns.id, placement.ifindex)
+                rx0, tx0 = start_links.get(key, (0, 0))
+                rx1, tx1 = end_links.get(key, (0, 0))
+                if hook.endswith("ingress"):
+                    reference, label = rx1 - rx0, f"rx packets of {placement.interface}"
+                else:
+                    reference, label = tx1 - tx0, f"tx packets of {placement.interface}"
+                    notes.append(
+                        f"{placement.interface} egress: tx is counted after the egress hook, "
+                        "so drops or redirects there make the reference low"
+                    )
+            ratio = seen.packets / reference if reference else None
+            observers.append(ObserverResult(placement, slot, handle, seen, reference, label, ratio))
+    conclusions = [_conclude(plan, subject, observers) for subject in plan.subjects]
+    return ProbeResult(
+        plan, elapsed, tuple(observers), tuple(conclusions), tuple(dict.fromkeys(notes))
+    )
+
+
+def _conclude(
+    plan: Plan, subject: tuple[Netns, str, str, Entry], observers: list[ObserverResult]
+) -> Conclusion:
+    netns, interface, hook, entry = subject
+    assert entry.pref is not None
+    mine = [
+        o
+        for o in observers
+        if o.placement.netns.id == netns.id
+        and o.placement.interface == interface
+        and o.placement.hook == hook
+    ]
+    before = next((o for o in mine if f"before {entry.pref}" in o.placement.roles), None)
+    after = next((o for o in mine if f"after {entry.pref}" in o.placement.roles), None)
+    name = entry.filter_name or (entry.program.name if entry.program else entry.kind)
+    words = entry.verdict.effective if entry.verdict else None
+    static = "|".join(words) if words else "unknown"
+    if after is None:
+        return Conclusion(
+            netns.label,
+            interface,
+            hook,
+            entry,
+            None,
+            None,
+            None,
+            None,
+            f"{name} at pref {entry.pref}: no observer could go after it",
+        )
+    reached = before.counts.packets if before else after.reference_packets
+    got = after.counts.packets
+    if not reached:
+        return Conclusion(
+            netns.label,
+            interface,
+            hook,
+            entry,
+            reached,
+            got,
+            None,
+            None,
+            f"{name} at pref {entry.pref}: no traffic reached it "
+            "(try --generate on lab hooks, or a longer --duration)",
+        )
+    ends = max(0.0, 1 - got / reached)
+    can_end = words is None or any(w != "continue" for w in words)
+    if ends <= 0.05:
+        agrees = True
+        text = f"{name} at pref {entry.pref} hands packets on ({got}/{reached} got past it)"
+        if can_end:
+            text += f"; statically it can {static}, which the traffic seen never hit"
+    else:
+        agrees = can_end
+        text = (
+            f"{name} at pref {entry.pref} ends the chain for {ends:.0%} of packets "
+            f"({reached - got} of {reached})"
+        )
+        if not can_end:
+            text = f"DISAGREEMENT: {text}, but its bytecode only hands packets on ({static})"
+    return Conclusion(netns.label, interface, hook, entry, reached, got, ends, agrees, text)

@@ -1,0 +1,71 @@
+"""Test traffic for lab namespaces, the probe's --generate and selftest: small UDP bursts
+sent from inside a namespace (the socket keeps the namespace it was created in).
+
+Only ever aimed at addresses of interfaces tcaudit found in the selected namespaces (for
+lab and selftest: namespaces tcaudit made itself); never anywhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from tcaudit import bpfsys
+
+DISCARD_PORT = 9  # RFC 863: nobody listens, the kernel answers ICMP port unreachable
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    netns_fd: int
+    interface: str
+    address: str
+    prefixlen: int
+
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Interface(f"{self.address}/{self.prefixlen}").network
+
+
+def send_udp(
+    netns_fd: int, destination: str, count: int = 10, size: int = 64, port: int = DISCARD_PORT
+) -> int:
+    """Send ``count`` datagrams from inside a namespace; returns how many left."""
+    with bpfsys.inside_netns(netns_fd):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent = 0
+    with sock:
+        payload = b"tcaudit" + bytes(max(0, size - 7))
+        for _ in range(count):
+            try:
+                sock.sendto(payload, (destination, port))
+                sent += 1
+            except OSError as err:
+                # a port-unreachable answer to an earlier datagram, or a drop: go on
+                if err.errno not in (
+                    errno.ECONNREFUSED,
+                    errno.EPERM,
+                    errno.ENOBUFS,
+                    errno.EHOSTUNREACH,
+                    errno.ENETUNREACH,
+                ):
+                    raise
+    return sent
+
+
+def pairs(endpoints: list[Endpoint]) -> list[tuple[Endpoint, Endpoint]]:
+    """Every (from, to) pair of endpoints on the same small subnet, on different
+    interfaces: both ends of each veth pair see traffic in both directions."""
+    out = []
+    for a in endpoints:
+        for b in endpoints:
+            if a is b or a.address == b.address or a.prefixlen < 16:
+                continue
+            if a.network() == b.network():
+                out.append((a, b))
+    return out
+
+
+def burst(endpoints: list[Endpoint], count: int = 5) -> int:
+    return sum(send_udp(a.netns_fd, b.address, count) for a, b in pairs(endpoints))

@@ -1,0 +1,345 @@
+"""The probe on live hooks: what observers count, and that they leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tcaudit import probe
+from tcaudit.labkit import Sandbox
+from tcaudit.model import Entry, Netns, Verdict
+from tests.conftest import validate
+from tests.nodes import Node, node, run_json
+
+pytestmark = pytest.mark.usefixtures("privileged")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def probe_doc(capsys: pytest.CaptureFixture[str], n: Node, *extra: str) -> dict[str, Any]:
+    code, doc = run_json(
+        capsys,
+        "probe",
+        "--format",
+        "json",
+        "--duration",
+        "0.8s",
+        "--generate",
+        *n.selectors(),
+        *extra,
+    )
+    assert code == 0
+    validate(doc)
+    return doc
+
+
+def observer_at(
+    doc: dict[str, Any], pref: int, interface: str = "lxc0", hook: str = "clsact/ingress"
+) -> dict[str, Any]:
+    [found] = [
+        o
+        for o in doc["observers"]
+        if (o["pref"], o["interface"], o["hook"]) == (pref, interface, hook)
+    ]
+    return found
+
+
+def chains(n: Node) -> list[tuple[Any, ...]]:
+    """Every filter on the node's hooks: what must be identical before and after."""
+    from tcaudit.scan import Selection, scan
+
+    result = scan(Selection(netns=tuple(ns.name for ns in n.namespaces)))
+    return [
+        (
+            ns.netns.id,
+            i.name,
+            h.hook,
+            e.pref,
+            e.handle,
+            e.kind,
+            e.filter_name,
+            e.program.id if e.program else None,
+            e.program.tag if e.program else None,
+            index,
+        )
+        for ns in result.namespaces
+        for i in ns.interfaces
+        for h in i.hooks
+        for index, e in enumerate(h.entries)
+    ]
+
+
+def test_accepting_vendor_at_pref_1_hides_everything_after_it(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = node(box, pods=1)
+    n.cws(10)
+    n.vendor_on_host_veths(
+        0, pref=1, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
+    )
+    before = chains(n)
+    doc = probe_doc(capsys, n)
+    front, behind = observer_at(doc, 1), observer_at(doc, 2)
+    assert front["shares_pref"] is True and front["reference"] == "rx packets of lxc0"
+    assert front["packets"] >= 20 and front["pass_ratio"] >= 0.95  # it runs first at pref 1
+    assert behind["packets"] == 0 and behind["pass_ratio"] == 0  # while the interface counts
+    [conclusion] = doc["conclusions"]
+    assert conclusion["ends_chain_ratio"] == 1.0 and conclusion["agrees"] is True
+    assert conclusion["vendor"] == "Cilium" and "ends the chain for 100%" in conclusion["message"]
+    assert chains(n) == before  # every other filter identical: pref, handle, id, tag, order
+
+
+def test_unspec_vendor_hands_packets_on(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    n = node(box, pods=1)
+    n.cws(10)
+    n.vendor_on_host_veths(
+        -1, pref=3, filter_name="calico_from_workload_ep", prog_name="calico_from_wor"
+    )
+    doc = probe_doc(capsys, n)
+    before, after = observer_at(doc, 2), observer_at(doc, 4)
+    assert before["packets"] >= 20 and after["packets"] == before["packets"]
+    assert after["pass_ratio"] == 1.0 and after["reference"] == "observer at pref 2"
+    [conclusion] = doc["conclusions"]
+    assert conclusion["ends_chain_ratio"] == 0.0 and "hands packets on" in conclusion["message"]
+    assert observer_at(doc, 10)["packets"] == before["packets"]  # CWS's pref sees it all
+
+
+@pytest.mark.parametrize(("value", "reaches"), [(0, False), (1, True)])
+def test_tcx_program_in_front_of_clsact(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], value: int, reaches: bool
+) -> None:
+    n = node(box, pods=1)
+    box.tcx_attach(n.host, "lxc0", "ingress", n.prog(value, "tcx_front"))
+    doc = probe_doc(capsys, n, "--dev", "lxc0", "--dev", "eth0", "--at", "10")
+    observed = observer_at(doc, 10)
+    assert observed["reference_packets"] >= 20  # the interface received them...
+    if reaches:
+        assert observed["pass_ratio"] >= 0.95  # ...and any value but PASS/DROP/REDIRECT
+    else:
+        assert observed["packets"] == 0  # ...but TCX_PASS skipped every clsact filter
+
+
+def test_observer_sharing_a_vendor_pref_runs_first(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = node(box, pods=1)
+    n.vendor_on_host_veths(0, pref=5, handle=1, filter_name="vendor", prog_name="vendor_ok")
+    doc = probe_doc(capsys, n, "--at", "5", "--at", "6")
+    shared = observer_at(doc, 5)
+    assert shared["shares_pref"] is True and shared["pass_ratio"] >= 0.95
+    assert observer_at(doc, 6)["packets"] == 0
+
+
+def test_refuses_hooks_without_clsact_and_foreign_prefs(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "lxc0", pod, "eth0")
+    box.clsact(host, "lxc0")
+    subprocess.run(
+        [
+            "tc",
+            "-n",
+            host.name,
+            "filter",
+            "add",
+            "dev",
+            "lxc0",
+            "ingress",
+            "pref",
+            "7",
+            "protocol",
+            "ip",
+            "u32",
+            "match",
+            "u32",
+            "0",
+            "0",
+            "classid",
+            "1:1",
+        ],
+        check=True,
+    )
+    code, doc = run_json(
+        capsys,
+        "probe",
+        "--format",
+        "json",
+        "--duration",
+        "0.2s",
+        "--netns",
+        host.name,
+        "--netns",
+        pod.name,
+        "--at",
+        "7",
+        "--at",
+        "8",
+        "--hook",
+        "clsact/ingress",
+    )
+    assert code == 0
+    assert [(o["interface"], o["pref"]) for o in doc["observers"]] == [("lxc0", 8)]
+    reasons = {(s["interface"], s["reason"].split(":")[0]) for s in doc["skipped"]}
+    assert ("lxc0", "pref 7 is held by a non-bpf or non-'all' filter") in reasons
+    assert ("eth0", "no clsact qdisc") in reasons
+    assert (
+        "clsact"
+        not in subprocess.run(
+            ["tc", "-n", pod.name, "qdisc", "show", "dev", "eth0"], capture_output=True, text=True
+        ).stdout
+    )
+
+
+def _start_probe(n: Node, state_dir: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TCAUDIT_PROBE_STATE_DIR": str(state_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tcaudit", "probe", "--duration", "60s", *n.selectors()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_for_observers(n: Node, proc: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = [c for c in chains(n) if (c[6] or "").startswith("tcaudit_probe")]
+        if found:
+            return len(found)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("the probe never attached its observers")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_and_sigterm_remove_every_observer(
+    box: Sandbox, tmp_path: Path, sig: int, code: int
+) -> None:
+    n = node(box, pods=1)
+    n.cws(10)
+    n.vendor_on_host_veths(
+        0, pref=1, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
+    )
+    before = chains(n)
+    proc = _start_probe(n, tmp_path)
+    try:
+        assert _wait_for_observers(n, proc) >= 3
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert chains(n) == before
+    assert list(tmp_path.glob("*.json")) == []  # the state file goes with the observers
+
+
+def test_sigkill_leaves_marked_observers_that_cleanup_removes(
+    box: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    n = node(box, pods=1)
+    n.cws(10)
+    n.vendor_on_host_veths(
+        0, pref=1, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
+    )
+    before = chains(n)
+    proc = _start_probe(n, tmp_path)
+    try:
+        left = _wait_for_observers(n, proc)
+        time.sleep(0.3)  # every observer attached
+        left = len([c for c in chains(n) if (c[6] or "").startswith("tcaudit_probe")])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert left >= 3 and chains(n) != before
+    [state] = tmp_path.glob("*.json")
+    assert len(json.loads(state.read_text())["observers"]) == left
+    monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path))
+    from tcaudit.cli import main
+
+    assert main(["probe", "--cleanup"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("removed: tcaudit_probe_") == left
+    assert chains(n) == before  # exactly the observers, nothing else
+    assert main(["probe", "--cleanup"]) == 0
+    assert "nothing to clean up" in capsys.readouterr().out
+
+
+def test_bcc_or_headers_missing_is_exit_3(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = node(box, pods=1)
+    n.vendor_on_host_veths(0, pref=1, filter_name="v", prog_name="v")
+    from tcaudit import observer
+    from tcaudit.cli import main
+
+    monkeypatch.setattr(observer, "headers_present", lambda: False)
+    code = main(["probe", "--duration", "0.2s", *n.selectors()])
+    err = capsys.readouterr().err
+    assert code == 3 and "no kernel headers" in err and "BCC_KERNEL_SOURCE" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["selftest"]) == 3
+    assert "FAILED at step 'header compile'" in capsys.readouterr().out
+
+    def no_bcc() -> None:
+        raise observer.EnvironmentProblem(f"bcc is not importable: {observer.INSTALL_HINT}")
+
+    monkeypatch.setattr(observer, "import_bcc", no_bcc)
+    assert main(["probe", "--duration", "0.2s", *n.selectors()]) == 3
+    assert "bcc is not importable" in capsys.readouterr().err
+    # scan and recommend keep working without bcc
+    assert main(["recommend", *n.selectors()]) == 0
+
+
+def test_selftest_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    from tcaudit.cli import main
+
+    assert main(["selftest"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == "tcaudit self test: OK"
+    assert "front saw" in out
+
+
+def test_a_disagreement_is_flagged_loudly() -> None:
+    """Static analysis is sound, so this cannot happen on a real program: check the
+    wording the probe uses if the kernel ever proves the analysis wrong."""
+    ns = Netns(id=1, dev=1, names=("x",), pids=(), label="x", path="/x")
+    entry = Entry(
+        pref=3,
+        handle=1,
+        chain=0,
+        protocol="all",
+        kind="bpf",
+        direct_action=True,
+        filter_name="claims_unspec",
+        program=None,
+        verdict=Verdict((-1,), ("continue",), "static", None),
+    )
+    placement = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 2, ("before 3",), False)
+    after = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 4, ("after 3",), False)
+    from tcaudit.observer import Counts
+
+    observers = [
+        probe.ObserverResult(placement, 1, 1, Counts(packets=100), 100, "rx", 1.0),
+        probe.ObserverResult(after, 2, 2, Counts(packets=40), 100, "obs", 0.4),
+    ]
+    plan = probe.Plan((placement, after), (), ((ns, "lxc0", "clsact/ingress", entry),), 10)
+    conclusion = probe._conclude(plan, plan.subjects[0], observers)
+    assert conclusion.agrees is False
+    assert conclusion.message.startswith(
+        "DISAGREEMENT: claims_unspec at pref 3 ends the chain for 60%"
+    )

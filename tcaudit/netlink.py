@@ -248,6 +248,82 @@ def _tcmsg(ifindex: int, handle: int, parent: int, info: int, attrs: bytes = b""
     return _TCMSG.pack(0, ifindex, handle, parent, info) + attrs
 
 
+def _link_from(chunk: bytes, wanted: frozenset[int] = _LINK_ATTRS) -> Link:
+    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(chunk, 16)
+    attrs = _parse_nlas(chunk, 32, wanted)
+    info = _parse_nlas(attrs.get(IFLA_LINKINFO, b""))
+    counters = attrs.get(IFLA_STATS64, b"")
+    # struct rtnl_link_stats64 starts rx_packets, tx_packets, rx_bytes, tx_bytes
+    rx_p, tx_p, rx_b, tx_b = (
+        struct.unpack_from("=QQQQ", counters) if len(counters) >= 32 else (0, 0, 0, 0)
+    )
+    return Link(
+        ifindex=index,
+        name=_asciiz(attrs.get(IFLA_IFNAME, b"?")),
+        kind=_asciiz(info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None,
+        up=bool(flags & 1),
+        rx_packets=rx_p,
+        tx_packets=tx_p,
+        rx_bytes=rx_b,
+        tx_bytes=tx_b,
+    )
+
+
+def _qdisc_from(chunk: bytes) -> Qdisc:
+    _family, ifindex, handle, parent, _info = _TCMSG.unpack_from(chunk, 16)
+    attrs = _parse_nlas(chunk, 36)
+    return Qdisc(
+        ifindex=ifindex,
+        kind=_asciiz(attrs.get(TCA_KIND, b"")),
+        handle=handle,
+        parent=parent,
+        ingress_block=_u32(attrs, TCA_INGRESS_BLOCK),
+        egress_block=_u32(attrs, TCA_EGRESS_BLOCK),
+    )
+
+
+def _filter_from(chunk: bytes, block: int | None = None) -> Filter | None:
+    """A filter message; None for an instance header or a u32 hash table."""
+    _family, ifindex, handle, parent, info = _TCMSG.unpack_from(chunk, 16)
+    attrs = _parse_nlas(chunk, 36)
+    if TCA_OPTIONS not in attrs:
+        return None  # the pref/kind header of a classifier instance, no filter
+    kind = _asciiz(attrs.get(TCA_KIND, b""))
+    if kind == "u32" and handle & 0xFFF == 0:
+        return None  # a u32 hash table, not a rule (TC_U32_NODE(handle) == 0)
+    options = _parse_nlas(attrs[TCA_OPTIONS])
+    if ifindex == -1 and block is None:
+        block = parent  # a notification about a shared block's filter
+    return Filter(
+        ifindex=ifindex & 0xFFFFFFFF,
+        parent=parent,
+        block=block,
+        chain=_u32(attrs, TCA_CHAIN) or 0,
+        pref=info >> 16,
+        protocol=socket.ntohs(info & 0xFFFF),
+        handle=handle,
+        kind=kind,
+        has_actions=_ACT_ATTR.get(kind, -1) in options,
+        bpf=_decode_bpf(options) if kind == "bpf" else None,
+    )
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One rtnetlink multicast message tcaudit cares about."""
+
+    type: int  # RTM_NEWTFILTER, RTM_DELTFILTER, RTM_NEWQDISC, ...
+    flags: int  # the request's NLM_F_* flags, as the kernel passes them on
+    portid: int  # netlink port id of the socket that made the change (0: the kernel)
+    filter: Filter | None = None
+    qdisc: Qdisc | None = None
+    link: Link | None = None
+
+
+class EventsLost(OSError):
+    """The socket overran (ENOBUFS): notifications were dropped; rescan."""
+
+
 class Netlink:
     """One rtnetlink socket bound to one network namespace."""
 
@@ -341,29 +417,8 @@ class Netlink:
     def links(self, *, stats: bool = True) -> list[Link]:
         """Every link; ``stats=False`` skips the counters (and parses a third as much)."""
         wanted = _LINK_ATTRS if stats else _LINK_ATTRS_NO_STATS
-        out = []
-        for chunk in self._dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
-            _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(chunk, 16)
-            attrs = _parse_nlas(chunk, 32, wanted)
-            info = _parse_nlas(attrs.get(IFLA_LINKINFO, b""))
-            counters = attrs.get(IFLA_STATS64, b"")
-            # struct rtnl_link_stats64 starts rx_packets, tx_packets, rx_bytes, tx_bytes
-            rx_p, tx_p, rx_b, tx_b = (
-                struct.unpack_from("=QQQQ", counters) if len(counters) >= 32 else (0, 0, 0, 0)
-            )
-            out.append(
-                Link(
-                    ifindex=index,
-                    name=_asciiz(attrs.get(IFLA_IFNAME, b"?")),
-                    kind=_asciiz(info[IFLA_INFO_KIND]) if IFLA_INFO_KIND in info else None,
-                    up=bool(flags & 1),
-                    rx_packets=rx_p,
-                    tx_packets=tx_p,
-                    rx_bytes=rx_b,
-                    tx_bytes=tx_b,
-                )
-            )
-        return out
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        return [_link_from(chunk, wanted) for chunk in self._dump(RTM_GETLINK, body)]
 
     def addresses(self) -> list[tuple[int, str, int]]:
         """(ifindex, IPv4 address, prefix length) of every IPv4 address."""
@@ -376,21 +431,7 @@ class Netlink:
         return out
 
     def qdiscs(self) -> list[Qdisc]:
-        out = []
-        for chunk in self._dump(RTM_GETQDISC, _tcmsg(0, 0, 0, 0)):
-            _family, ifindex, handle, parent, _info = _TCMSG.unpack_from(chunk, 16)
-            attrs = _parse_nlas(chunk, 36)
-            out.append(
-                Qdisc(
-                    ifindex=ifindex,
-                    kind=_asciiz(attrs.get(TCA_KIND, b"")),
-                    handle=handle,
-                    parent=parent,
-                    ingress_block=_u32(attrs, TCA_INGRESS_BLOCK),
-                    egress_block=_u32(attrs, TCA_EGRESS_BLOCK),
-                )
-            )
-        return out
+        return [_qdisc_from(chunk) for chunk in self._dump(RTM_GETQDISC, _tcmsg(0, 0, 0, 0))]
 
     def filters(self, ifindex: int, parent: int) -> list[Filter]:
         """Every filter of every chain on one parent, in the kernel's dump order.
@@ -410,28 +451,9 @@ class Netlink:
         request = _tcmsg(ifindex if block is None else -1, 0, parent, 0)
         out = []
         for chunk in self._dump(RTM_GETTFILTER, request):
-            _family, _ifindex, handle, _parent, info = _TCMSG.unpack_from(chunk, 16)
-            attrs = _parse_nlas(chunk, 36)
-            if TCA_OPTIONS not in attrs:
-                continue  # the pref/kind header of a classifier instance, no filter
-            kind = _asciiz(attrs.get(TCA_KIND, b""))
-            if kind == "u32" and handle & 0xFFF == 0:
-                continue  # a u32 hash table, not a rule (TC_U32_NODE(handle) == 0)
-            options = _parse_nlas(attrs[TCA_OPTIONS])
-            out.append(
-                Filter(
-                    ifindex=ifindex,
-                    parent=parent,
-                    block=block,
-                    chain=_u32(attrs, TCA_CHAIN) or 0,
-                    pref=info >> 16,
-                    protocol=socket.ntohs(info & 0xFFFF),
-                    handle=handle,
-                    kind=kind,
-                    has_actions=_ACT_ATTR.get(kind, -1) in options,
-                    bpf=_decode_bpf(options) if kind == "bpf" else None,
-                )
-            )
+            found = _filter_from(chunk, block)
+            if found is not None:
+                out.append(found)
         return out
 
     # -- events -----------------------------------------------------------------------
@@ -460,6 +482,47 @@ class Netlink:
         finally:
             self._sock.settimeout(None)
         return out
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def enlarge_receive_buffer(self, size: int = 32 << 20) -> None:
+        """SO_RCVBUFFORCE (root): bursts of tc changes must not overrun the socket."""
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, 33, size)  # SO_RCVBUFFORCE
+        except OSError:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+    def notifications(self) -> list[Notification]:
+        """Every notification waiting on the socket, without blocking.
+
+        Raises EventsLost when the kernel dropped some (ENOBUFS): the caller rescans.
+        """
+        out: list[Notification] = []
+        while True:
+            try:
+                data = self._sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return out
+            except OSError as err:
+                if err.errno == errno.ENOBUFS:
+                    raise EventsLost(errno.ENOBUFS, "netlink notifications lost") from None
+                raise
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype, flags, _seq, portid = _NLMSGHDR.unpack_from(data, offset)
+                if length < 16:
+                    break
+                chunk = data[offset : offset + length]
+                offset += (length + 3) & ~3
+                if mtype in (RTM_NEWTFILTER, RTM_DELTFILTER):
+                    found = _filter_from(chunk)
+                    if found is not None:
+                        out.append(Notification(mtype, flags, portid, filter=found))
+                elif mtype in (RTM_NEWQDISC, RTM_DELQDISC):
+                    out.append(Notification(mtype, flags, portid, qdisc=_qdisc_from(chunk)))
+                elif mtype in (RTM_NEWLINK, RTM_DELLINK):
+                    out.append(Notification(mtype, flags, portid, link=_link_from(chunk)))
 
     # -- tc writes (fixtures, lab, probe) ------------------------------------------------
 

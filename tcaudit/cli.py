@@ -450,6 +450,86 @@ def selftest_cmd() -> int:
     return 3 if result.environment else 1
 
 
+@cli.command(
+    "watch",
+    epilog="""\b
+Examples:
+  sudo tcaudit watch                         every namespace, one minute
+  sudo tcaudit watch --duration 10m --format jsonl > tc-changes.jsonl
+  sudo tcaudit watch --netns self --gap 50ms
+\b
+Stops at --duration or Ctrl-C (exit 130) and prints a summary. Read-only.
+""",
+)
+@click.option(
+    "--netns",
+    "netns",
+    multiple=True,
+    metavar="SEL",
+    help=SELECTOR_HELP + " Without it, namespaces created while watching are picked up too.",
+)
+@click.option(
+    "--duration",
+    default="60s",
+    show_default=True,
+    metavar="TIME",
+    help="How long to watch: 60s, 10m, 500ms.",
+)
+@click.option(
+    "--gap",
+    default="100ms",
+    show_default=True,
+    metavar="TIME",
+    help="Report a hook left without a vendor's filter for longer than this.",
+)
+@click.option(
+    "--vendors",
+    "vendor_files",
+    multiple=True,
+    metavar="FILE",
+    help="Extra vendor fingerprints. Repeatable.",
+)
+@_format_option(
+    ["text", "jsonl"],
+    "text lines, or one JSON object per line (tcaudit/watch/v1; the last one is the summary).",
+)
+def watch_cmd(
+    netns: tuple[str, ...], duration: str, gap: str, vendor_files: tuple[str, ...], fmt: str
+) -> int:
+    """Record every change to the tc hooks as it happens (filters added, replaced,
+    deleted or lost, clsact qdiscs, TCX attachments) with the vendor and the process
+    behind it, and raise findings when vendors race each other."""
+    import json
+
+    from tcaudit.reports import watch_json, watch_line, watch_summary, watch_summary_text
+    from tcaudit.vendors import load_registry
+    from tcaudit.watch import Watcher
+
+    privileges.require("watch")
+    seconds, gap_seconds = parse_duration(duration), parse_duration(gap)
+    registry = load_registry(vendor_files)
+
+    def emit(item: Any) -> None:
+        line = json.dumps(watch_json(item)) if fmt == "jsonl" else watch_line(item)
+        click.echo(line)
+
+    watcher = Watcher(netns, registry, emit, gap=gap_seconds)
+    interrupted = False
+    try:
+        watcher.start()
+        watcher.run(seconds)
+    except (KeyboardInterrupt, Terminated):
+        interrupted = True
+    finally:
+        watcher.finish()
+    summary = watcher.summary
+    if fmt == "jsonl":
+        click.echo(json.dumps(watch_summary(summary)))
+    else:
+        click.echo(watch_summary_text(summary), err=True, nl=False)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
     from tcaudit.snapshot import read_document, scan_from_json
     from tcaudit.vendors import add_vendors, load_registry

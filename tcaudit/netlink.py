@@ -487,7 +487,8 @@ class Netlink:
         return self._sock.fileno()
 
     def enlarge_receive_buffer(self, size: int = 32 << 20) -> None:
-        """SO_RCVBUFFORCE (root): bursts of tc changes must not overrun the socket."""
+        """SO_RCVBUFFORCE (root): bursts of tc changes must not overrun the socket
+        (tests pass a small size to provoke an overrun)."""
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, 33, size)  # SO_RCVBUFFORCE
         except OSError:

@@ -103,6 +103,9 @@ class ProgramReader:
             self._programs[prog_id] = self._read(prog_id)
         return self._programs
 
+    def size(self) -> int:
+        return len(self._programs)
+
     def get(self, prog_id: int) -> Program:
         return self.read_all([prog_id])[prog_id]
 

@@ -4,6 +4,7 @@ merge. Like render.py they return strings; only the CLI writes them."""
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
 from typing import Any
 
 from tcaudit import __version__
@@ -12,6 +13,7 @@ from tcaudit.merge import ClusterAnswer
 from tcaudit.observer import Counts
 from tcaudit.probe import CleanupReport, ProbeResult
 from tcaudit.recommend import Finding, Recommendation, Where
+from tcaudit.watch import WatchEvent, WatchFinding, WatchSummary
 
 LEVELS = {"blind": 2, "warning": 1, "never": 99}
 
@@ -534,4 +536,110 @@ def cleanup_text(report: CleanupReport) -> str:
     out += [f"left alone: {item}" for item in report.active]
     if not out:
         out = ["nothing to clean up: no observer was left behind"]
+    return "\n".join(out) + "\n"
+
+
+WATCH_SCHEMA = "tcaudit/watch/v1"
+
+
+def _stamp(when: float) -> str:
+    return (
+        datetime.fromtimestamp(when, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def watch_json(item: WatchEvent | WatchFinding) -> dict[str, Any]:
+    if isinstance(item, WatchFinding):
+        return {
+            "schema": WATCH_SCHEMA,
+            "type": "finding",
+            "time": _stamp(item.time),
+            "kind": item.kind,
+            "message": item.message,
+            "netns": item.netns,
+            "interface": item.interface,
+            "hook": item.hook,
+        }
+    from tcaudit.render import program_json
+    from tcaudit.vendors import vendor_json
+
+    actor = item.actor
+    return {
+        "schema": WATCH_SCHEMA,
+        "type": "event",
+        "time": _stamp(item.time),
+        "netns": {"id": item.netns_id, "label": item.netns},
+        "what": item.what,
+        "interface": item.interface,
+        "hook": item.hook,
+        "pref": item.pref,
+        "handle": None if item.handle is None else f"0x{item.handle:x}",
+        "kind": item.kind,
+        "filter_name": item.filter_name,
+        "program": program_json(item.program),
+        "vendor": vendor_json(item.vendor),
+        "actor": None
+        if actor is None
+        else {"pid": actor.pid, "comm": actor.comm, "portid": actor.portid, "how": actor.how},
+        "previous_program": program_json(item.previous_program),
+        "previous_vendor": vendor_json(item.previous_vendor),
+        "note": item.note,
+    }
+
+
+def watch_line(item: WatchEvent | WatchFinding) -> str:
+    when = _stamp(item.time)[11:]
+    if isinstance(item, WatchFinding):
+        return f"{when} FINDING {item.kind}: {item.message}"
+    parts = [when, item.what, item.netns]
+    if item.interface:
+        parts.append(item.interface)
+    if item.hook:
+        parts.append(item.hook)
+    if item.pref is not None:
+        parts.append(f"pref {item.pref} handle 0x{(item.handle or 0):x}")
+    if item.filter_name:
+        parts.append(item.filter_name)
+    if item.program is not None:
+        parts.append(f"prog {item.program.id} {item.program.name or ''}".rstrip())
+    if item.vendor is not None:
+        parts.append(f"[{item.vendor.name}]")
+    if item.previous_vendor is not None or item.previous_program is not None:
+        was = item.previous_vendor.name if item.previous_vendor else "unknown"
+        parts.append(f"(was {was})")
+    if item.actor is not None:
+        parts.append(f"by {item.actor.text()}")
+    if item.note:
+        parts.append(f"- {item.note}")
+    return " ".join(parts)
+
+
+def watch_summary(summary: WatchSummary) -> dict[str, Any]:
+    return {
+        "schema": WATCH_SCHEMA,
+        "type": "summary",
+        "duration": round(summary.ended - summary.started, 3),
+        "namespaces": summary.namespaces,
+        "events": dict(sorted(summary.events.items())),
+        "lost": summary.lost,
+        "findings": [watch_json(f) for f in summary.findings],
+        "findings_dropped": summary.findings_dropped,
+    }
+
+
+def watch_summary_text(summary: WatchSummary) -> str:
+    counts = ", ".join(f"{n} {what}" for what, n in sorted(summary.events.items())) or "none"
+    out = [
+        f"watched {summary.namespaces} namespaces for "
+        f"{summary.ended - summary.started:.1f} s; events: {counts}"
+    ]
+    if summary.lost:
+        out.append(f"events lost {summary.lost} time(s) (each followed by a rescan)")
+    if summary.findings:
+        out.append(f"{len(summary.findings) + summary.findings_dropped} finding(s):")
+        out += [f"  - {f.kind}: {f.message}" for f in summary.findings]
+    else:
+        out.append("no findings")
     return "\n".join(out) + "\n"

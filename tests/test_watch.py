@@ -1,0 +1,168 @@
+"""`tcaudit watch` against real changes made by other processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tcaudit.labkit import Sandbox
+from tcaudit.vendors import load_registry
+from tcaudit.watch import Watcher, WatchEvent, WatchFinding
+from tests.conftest import validate
+
+pytestmark = pytest.mark.usefixtures("privileged")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def watching(box: Sandbox, names: list[str], **kwargs: Any) -> tuple[Watcher, list[Any]]:
+    seen: list[WatchEvent | WatchFinding] = []
+    watcher = Watcher(names, load_registry(), seen.append, **kwargs)
+    watcher.start()
+    return watcher, seen
+
+
+def test_the_replace_then_delete_race_is_caught_with_its_actors(box: Sandbox) -> None:
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "lxc0", pod, "eth0")
+    box.clsact(host, "lxc0")
+    watcher, seen = watching(box, [host.name, pod.name])
+    try:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "tests.race_writers", "agent", host.path, "lxc0"], cwd=ROOT
+        )
+        cilium = subprocess.Popen(
+            [sys.executable, "-m", "tests.race_writers", "cilium", host.path, "lxc0"], cwd=ROOT
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (agent.poll() is None or cilium.poll() is None):
+            watcher.step(0.05)
+        watcher.step(0.1)
+        assert agent.returncode == 0 and cilium.returncode == 0
+    finally:
+        watcher.finish()
+    events = [e for e in seen if isinstance(e, WatchEvent)]
+    what = [
+        (
+            e.what,
+            e.vendor.name if e.vendor else None,
+            e.actor.comm if e.actor else None,
+            e.actor.pid if e.actor else None,
+        )
+        for e in events
+        if e.what.startswith("filter-")
+    ]
+    assert what == [
+        ("filter-added", "Datadog CWS", "system-probe", agent.pid),
+        ("filter-replaced", "Cilium", "cilium-agent", cilium.pid),
+        ("filter-deleted", "Cilium", "system-probe", agent.pid),
+    ]
+    replaced = events[[e.what for e in events].index("filter-replaced")]
+    assert replaced.previous_vendor is not None
+    assert replaced.previous_vendor.name == "Datadog CWS"
+    findings = {f.kind: f.message for f in seen if isinstance(f, WatchFinding)}
+    assert "Datadog CWS's filter replaced by Cilium" in findings["vendor-replaced"]
+    assert (
+        f"deleted by system-probe[{agent.pid}], not by cilium-agent[{cilium.pid}]"
+        in findings["deleted-by-other"]
+    )
+    assert "without Cilium's filter" in findings["hook-gap"]  # pod lost connectivity
+
+
+def test_lost_filters_namespaces_and_tcx_are_reported(box: Sandbox) -> None:
+    host = box.namespace("host")
+    pods = [box.namespace(f"p{i}") for i in range(2)]
+    for i, pod in enumerate(pods):
+        box.veth(host, f"lxc{i}", pod, "eth0")
+        box.clsact(host, f"lxc{i}")
+        box.attach(
+            host,
+            f"lxc{i}",
+            "ingress",
+            box.load_returning(0, "cil_from_contai"),
+            pref=1,
+            handle=1,
+            name=f"cil_from_container-lxc{i}",
+        )
+    watcher, seen = watching(box, [], tcx_interval=0.05, rediscover_interval=0.2)
+    try:
+        box.tcx_attach(host, "lxc0", "ingress", box.load_returning(0, "tcx_front"))
+        host.nl.delete_link(host.ifindex("lxc1"))  # its filters get no event of their own
+        late = box.namespace("late")
+        for _ in range(20):
+            watcher.step(0.05)
+    finally:
+        watcher.finish()
+    events = [e for e in seen if isinstance(e, WatchEvent)]
+    kinds = [(e.what, e.interface) for e in events if e.netns == host.name]
+    assert ("tcx-attached", "lxc0") in kinds
+    assert ("link-deleted", "lxc1") in kinds and ("filter-lost", "lxc1") in kinds
+    assert any(e.what == "namespace-added" and e.netns == late.name for e in events)
+    findings = [f.kind for f in seen if isinstance(f, WatchFinding)]
+    assert "tcx-in-front" in findings
+
+
+def test_cli_jsonl_stream_and_summary(box: Sandbox) -> None:
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "lxc0", pod, "eth0")
+    box.clsact(host, "lxc0")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tcaudit",
+            "watch",
+            "--format",
+            "jsonl",
+            "--duration",
+            "3s",
+            "--netns",
+            host.name,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.2)
+    box.attach(host, "lxc0", "ingress", box.load_returning(0, "x"), pref=3, handle=1, name="mine")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    for line in lines:
+        validate(line)
+    assert lines[-1]["type"] == "summary" and lines[-1]["events"] == {"filter-added": 1}
+    [added] = [line for line in lines if line["type"] == "event"]
+    assert (added["what"], added["pref"], added["filter_name"]) == ("filter-added", 3, "mine")
+    assert added["actor"]["pid"] == os.getpid()  # this test process made the change
+
+
+def test_an_overrun_is_reported_and_followed_by_a_rescan(box: Sandbox) -> None:
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "lxc0", pod, "eth0")
+    box.clsact(host, "lxc0")
+    watcher, seen = watching(box, [host.name], receive_buffer=4096)
+    try:
+        prog = box.load_returning(-1, "burst")
+        for pref in range(100, 400):  # far more notifications than 4 KiB can queue
+            box.attach(host, "lxc0", "ingress", prog, pref=pref, handle=1, name="burst")
+        watcher.step(0.2)
+    finally:
+        watcher.finish()
+    events = [e for e in seen if isinstance(e, WatchEvent)]
+    assert any(e.what == "events-lost" for e in events)
+    assert watcher.summary.lost >= 1
+    assert "events-lost" in {f.kind for f in seen if isinstance(f, WatchFinding)}
+    # delivered + rescanned: every one of the 300 filters was reported exactly once
+    added = [e.pref for e in events if e.what == "filter-added"]
+    assert sorted(added) == list(range(100, 400))
+    assert any(e.note and "rescan" in e.note for e in events)

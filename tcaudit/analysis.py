@@ -43,6 +43,14 @@ class VerdictAnalyser:
         if entry.kind in ("bpf", "tcx"):
             return self._program_verdict(entry)
         if entry.kind == "cbpf":
+            if entry.direct_action:
+                return Verdict(
+                    None,
+                    None,
+                    "static",
+                    "classic BPF bytecode in direct-action "
+                    "mode: its return value is the verdict (not analysed)",
+                )
             if entry.has_actions:
                 return Verdict(
                     None,
@@ -59,6 +67,15 @@ class VerdictAnalyser:
         if entry.has_actions:
             return Verdict(
                 None, None, "static", f"{entry.kind} filter: a match runs its actions (not decoded)"
+            )
+        if entry.kind == "u32" and entry.classid is None:
+            return Verdict(
+                None,
+                ("continue",),
+                "static",
+                "u32 node without classid or "
+                "actions: it can only link to another hash table, whose nodes "
+                "are listed on their own",
             )
         return Verdict(
             None,

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from tcaudit import __version__, privileges
-from tcaudit.errors import TcauditError
+from tcaudit.errors import TcauditError, UsageError
 from tcaudit.inventory import inventory
 from tcaudit.render import SCAN_SCHEMA, dumps, scan_json, scan_table
 from tcaudit.scan import Selection, hooks_for
@@ -325,9 +325,14 @@ def snapshot_cmd(reading: Reading, output: str) -> None:
     if output == "-":
         click.echo(text, nl=False)
         return
-    tmp = Path(f"{output}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(output)  # never a half-written snapshot
+    target = Path(output)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(target)  # never a half-written snapshot
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"-o {output}: cannot write it: {err.strerror}") from None
 
 
 @cli.command(

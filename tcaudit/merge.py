@@ -37,7 +37,9 @@ class ClusterAnswer:
 
 
 def _works(scan: Scan, priority: int) -> bool:
-    return not recommend(scan, priority=priority).blind
+    """No hook is blind at ``priority`` and CWS can attach there on every hook."""
+    rec = recommend(scan, priority=priority)
+    return not rec.blind and not any(f.kind == "pref-collision" for f in rec.findings)
 
 
 def merge(nodes: list[tuple[str, str, Scan]]) -> ClusterAnswer:

@@ -135,7 +135,7 @@ class NamespaceScan:
 class Host:
     hostname: str
     kernel: str
-    tcx: bool  # the kernel answers TCX queries
+    tcx: bool | None  # the kernel answers TCX queries; None: no TCX hook was queried
 
 
 @dataclass(frozen=True)

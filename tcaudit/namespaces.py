@@ -9,17 +9,19 @@ pod name when a container's /etc/hostname can be read through /proc/PID/root.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from tcaudit.errors import UsageError
 from tcaudit.model import Netns
 
 NETNS_DIRS = ("/run/netns", "/var/run/netns")
 SELF_PATH = "/proc/self/ns/net"
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), include/uapi/linux/nsfs.h
+CLONE_NEWNET = 0x40000000
 
 # docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, /docker/<id>, .../<id>
 _CONTAINER_ID = re.compile(
@@ -126,12 +128,24 @@ def discover(proc: str = "/proc", netns_dirs: Iterable[str] = NETNS_DIRS) -> lis
 
 
 def _is_nsfs(path: str) -> bool:
-    """True for a namespace file: it lives on the nsfs device, like our own.
+    """True for a NETWORK namespace file: on the nsfs device like our own, and of type
+    CLONE_NEWNET (ioctl NS_GET_NSTYPE), so /proc/N/ns/mnt and friends are refused.
 
     A file left behind by a crashed ``ip netns add`` is a plain file on tmpfs instead.
     """
     key, own = _stat_key(path), _stat_key(SELF_PATH)
-    return key is not None and own is not None and key[0] == own[0]
+    if key is None or own is None or key[0] != own[0]:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _label(found: _Found, is_self: bool) -> Netns:
@@ -237,8 +251,12 @@ def _resolve_name(name: str, selector: str, known: list[Netns]) -> Netns:
 
 
 def _by_path(path: str, selector: str, by_key: dict[tuple[int, int], Netns]) -> Netns:
-    if not Path(path).exists():
-        raise UsageError(f"--netns {selector}: {path} does not exist")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"--netns {selector}: {path} does not exist") from None
+    except OSError as err:
+        raise UsageError(f"--netns {selector}: {path}: {err.strerror}") from None
     key = _stat_key(path)
     if key is None or not _is_nsfs(path):
         raise UsageError(f"--netns {selector}: {path} is not a network namespace")

@@ -99,6 +99,7 @@ TCA_BPF_FLAGS_GEN = 9
 TCA_BPF_TAG = 10
 TCA_BPF_ID = 11
 TCA_BPF_FLAG_ACT_DIRECT = 1
+TCA_U32_CLASSID = 1
 # where each classifier kind keeps its actions (TCA_<KIND>_ACT)
 _ACT_ATTR = {
     "bpf": 1,
@@ -206,6 +207,7 @@ class Filter:
     kind: str
     has_actions: bool
     bpf: BpfOptions | None
+    classid: int | None = None  # u32: TCA_U32_CLASSID (a match with one ends the chain)
 
 
 def _decode_bpf(options: dict[int, bytes]) -> BpfOptions:
@@ -305,6 +307,7 @@ def _filter_from(chunk: bytes, block: int | None = None) -> Filter | None:
         kind=kind,
         has_actions=_ACT_ATTR.get(kind, -1) in options,
         bpf=_decode_bpf(options) if kind == "bpf" else None,
+        classid=_u32(options, TCA_U32_CLASSID) if kind == "u32" else None,
     )
 
 

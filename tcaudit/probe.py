@@ -21,13 +21,14 @@ import contextlib
 import errno
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcaudit import bpfsys
-from tcaudit.errors import UsageError
+from tcaudit.errors import EnvironmentProblem, UsageError
 from tcaudit.model import Entry, Hook, Netns, Scan
 from tcaudit.namespaces import discover
 from tcaudit.netlink import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
@@ -43,6 +44,8 @@ STATE_DIR = "/run/tcaudit/probe"
 def state_dir() -> Path:
     """Where running probes record their observers (TCAUDIT_PROBE_STATE_DIR overrides)."""
     return Path(os.environ.get("TCAUDIT_PROBE_STATE_DIR", STATE_DIR))
+
+
 HANDLE_BASE = 0x7CA0  # "tcaudit": easy to spot in `tc filter show`
 _PARENT = {"clsact/ingress": PARENT_INGRESS, "clsact/egress": PARENT_EGRESS}
 
@@ -86,7 +89,7 @@ def _usable(hook: Hook, pref: int) -> tuple[bool, bool]:
     there = [e for e in hook.entries if e.pref == pref and e.chain == 0]
     if not there:
         return True, False
-    if all(e.kind == "bpf" and e.protocol == "all" for e in there):
+    if all(e.kind in ("bpf", "cbpf") and e.protocol == "all" for e in there):
         return True, True
     return False, False
 
@@ -104,7 +107,6 @@ def plan(
     *,
     at: tuple[int, ...] = (),
     priority: int | None = None,
-    allow_no_qdisc: bool = False,
 ) -> Plan:
     """Where observers go. Default: at the CWS priority in effect, and just before and
     just after every foreign classifier; ``at`` replaces that with explicit prefs."""
@@ -126,7 +128,19 @@ def plan(
                 tcx_foreign = [e for e in (tcx.entries if tcx else ()) if not is_cws(e.vendor)]
                 if not at and not foreign and not tcx_foreign:
                     continue  # nothing to find out on this hook
-                if not hook.supported and not allow_no_qdisc:
+                if hook.block is not None:
+                    skipped.append(
+                        Skipped(
+                            ns.netns.label,
+                            interface.name,
+                            name,
+                            f"its qdisc uses shared block {hook.block}: an "
+                            "observer there would sit on every device of the "
+                            "block",
+                        )
+                    )
+                    continue
+                if not hook.supported:
                     skipped.append(
                         Skipped(
                             ns.netns.label,
@@ -147,8 +161,12 @@ def plan(
                         subjects.append((ns.netns, interface.name, name, entry))
                         wanted.setdefault(entry.pref + 1, []).append(f"after {entry.pref}")
                         before = entry.pref - 1
-                        if before < 1 or not _usable(hook, before)[0]:
-                            before = entry.pref  # share its pref: added last, we run first
+                        usable, shares = _usable(hook, before)
+                        if not usable or shares:
+                            # pref-1 holds other filters (which would run AFTER us and
+                            # blur the count): share the entry's own pref instead, where
+                            # an observer added last runs first
+                            before = entry.pref
                         wanted.setdefault(before, []).append(f"before {entry.pref}")
                 for pref, roles in sorted(wanted.items()):
                     usable, shares = _usable(hook, pref)
@@ -178,8 +196,17 @@ def plan(
             f"{len(placements)} observers needed, at most {MAX_SLOTS - 1}: "
             "narrow it with --netns/--dev/--hook"
         )
-    return Plan(tuple(placements), tuple(skipped), tuple(subjects), cws_pref,
-                tuple(ns.netns for ns in scan.namespaces))
+    return Plan(
+        tuple(placements),
+        tuple(skipped),
+        tuple(subjects),
+        cws_pref,
+        tuple(ns.netns for ns in scan.namespaces),
+    )
+
+
+class ProbeError(EnvironmentProblem):
+    """The kernel refused a change the probe needs (exit 3), with what to do."""
 
 
 # -- state file (for --cleanup after SIGKILL) ------------------------------------------
@@ -192,7 +219,13 @@ class StateFile:
 
     @classmethod
     def create(cls, directory: Path) -> StateFile:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ProbeError(
+                f"cannot create {directory} for the probe's state file: "
+                f"{err.strerror} (set TCAUDIT_PROBE_STATE_DIR)"
+            ) from None
         return cls(directory / f"{os.getpid()}-{time.time_ns()}.json")
 
     def add(self, record: dict[str, object]) -> None:
@@ -205,12 +238,28 @@ class StateFile:
 
     def _write(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "observers": self.records}))
-        tmp.replace(self.path)
+        doc = {"pid": os.getpid(), "started": _start_time(os.getpid()), "observers": self.records}
+        try:
+            tmp.write_text(json.dumps(doc))
+            tmp.replace(self.path)
+        except OSError as err:
+            raise ProbeError(
+                f"cannot write the probe's state file {self.path}: "
+                f"{err.strerror} (set TCAUDIT_PROBE_STATE_DIR)"
+            ) from None
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot): tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _netns_path(inode: int, fallback: str) -> str | None:
@@ -234,7 +283,8 @@ def _delete_ours(nl: Netlink, record: dict[str, object]) -> bool:
             and f.handle == handle
             and f.kind == "bpf"
             and f.bpf is not None
-            and (f.bpf.name or "").startswith(PROBE_PREFIX)
+            and f.bpf.name == record["name"]
+            and str(record["name"]).startswith(PROBE_PREFIX)
         ):
             nl.delete_filter(
                 ifindex, parent, pref=pref, handle=handle, protocol=f.protocol, kind="bpf"
@@ -259,29 +309,46 @@ def cleanup(directory: Path | None = None) -> CleanupReport:
     for path in sorted(directory.glob("*.json")) if directory.exists() else []:
         try:
             state = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            pid = int(state.get("pid", 0))
+            records = list(state.get("observers", []))
+        except (OSError, ValueError, AttributeError, TypeError):
+            gone.append(f"{path.name}: not a probe state file, left alone")
             continue
-        pid = int(state.get("pid", 0))
-        if pid and pid != os.getpid() and Path(f"/proc/{pid}").exists():
+        if pid and pid != os.getpid() and _start_time(pid) == state.get("started"):
             active.append(f"{path.name} (probe pid {pid} still running)")
             continue
-        for record in state.get("observers", []):
-            what = (
-                f"{record['name']} on {record['interface']} {record['hook']} "
-                f"pref {record['pref']} handle 0x{int(record['handle']):x} "
-                f"in {record['netns_label']}"
-            )
-            ns_path = _netns_path(int(record["netns_inode"]), str(record["netns_path"]))
+        keep = []
+        for record in records:
+            try:
+                what = (
+                    f"{record['name']} on {record['interface']} {record['hook']} "
+                    f"pref {record['pref']} handle 0x{int(record['handle']):x} "
+                    f"in {record['netns_label']}"
+                )
+                ns_path = _netns_path(int(record["netns_inode"]), str(record["netns_path"]))
+            except (KeyError, TypeError, ValueError):
+                gone.append(f"{path.name}: a malformed record, skipped")
+                continue
             if ns_path is None:
                 gone.append(what + " (namespace gone)")
                 continue
-            fd = bpfsys.open_netns(ns_path)
+            try:
+                fd = bpfsys.open_netns(ns_path)
+            except OSError:
+                gone.append(what + " (namespace gone)")
+                continue
             try:
                 with Netlink(fd) as nl:
                     (removed if _delete_ours(nl, record) else gone).append(what)
+            except OSError as err:
+                keep.append(record)
+                gone.append(f"{what}: could not remove it ({err.strerror}); kept for a retry")
             finally:
                 os.close(fd)
-        path.unlink()
+        if keep:
+            path.write_text(json.dumps({"pid": pid, "observers": keep}))
+        else:
+            path.unlink()
     return CleanupReport(tuple(removed), tuple(gone), tuple(active))
 
 
@@ -326,10 +393,15 @@ Tick = Callable[[float, int], None]
 
 @contextlib.contextmanager
 def _attached(
-    plan: Plan, observer: Observer, state: StateFile, *, create_clsact: bool
+    plan: Plan, observer: Observer, state: StateFile
 ) -> Iterator[list[tuple[Placement, int, int]]]:
-    """Attach every observer; detach exactly those in every exit path."""
-    done: list[tuple[Placement, int, int, dict[str, object]]] = []
+    """Attach every observer; detach exactly those in every exit path.
+
+    Each observer is recorded before it is added, and the clean-up walks the RECORDS (not
+    the list of confirmed additions): a signal between the kernel adding a filter and
+    this code noting it cannot leave an unrecorded observer behind.
+    """
+    attached: list[tuple[Placement, int, int]] = []
     sockets: dict[int, tuple[int, Netlink]] = {}
     try:
         for slot, placement in enumerate(plan.placements, start=1):
@@ -339,27 +411,26 @@ def _attached(
                 sockets[key] = (fd, Netlink(fd))
             nl = sockets[key][1]
             parent = _PARENT[placement.hook]
-            if create_clsact:
-                with contextlib.suppress(NetlinkError):
-                    nl.add_clsact(placement.ifindex)
-            handles = {
+            taken = {
                 f.handle for f in nl.filters(placement.ifindex, parent) if f.pref == placement.pref
             }
             handle = HANDLE_BASE + slot
-            while handle in handles:
+            while handle in taken:
                 handle += MAX_SLOTS
-            record: dict[str, object] = {
-                "netns_inode": placement.netns.id,
-                "netns_path": placement.netns.path,
-                "netns_label": placement.netns.label,
-                "interface": placement.interface,
-                "ifindex": placement.ifindex,
-                "hook": placement.hook,
-                "pref": placement.pref,
-                "handle": handle,
-                "name": f"{PROBE_PREFIX}_{slot}",
-            }
-            state.add(record)  # first the record, then the filter: --cleanup finds it
+            name = f"{PROBE_PREFIX}_{slot}"
+            state.add(
+                {
+                    "netns_inode": placement.netns.id,
+                    "netns_path": placement.netns.path,
+                    "netns_label": placement.netns.label,
+                    "interface": placement.interface,
+                    "ifindex": placement.ifindex,
+                    "hook": placement.hook,
+                    "pref": placement.pref,
+                    "handle": handle,
+                    "name": name,
+                }
+            )
             try:
                 nl.add_bpf_filter(
                     placement.ifindex,
@@ -367,33 +438,39 @@ def _attached(
                     pref=placement.pref,
                     handle=handle,
                     prog_fd=observer.fd,
-                    name=f"{PROBE_PREFIX}_{slot}",
+                    name=name,
                     protocol=ETH_P_ALL,
                     classid=slot,
                 )
-            except NetlinkError:
-                state.remove(record)
-                raise
-            done.append((placement, slot, handle, record))
-        yield [(p, s, h) for p, s, h, _ in done]
+            except NetlinkError as err:
+                raise ProbeError(
+                    f"cannot add an observer on {placement.interface} {placement.hook} pref "
+                    f"{placement.pref} in {placement.netns.label}: {err.strerror}"
+                ) from None
+            attached.append((placement, slot, handle))
+        yield attached
     finally:
         errors = []
-        for placement, _slot, _handle, record in reversed(done):
+        for record in reversed(list(state.records)):
+            entry = sockets.get(int(str(record["netns_inode"])))
             try:
-                nl = sockets[placement.netns.id][1]
-                _delete_ours(nl, record)
+                if entry is not None:
+                    _delete_ours(entry[1], record)
                 state.remove(record)
             except OSError as err:
-                if err.errno not in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
+                if err.errno in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
+                    state.remove(record)  # the link or namespace is gone, and the observer
+                else:
                     errors.append(f"{record['name']}: {err}")
         for fd, nl in sockets.values():
             nl.close()
             os.close(fd)
-        if errors:
-            raise RuntimeError(
+        if not state.records:
+            state.discard()
+        elif sys.exc_info()[0] is None:  # never mask a Ctrl-C or an error in flight
+            raise ProbeError(
                 "observers left behind (tcaudit probe --cleanup removes them): " + "; ".join(errors)
             )
-        state.discard()
 
 
 def _link_counters(plan: Plan) -> dict[tuple[int, int], tuple[int, int]]:
@@ -434,7 +511,6 @@ def run(
     duration: float,
     *,
     generate: bool = False,
-    create_clsact: bool = False,
     on_tick: Tick | None = None,
     directory: Path | None = None,
 ) -> ProbeResult:
@@ -446,7 +522,7 @@ def run(
     state = StateFile.create(directory or state_dir())
     endpoints, fds = _endpoints(plan) if generate else ([], [])
     try:
-        with _attached(plan, observer, state, create_clsact=create_clsact) as attached:
+        with _attached(plan, observer, state) as attached:
             start_links = _link_counters(plan)
             start = {slot: observer.counts(slot) for _, slot, _ in attached}
             began = time.monotonic()

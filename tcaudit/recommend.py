@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan
 from tcaudit.vendors import VendorMatch, is_cws
@@ -151,7 +151,10 @@ def _ender(entry: Entry, hook: str) -> _Ender | None:
         return _Ender(entry, hook, False, f"{name}: verdict unknown ({reason}), may hide")
     hiding = sorted(set(words) & HIDING)
     if hook.startswith("tcx/"):
-        # tcx "accept" is TCX_PASS: it skips every clsact filter
+        # tcx "accept" is TCX_PASS: it skips every clsact filter. contracts.md counts a
+        # TCX program that can PASS, DROP or REDIRECT as blinding the hook at every
+        # priority, so DROP counts here too (unlike a drop-only clsact filter)
+        hiding = sorted(set(words) & (HIDING | {"drop"}))
         if hiding:
             can = "/".join("pass" if w == "accept" else w for w in hiding)
             text = f"TCX program {name} can {can}: it runs before every clsact filter"
@@ -172,23 +175,31 @@ def _hook_entries(interface: Interface, direction: str) -> tuple[Hook | None, Ho
     return by_name.get(f"tcx/{direction}"), by_name.get(f"clsact/{direction}")
 
 
-def _ahead(tcx: Hook | None, clsact: Hook | None, priority: int) -> list[tuple[Entry, str]]:
-    """Entries that run before CWS at ``priority`` on one direction of one interface:
-    every TCX program, every filter at a lower pref, and every other filter at the same
-    pref (one added after CWS runs first, so "before" is only a matter of time)."""
-    out: list[tuple[Entry, str]] = []
+def _ahead(tcx: Hook | None, clsact: Hook | None, priority: int) -> list[tuple[Entry, str, bool]]:
+    """(entry, hook, certain) for what runs before CWS at ``priority`` on one direction.
+
+    Every TCX program and every filter at a lower pref run first for sure. At CWS's own
+    pref the run order decides: where CWS is on the hook, the filters listed before it run
+    first (certain) and those after it do not (they run first only once re-added: not
+    counted); where CWS is not there yet, the same-pref filters MAY run first (whoever is
+    added last runs first), so they count as uncertain.
+    """
+    out: list[tuple[Entry, str, bool]] = []
     if tcx is not None:
-        out += [(e, tcx.hook) for e in tcx.entries if not _ignored(e)]
+        out += [(e, tcx.hook, True) for e in tcx.entries if not _ignored(e)]
     if clsact is None:
         return out
-    # by pref, not by list position: a lower pref runs first whatever the order given;
-    # within CWS's own pref the list order is the run order (the newest first), and a
-    # filter added there after CWS would run before it, so all of them count as ahead
-    out += [
-        (e, clsact.hook)
-        for e in clsact.entries
-        if not _ignored(e) and e.pref is not None and e.pref <= priority
-    ]
+    same = [e for e in clsact.entries if e.pref == priority]
+    cws_at = next((i for i, e in enumerate(same) if _is_cws_entry(e)), None)
+    for entry in clsact.entries:
+        if _ignored(entry) or entry.pref is None or entry.pref > priority:
+            continue
+        if entry.pref < priority:
+            out.append((entry, clsact.hook, True))
+        elif cws_at is None:
+            out.append((entry, clsact.hook, False))
+        elif same.index(entry) < cws_at:
+            out.append((entry, clsact.hook, True))
     return out
 
 
@@ -199,7 +210,9 @@ def _collisions(clsact: Hook | None) -> set[int]:
     return {
         e.pref
         for e in clsact.entries
-        if e.pref is not None and e.chain == 0 and (e.kind != "bpf" or e.protocol != "all")
+        if e.pref is not None
+        and e.chain == 0
+        and (e.kind not in ("bpf", "cbpf") or e.protocol != "all")
     }
 
 
@@ -237,7 +250,7 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
     destructive: dict[str, VendorMatch] = {}
 
     for ns in scan.namespaces:
-        ns_hooks = ns_blind = ns_unfixable = 0
+        ns_hooks = 0
         ns_vendors: set[str] = set()
         for interface in ns.interfaces:
             for direction in DIRECTIONS:
@@ -276,15 +289,14 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
                 ]
                 enders_by_hook.append((where, enders))
                 ahead = _ahead(tcx, clsact, current)
-                ahead_ids = {id(e) for e, _ in ahead}
-                hook_blind = False
-                hook_unfixable = False
+                ahead_ids = {id(e): certain for e, _, certain in ahead}
                 for found in enders:
                     if id(found.entry) not in ahead_ids:
                         continue
-                    fixable = found.entry.pref is not None and (
-                        _best_priority(found.entry.pref, hook_collisions) is not None
-                    )
+                    certain = found.certain and ahead_ids[id(found.entry)]
+                    why = found.why
+                    if found.certain and not certain:
+                        why += f" (at CWS's pref {current}: it runs first if added after CWS)"
                     blind.append(
                         BlindSpot(
                             where=where,
@@ -292,25 +304,23 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
                             pref=found.entry.pref,
                             vendor=_vendor_name(found.entry),
                             program_id=found.entry.program.id if found.entry.program else None,
-                            certain=found.certain,
-                            fixable=fixable,
-                            reason=found.why,
+                            certain=certain,
+                            fixable=True,  # decided below, against every hook's collisions
+                            reason=why,
                         )
                     )
-                    hook_blind = True
-                    hook_unfixable |= not fixable
                     findings.append(
                         Finding(
-                            "blind" if found.certain else "warning",
-                            "blind" if found.certain else "unknown-verdict",
-                            f"{where.interface} {where.hook} in {where.netns}: {found.why}",
+                            "blind" if certain else "warning",
+                            "blind" if certain else "unknown-verdict",
+                            f"{where.interface} {where.hook} in {where.netns}: {why}",
                             where,
                             found.entry.pref,
                             _vendor_name(found.entry),
                         )
                     )
-                for entry, _hook_name in ahead:
-                    if _drop_only(entry):
+                for entry, hook_name, _certain in ahead:
+                    if _drop_only(entry) and not hook_name.startswith("tcx/"):
                         findings.append(
                             Finding(
                                 "warning",
@@ -323,17 +333,8 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
                                 _vendor_name(entry),
                             )
                         )
-                ns_blind += hook_blind
-                ns_unfixable += hook_unfixable
         summaries.append(
-            NamespaceSummary(
-                ns.netns.label,
-                ns.netns.id,
-                ns_hooks,
-                ns_blind,
-                ns_unfixable,
-                tuple(sorted(ns_vendors)),
-            )
+            NamespaceSummary(ns.netns.label, ns.netns.id, ns_hooks, 0, 0, tuple(sorted(ns_vendors)))
         )
 
     for name, match in sorted(destructive.items()):
@@ -355,7 +356,14 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
             )
         )
 
-    fixable_limit = _lowest_fixable_ender(enders_by_hook)
+    # a spot is fixable when some priority below its culprit is free on EVERY hook: CWS
+    # uses one priority everywhere
+    blind = [
+        replace(b, fixable=b.pref is not None and _best_priority(b.pref, collisions) is not None)
+        for b in blind
+    ]
+    summaries = [_summarise(summary, blind) for summary in summaries]
+    fixable_limit = _lowest_fixable_ender(enders_by_hook, collisions)
     unfixable = [b for b in blind if not b.fixable]
     if (fixable_limit is None or current < fixable_limit) and current not in collisions:
         best_all: int | None = current  # the current priority already serves the rest
@@ -395,14 +403,23 @@ def _all_candidates(tcx: Hook | None, clsact: Hook | None) -> Iterable[tuple[Ent
         yield from ((e, clsact.hook) for e in clsact.entries if not _ignored(e))
 
 
-def _lowest_fixable_ender(enders_by_hook: list[tuple[Where, list[_Ender]]]) -> int | None:
+def _lowest_fixable_ender(
+    enders_by_hook: list[tuple[Where, list[_Ender]]], collisions: set[int]
+) -> int | None:
     prefs = [
         found.entry.pref
         for _, enders in enders_by_hook
         for found in enders
-        if found.entry.pref is not None and found.entry.pref > 1
+        if found.entry.pref is not None and _best_priority(found.entry.pref, collisions)
     ]  # pref-1 enders cannot be fixed: nothing goes below them
     return min(prefs) if prefs else None
+
+
+def _summarise(summary: NamespaceSummary, blind: list[BlindSpot]) -> NamespaceSummary:
+    mine = [b for b in blind if b.where.netns_id == summary.netns_id]
+    hooks = {(b.where.interface, b.where.hook) for b in mine}
+    stuck = {(b.where.interface, b.where.hook) for b in mine if not b.fixable}
+    return replace(summary, blind=len(hooks), unfixable=len(stuck))
 
 
 def _habits(match: VendorMatch) -> tuple[str, ...]:
@@ -534,8 +551,6 @@ def snippets(action: str, priority: int | None) -> dict[str, str]:
 
 
 def _with_summary(rec: Recommendation) -> Recommendation:
-    from dataclasses import replace
-
     blind_hooks = len({(b.where.netns_id, b.where.interface, b.where.hook) for b in rec.blind})
     vendors = sorted({b.vendor or "an unknown classifier" for b in rec.blind})
     if rec.action == "keep":
@@ -556,7 +571,8 @@ def _with_summary(rec: Recommendation) -> Recommendation:
         culprits = ", ".join(sorted({b.vendor or "an unknown classifier" for b in stuck}))
         text = (
             f"Disable CWS network detections: {hooks} of {rec.hooks} hooks stay blind at every "
-            f"priority (blinded by: {culprits}, at pref 1 or from TCX). The alternatives "
-            "keep network detections with known blind spots."
+            f"priority (blinded by: {culprits}: TCX programs, chain-enders at pref 1, or "
+            "prefs no single priority can go below on every hook). The alternatives keep "
+            "network detections with known blind spots."
         )
     return replace(rec, summary=text)

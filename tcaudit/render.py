@@ -241,7 +241,7 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
         f"{sum(len(ns.interfaces) for ns in scan.namespaces)} interfaces, "
         f"{sum(i.entry_count for ns in scan.namespaces for i in ns.interfaces)} entries"
     )
-    if not scan.host.tcx:
+    if scan.host.tcx is False:
         summary += "; kernel has no TCX (tcx hooks not available)"
     if hidden:
         summary += f"; {hidden} interfaces without classifiers hidden (--all shows them)"

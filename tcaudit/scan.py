@@ -63,6 +63,10 @@ def hooks_for(hooks: Iterable[str], direction: str | None) -> tuple[str, ...]:
         raise UsageError(f"unknown hook {sorted(unknown)[0]!r} (choose from {', '.join(HOOKS)})")
     if direction in ("ingress", "egress"):
         chosen = {h for h in chosen if h.endswith(direction)}
+        if not chosen:
+            raise UsageError(
+                f"--hook {' '.join(sorted(set(hooks)))} and --direction {direction} select no hook"
+            )
     return tuple(h for h in HOOKS if h in chosen)
 
 
@@ -89,6 +93,7 @@ class _Scanner:
         self.selection = selection
         self.warnings: list[str] = []
         self.tcx_supported = True
+        self.tcx_queried = False
 
     def read_namespace(self, ns: Netns) -> _RawNamespace | None:
         try:
@@ -128,6 +133,7 @@ class _Scanner:
                         query = bpfsys.tcx_query(link.ifindex, _TCX_TYPES[hook])
                     except bpfsys.TcxUnsupported:
                         self.tcx_supported = False
+                        self.tcx_queried = True
                         hooks[(link.ifindex, hook)] = _RawHook(False, note="kernel has no TCX")
                         continue
                     except OSError as err:
@@ -137,6 +143,7 @@ class _Scanner:
                             f"{ns.label}: interface {link.name} vanished during the scan"
                         )
                         continue
+                    self.tcx_queried = True
                     hooks[(link.ifindex, hook)] = _RawHook(True, tcx=query)
         return hooks
 
@@ -209,7 +216,7 @@ def _filter_entry(f: Filter, programs: dict[int, Program]) -> Entry:
         filter_name=bpf.name if bpf else None,
         program=program,
         has_actions=f.has_actions,
-        classid=bpf.classid if bpf else None,
+        classid=bpf.classid if bpf else f.classid,
         cbpf_insns=len(bpf.classic_ops) if bpf and bpf.classic_ops is not None else None,
         reachable=f.chain == 0,
     )
@@ -292,5 +299,9 @@ def scan(
                 Interface(name=link.name, ifindex=link.ifindex, kind=link.kind, hooks=hooks)
             )
         namespaces.append(NamespaceScan(netns=raw.netns, interfaces=tuple(interfaces)))
-    host = Host(hostname=socket.gethostname(), kernel=os.uname().release, tcx=scanner.tcx_supported)
+    host = Host(
+        hostname=socket.gethostname(),
+        kernel=os.uname().release,
+        tcx=scanner.tcx_supported if scanner.tcx_queried else None,
+    )
     return Scan(host=host, namespaces=tuple(namespaces), warnings=tuple(scanner.warnings))

@@ -210,14 +210,15 @@ def _start_probe(n: Node, state_dir: Path) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_observers(n: Node, proc: subprocess.Popen[str]) -> int:
+def _wait_for_observers(n: Node, proc: subprocess.Popen[str], expected: int) -> None:
+    """Until all ``expected`` observers are attached (the probe then only counts)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         found = [c for c in chains(n) if (c[6] or "").startswith("tcaudit_probe")]
-        if found:
-            return len(found)
+        if len(found) >= expected:
+            return
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError("the probe never attached its observers")
 
 
@@ -233,7 +234,7 @@ def test_interrupt_and_sigterm_remove_every_observer(
     before = chains(n)
     proc = _start_probe(n, tmp_path)
     try:
-        assert _wait_for_observers(n, proc) >= 3
+        _wait_for_observers(n, proc, 3)  # before 1 (shared), after 1, at CWS's 10
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -259,8 +260,7 @@ def test_sigkill_leaves_marked_observers_that_cleanup_removes(
     before = chains(n)
     proc = _start_probe(n, tmp_path)
     try:
-        left = _wait_for_observers(n, proc)
-        time.sleep(0.3)  # every observer attached
+        _wait_for_observers(n, proc, 3)
         left = len([c for c in chains(n) if (c[6] or "").startswith("tcaudit_probe")])
     finally:
         proc.kill()
@@ -343,3 +343,46 @@ def test_a_disagreement_is_flagged_loudly() -> None:
     assert conclusion.message.startswith(
         "DISAGREEMENT: claims_unspec at pref 3 ends the chain for 60%"
     )
+
+
+def test_before_observer_never_runs_ahead_of_another_filter(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n = node(box, pods=1)
+    n.vendor_on_host_veths(0, pref=5, filter_name="acceptor", prog_name="acceptor")
+    n.vendor_on_host_veths(-1, pref=6, filter_name="passer", prog_name="passer")
+    doc = probe_doc(capsys, n, "--dev", "lxc0", "--dev", "eth0")
+    roles = {o["pref"]: o["roles"] for o in doc["observers"]}
+    assert roles[4] == ["before 5"] and "before 6" in roles[6] and "after 6" in roles[7]
+    passer = next(c for c in doc["conclusions"] if c["filter_name"] == "passer")
+    assert passer["agrees"] is None  # nothing reached it: no false DISAGREEMENT
+    assert "no traffic reached it" in passer["message"]
+
+
+def test_shared_block_hooks_are_skipped(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "lxc0", pod, "eth0")
+    host.nl.add_clsact(host.ifindex("lxc0"), ingress_block=9)
+    prog = box.load_returning(0, "on_block")
+    host.nl.add_bpf_filter(0, 0, pref=2, handle=1, prog_fd=prog.fd, name="on_block", block=9)
+    from tcaudit.cli import main
+
+    assert (
+        main(
+            [
+                "probe",
+                "--duration",
+                "0.2s",
+                "--netns",
+                host.name,
+                "--hook",
+                "clsact/ingress",
+                "--at",
+                "3",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "shared block 9" in err and "nothing to observe" in err

@@ -357,6 +357,8 @@ def test_usage_errors_exit_2_and_create_nothing(capsys: pytest.CaptureFixture[st
         ["--dev", "no-such-dev0"],
         ["--hook", "clsact/sideways"],
         ["--netns", "/etc/hostname"],
+        ["--netns", "/proc/1/ns/mnt"],
+        ["--hook", "tcx/ingress", "--direction", "egress"],
     ):
         code, out, err = run(capsys, "scan", *args)
         assert code == 2, (args, err)
@@ -425,3 +427,25 @@ def test_kernel_without_tcx_is_reported_not_an_error(
     assert len(hook_of(doc, host, "veth0", "clsact/ingress")["entries"]) == 1
     code, out, _ = run(capsys, "scan", "--netns", host.name)
     assert code == 0 and "kernel has no TCX" in out
+
+
+def test_an_unreadable_program_leaves_its_entry_with_a_reason(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, _pod = pod_pair(box)
+    prog = box.load_returning(0, "vanishing")
+    box.attach(host, "veth0", "ingress", prog, pref=1, handle=1, name="kept")
+    real = bpfsys.prog_fd_by_id
+
+    def refuse(prog_id: int) -> int:
+        if prog_id == prog.id:
+            raise bpfsys.BpfError(1, f"BPF_PROG_GET_FD_BY_ID {prog_id}")  # EPERM
+        return real(prog_id)
+
+    monkeypatch.setattr(bpfsys, "prog_fd_by_id", refuse)
+    [entry] = hook_of(scan_doc(capsys, host), host, "veth0", "clsact/ingress")["entries"]
+    assert entry["filter_name"] == "kept" and entry["pref"] == 1
+    program = entry["program"]
+    assert program["id"] == prog.id and program["name"] is None and program["tag"] is None
+    assert "unreadable" in program["error"]
+    assert entry["verdict"]["possible"] is None and entry["verdict"]["reason"]

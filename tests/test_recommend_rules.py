@@ -1,0 +1,133 @@
+"""Edge cases of the decision rule on hand-built scans (no kernel needed)."""
+
+from __future__ import annotations
+
+from tcaudit.merge import merge
+from tcaudit.model import Entry, Hook, Host, Interface, NamespaceScan, Netns, Program, Scan, Verdict
+from tcaudit.recommend import recommend
+from tcaudit.vendors import add_vendors
+
+ACCEPT = Verdict((0,), ("accept",), "static", None)
+CONTINUE = Verdict((-1,), ("continue",), "static", None)
+DROP = Verdict((2,), ("drop",), "static", None)
+
+
+def prog(pid: int, name: str) -> Program:
+    return Program(pid, name, f"{pid:016x}", "sched_cls", 2, (), (), None, None, 0)
+
+
+def bpf(
+    pref: int, name: str, verdict: Verdict, *, handle: int = 1, protocol: str = "all", pid: int = 1
+) -> Entry:
+    return Entry(
+        pref=pref,
+        handle=handle,
+        chain=0,
+        protocol=protocol,
+        kind="bpf",
+        direct_action=True,
+        filter_name=name,
+        program=prog(pid, name[:15]),
+        verdict=verdict,
+    )
+
+
+def cws(pref: int = 10) -> Entry:
+    return Entry(
+        pref=pref,
+        handle=0xCA,
+        chain=0,
+        protocol="all",
+        kind="bpf",
+        direct_action=True,
+        filter_name="classifier_ingress_security1_1_2115",
+        program=prog(99, "classifier_ingr"),
+        verdict=CONTINUE,
+    )
+
+
+def scan(
+    *hooks: tuple[str, tuple[Entry, ...]], tcx: tuple[Entry, ...] = (), hostname: str = "n"
+) -> Scan:
+    interfaces = []
+    for i, (hook, entries) in enumerate(hooks):
+        hook_list = [Hook(hook, True, entries, qdisc="clsact")]
+        if tcx and i == 0:
+            hook_list.insert(0, Hook("tcx/ingress", True, tcx))
+        interfaces.append(Interface(f"veth{i}", i + 2, "veth", tuple(hook_list)))
+    netns = Netns(1, 1, ("n",), (), "n", "/n")
+    return add_vendors(
+        Scan(Host(hostname, "6.18", True), (NamespaceScan(netns, tuple(interfaces)),))
+    )
+
+
+def test_fixable_is_judged_against_every_hooks_collisions() -> None:
+    # an accept at pref 2 needs CWS at 1, but another hook holds pref 1 for IPv4 only
+    result = recommend(
+        scan(
+            ("clsact/ingress", (bpf(2, "acceptor", ACCEPT), cws())),
+            ("clsact/ingress", (bpf(1, "ipv4_only", CONTINUE, protocol="ip"), cws())),
+        )
+    )
+    assert result.action == "disable-network"
+    assert [b.fixable for b in result.blind] == [False]
+    assert "1 of 2 hooks stay blind" in result.summary
+
+
+def test_same_pref_filters_after_cws_in_run_order_do_not_blind_it() -> None:
+    newer_vendor, older_vendor = bpf(10, "late", ACCEPT, handle=7), bpf(10, "early", ACCEPT)
+    ahead = recommend(scan(("clsact/ingress", (newer_vendor, cws()))))
+    assert ahead.action == "set-priority" and ahead.classifier_priority == 9
+    assert [b.certain for b in ahead.blind] == [True]
+    behind = recommend(scan(("clsact/ingress", (cws(), older_vendor))))
+    assert behind.action == "keep" and not behind.blind
+    # CWS not attached yet: whoever is added last runs first, so it MAY be hidden
+    absent = recommend(scan(("clsact/ingress", (older_vendor,))), priority=10)
+    assert [b.certain for b in absent.blind] == [False]
+    assert absent.classifier_priority == 9
+
+
+def test_tcx_drop_blinds_at_every_priority_like_pass() -> None:
+    tcx_drop = Entry(
+        pref=None,
+        handle=None,
+        chain=None,
+        protocol=None,
+        kind="tcx",
+        direct_action=None,
+        filter_name=None,
+        program=prog(5, "dropper"),
+        verdict=DROP,
+    )
+    result = recommend(scan(("clsact/ingress", (cws(),)), tcx=(tcx_drop,)))
+    assert result.action == "disable-network"
+    assert result.blind[0].culprit_hook == "tcx/ingress"
+    # a drop-only clsact filter is only a warning
+    clsact_drop = recommend(scan(("clsact/ingress", (bpf(3, "dropper", DROP), cws()))))
+    assert clsact_drop.action == "keep"
+    assert [f.kind for f in clsact_drop.findings] == ["drop-only"]
+
+
+def test_classic_bpf_shares_the_bpf_kind() -> None:
+    cbpf = Entry(
+        pref=4,
+        handle=1,
+        chain=0,
+        protocol="all",
+        kind="cbpf",
+        direct_action=False,
+        filter_name="bytecode",
+        program=None,
+        verdict=CONTINUE,
+    )
+    result = recommend(scan(("clsact/ingress", (cbpf, bpf(5, "acceptor", ACCEPT), cws()))))
+    assert (result.action, result.classifier_priority) == ("set-priority", 4)
+
+
+def test_merge_skips_a_priority_that_collides_on_another_node() -> None:
+    a = scan(("clsact/ingress", (bpf(5, "acceptor", ACCEPT), cws())), hostname="a")
+    b = scan(
+        ("clsact/ingress", (bpf(4, "ipv4_only", CONTINUE, protocol="ip"), cws())), hostname="b"
+    )
+    answer = merge([("a", "a.json", a), ("b", "b.json", b)])
+    assert (answer.action, answer.classifier_priority) == ("set-priority", 3)

@@ -25,6 +25,8 @@ BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_GET_NEXT_KEY = 4
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
 BPF_PROG_DETACH = 9
@@ -403,6 +405,34 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
     # map_name sits after map_flags, inner_map_fd and numa_node (offset 28)
     struct.pack_into("=16s", attr, 28, name.encode()[:15])
     return _bpf(BPF_MAP_CREATE, attr, f"BPF_MAP_CREATE {name}")
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+
+
+def fs_type(path: str) -> int | None:
+    """statfs(2) f_type of the filesystem holding ``path`` (e.g. BPF_FS_MAGIC)."""
+    buf = _Statfs()
+    if _libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
+        return None
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
+def obj_pin(fd: int, path: str) -> None:
+    """Pin a map or program on a bpffs path, so it outlives every fd on it."""
+    name = ctypes.create_string_buffer(path.encode())
+    attr = _attr()
+    struct.pack_into("=QII", attr, 0, _addr(name), fd, 0)
+    _bpf(BPF_OBJ_PIN, attr, f"BPF_OBJ_PIN {path}")
+
+
+def obj_get(path: str) -> int:
+    """An fd on a pinned object."""
+    name = ctypes.create_string_buffer(path.encode())
+    attr = _attr()
+    struct.pack_into("=QII", attr, 0, _addr(name), 0, 0)
+    return _bpf(BPF_OBJ_GET, attr, f"BPF_OBJ_GET {path}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -413,20 +413,23 @@ def probe_cmd(
     for skipped in where.skipped:
         _warn([f"{skipped.netns} {skipped.interface} {skipped.hook}: {skipped.reason}"])
     with Observer() as observer:
-        steps = max(1, int(seconds * 10))
-        with click.progressbar(
-            length=steps, label="observing", file=sys.stderr, show_eta=True, show_percent=False
-        ) as bar:
-            done = [0]
+        if not sys.stderr.isatty():  # no progress bar in logs and pipes
+            result = probe.run(where, observer, seconds, generate=generate)
+        else:
+            steps = max(1, int(seconds * 10))
+            with click.progressbar(
+                length=steps, label="observing", file=sys.stderr, show_eta=True, show_percent=False
+            ) as bar:
+                done = [0]
 
-            def tick(elapsed: float, seen: int) -> None:
-                now = min(steps, int(elapsed * 10))
-                bar.label = f"observing, {seen} packets counted"
-                bar.update(now - done[0])
-                done[0] = now
+                def tick(elapsed: float, seen: int) -> None:
+                    now = min(steps, int(elapsed * 10))
+                    bar.label = f"observing, {seen} packets counted"
+                    bar.update(now - done[0])
+                    done[0] = now
 
-            result = probe.run(where, observer, seconds, generate=generate, on_tick=tick)
-            bar.update(steps - done[0])
+                result = probe.run(where, observer, seconds, generate=generate, on_tick=tick)
+                bar.update(steps - done[0])
     _emit(probe_json(result) if fmt == "json" else probe_text(result))
 
 
@@ -533,6 +536,110 @@ def watch_cmd(
     else:
         click.echo(watch_summary_text(summary), err=True, nl=False)
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+@cli.group(
+    "lab",
+    epilog="""\b
+Examples:
+  sudo tcaudit lab list
+  sudo tcaudit lab up cilium-1.9
+  sudo tcaudit recommend --netns lab:cilium-1.9
+  sudo tcaudit lab traffic cilium-1.9 && sudo tcaudit probe --netns lab:cilium-1.9 --generate
+  sudo tcaudit lab trigger cilium-1.9-race     (with `tcaudit watch` running)
+  sudo tcaudit lab down --all
+""",
+)
+def lab_group() -> None:
+    """Reproductions of known tc conflicts in network namespaces the lab creates (never
+    the interfaces of the namespace you run it from). `--netns lab:NAME` selects one
+    scenario in every other command."""
+
+
+@lab_group.command("list")
+def lab_list() -> None:
+    """The scenarios, what happened in real life, and the expected recommendation."""
+    import textwrap
+
+    from tcaudit.lab import SCENARIOS, running
+
+    up_now = set(running())
+    for s in SCENARIOS:
+        value = f" {s.expected_priority}" if s.expected_priority is not None else ""
+        state = "  [up]" if s.name in up_now else ""
+        click.echo(f"{s.name}{state}: expected {s.expected_action}{value}")
+        click.echo(textwrap.fill(s.story, 92, initial_indent="    ", subsequent_indent="    "))
+
+
+@lab_group.command("up")
+@click.argument("name")
+def lab_up(name: str) -> None:
+    """Build a scenario (state in /run/tcaudit/lab; `down` removes exactly it)."""
+    from tcaudit.lab import up
+
+    privileges.require("lab up")
+    result = up(name)
+    click.echo(f"{name} is up: {', '.join(result.namespaces)}")
+    click.echo(
+        f"expected: {result.scenario.expected_action}"
+        + (
+            f" {result.scenario.expected_priority}"
+            if result.scenario.expected_priority is not None
+            else ""
+        )
+    )
+    click.echo(f"look at it: tcaudit scan --netns lab:{name}; tcaudit recommend --netns lab:{name}")
+
+
+@lab_group.command("status")
+def lab_status() -> None:
+    """Which scenarios are up, and their namespaces."""
+    from tcaudit.lab import namespaces_of, running
+
+    names = running()
+    if not names:
+        click.echo("no lab scenario is up")
+    for name in names:
+        click.echo(f"{name}: {' '.join(namespaces_of(name)) or '(namespaces gone)'}")
+
+
+@lab_group.command("traffic")
+@click.argument("name")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 1000))
+def lab_traffic(name: str, rounds: int) -> None:
+    """Send pings and UDP between the scenario's namespaces."""
+    from tcaudit.lab import send_traffic
+
+    privileges.require("lab traffic")
+    click.echo(f"sent {send_traffic(name, rounds)} packets between {name}'s namespaces")
+
+
+@lab_group.command("trigger")
+@click.argument("name")
+def lab_trigger(name: str) -> None:
+    """Play a scenario's dynamic part (cilium-1.9-race: the replace-then-delete race)."""
+    from tcaudit.lab import trigger
+
+    privileges.require("lab trigger")
+    pids = trigger(name)
+    click.echo(f"{name}: the race ran (agent pid {pids[0]}, cilium pid {pids[1]})")
+
+
+@lab_group.command("down")
+@click.argument("name", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every scenario that is up.")
+def lab_down(name: str | None, everything: bool) -> None:
+    """Remove exactly what `up` made (also after a crash)."""
+    from tcaudit.lab import down, running
+
+    privileges.require("lab down")
+    if not name and not everything:
+        raise click.UsageError("name a scenario, or --all")
+    for scenario_name in running() if everything else [name or ""]:
+        result = down(scenario_name)
+        click.echo(f"{scenario_name}: removed {len(result.removed)} objects")
+        for item in result.left:
+            click.echo(f"  left behind: {item}", err=True)
 
 
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:

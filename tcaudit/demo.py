@@ -1,9 +1,9 @@
-"""`make demo`: build a small node in namespaces, show what tcaudit sees, remove it all.
+"""`make demo`: the lab's cilium-1.9 scenario, what tcaudit says about it, then gone.
 
-A "host" namespace with two pods joined by veth pairs, shaped like a Cilium 1.9 node with
-the Datadog agent: on each host-side veth a Cilium-like classifier at pref 1 / handle 1
-that accepts (TC_ACT_OK) and a CWS-like one at pref 10 that hands packets on, plus a TCX
-program on one pod. Nothing outside the demo's own namespaces is touched.
+Brings up a host namespace and two pods shaped like a Cilium 1.9 node running the
+Datadog agent (CWS at pref 10), prints `tcaudit scan` and `tcaudit recommend` for it,
+runs a short probe with generated traffic, and tears everything down — also when a step
+fails or you press Ctrl-C. Nothing outside the lab's own namespaces is touched.
 """
 
 from __future__ import annotations
@@ -12,64 +12,56 @@ import sys
 
 import click
 
-from tcaudit import labkit, privileges
+from tcaudit import lab, privileges
 from tcaudit.cli import main as cli_main
 from tcaudit.errors import TcauditError
-from tcaudit.labkit import Sandbox
+
+SCENARIO = "cilium-1.9"
+STEPS = (
+    ("scan", "Every tc hook of the lab's namespaces, in the order the kernel runs them. "
+     "Cilium's filter sits at pref 1 and ACCEPTS (TC_ACT_OK, after tail calls); the CWS "
+     "stand-in at pref 10 hands packets on."),
+    ("recommend", "The answer: Cilium's pref-1 filter ends the chain on the pods' veths, "
+     "so no classifier_priority gets CWS ahead of it."),
+    ("probe", "Observers counting real packets: one just before Cilium's filter (sharing "
+     "pref 1, it runs first), one just after it, one at CWS's pref 10."),
+)
 
 
-def build(box: Sandbox) -> list[str]:
-    host = box.namespace("host")
-    cilium = box.load_returning(0, "cil_from_contai")
-    cws = box.load_returning(-1, "classifier_ingr")
-    for i in range(2):
-        pod = box.namespace(f"pod{i}")
-        dev = f"lxc{i}"
-        box.veth(host, dev, pod, "eth0")
-        box.clsact(host, dev)
-        box.clsact(pod, "eth0")
-        box.attach(
-            host, dev, "ingress", cilium, pref=1, handle=1, name="bpf_lxc.o:[from-container]"
-        )
-        box.attach(
-            host,
-            dev,
-            "ingress",
-            cws,
-            pref=10,
-            handle=2,
-            name=f"classifier_ingress_security{i}_4026531992_2115",
-        )
-        box.attach(
-            pod,
-            "eth0",
-            "egress",
-            cws,
-            pref=10,
-            handle=1,
-            name=f"classifier_egress_security{i}_4026531992_2115",
-        )
-    box.tcx_attach(box.namespaces[-1], "eth0", "ingress", box.load_returning(0, "tcx_pass"))
-    return [ns.name for ns in box.namespaces]
+def _say(title: str, text: str) -> None:
+    click.secho(f"\n=== {title} ", bold=True, nl=False)
+    click.echo("=" * max(0, 70 - len(title)))
+    import textwrap
+
+    click.echo(textwrap.fill(text, 88) + "\n")
 
 
 def main() -> int:
     try:
         privileges.require("demo")
+        _say(f"tcaudit lab up {SCENARIO}", lab.scenario(SCENARIO).story)
+        result = lab.up(SCENARIO)
+        click.echo(f"namespaces: {', '.join(result.namespaces)}")
     except TcauditError as err:
         click.echo(f"tcaudit: error: {err}", err=True)
         return err.exit_code
-    with labkit.sandbox("tcatdemo") as box:
-        names = build(box)
-        selectors = [arg for name in names for arg in ("--netns", name)]
-        click.secho("\n$ tcaudit scan " + " ".join(selectors), bold=True)
-        click.echo(
-            "A Cilium-like filter at pref 1 accepts every packet (TC_ACT_OK), so the\n"
-            "CWS-like filter at pref 10 behind it never sees one; on pod1 a TCX program\n"
-            "runs before every clsact filter.\n"
-        )
-        code = cli_main(["scan", *selectors])
-    click.echo("\ndemo namespaces removed; on a real node run: sudo tcaudit scan")
+    code = 0
+    try:
+        selector = ["--netns", f"lab:{SCENARIO}"]
+        commands = {
+            "scan": ["scan", *selector],
+            "recommend": ["recommend", *selector],
+            "probe": ["probe", *selector, "--generate", "--duration", "2s"],
+        }
+        for name, text in STEPS:
+            _say("tcaudit " + " ".join(commands[name]), text)
+            code = cli_main(commands[name]) or code
+    finally:
+        down = lab.down(SCENARIO)
+        _say(f"tcaudit lab down {SCENARIO}",
+             f"removed {len(down.removed)} objects; nothing was left behind"
+             if not down.left else f"left behind: {'; '.join(down.left)}")
+    click.echo("On a real node: sudo tcaudit recommend   (tcaudit --help for the rest)")
     return code
 
 

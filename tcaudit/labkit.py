@@ -94,7 +94,7 @@ class Sandbox:
     """Everything one test (or lab scenario) creates; ``close()`` removes all of it."""
 
     prefix: str = "tcat"
-    tag: str = field(init=False)
+    tag: str = ""  # default: prefix + pid + counter (unique); the lab names its own
     namespaces: list[Namespace] = field(default_factory=list)
     programs: list[Program] = field(default_factory=list)
     filters: list[FilterRef] = field(default_factory=list)
@@ -104,7 +104,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         # pid + counter: unique across concurrent test processes and within one
-        self.tag = f"{self.prefix}{os.getpid() % 100000}x{next(_COUNTER)}"
+        self.tag = self.tag or f"{self.prefix}{os.getpid() % 100000}x{next(_COUNTER)}"
 
     def __enter__(self) -> Sandbox:
         return self
@@ -168,6 +168,37 @@ class Sandbox:
         fn = bpf.load_func(function.encode(), BPF.SCHED_CLS)
         # bcc owns this fd; keep our own so the program outlives bcc's cleanup order
         return self._keep(os.dup(fn.fd), function)
+
+    def load_c_many(
+        self, source: Path, functions: Sequence[str], cflags: Sequence[str] = ()
+    ) -> tuple[Any, dict[str, Program]]:
+        """Compile once, load several functions; returns bcc's BPF object (for its maps)."""
+        from bcc import BPF
+
+        bpf = BPF(src_file=str(source).encode(), cflags=list(cflags))
+        self._bcc.append(bpf)
+        loaded = {}
+        for function in functions:
+            fn = bpf.load_func(function.encode(), BPF.SCHED_CLS)
+            loaded[function] = self._keep(os.dup(fn.fd), function)
+        return bpf, loaded
+
+    def release(self) -> None:
+        """Stop tracking everything without removing it (the lab keeps it after exit)."""
+        for ns in self.namespaces:
+            ns.nl.close()
+            os.close(ns.fd)
+        for prog in self.programs:
+            with contextlib.suppress(OSError):
+                os.close(prog.fd)
+        for tcx in self.tcx:
+            if tcx.link_fd is not None:
+                raise RuntimeError("a TCX link would end with this process: attach with "
+                                   "link=False (BPF_PROG_ATTACH) to keep it")
+        self.namespaces.clear()
+        self.programs.clear()
+        self.filters.clear()
+        self.tcx.clear()
 
     def count(self, prog: Program, map_name: str = "seen") -> int:
         """Slot 0 of a u64 array map of ``prog`` (the counters of bpf/lab/count.c)."""

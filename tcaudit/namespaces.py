@@ -230,7 +230,9 @@ def _resolve_one(
         return found
     if kind == "lab" and value:
         if lab_resolver is None:
-            raise UsageError(f"--netns {selector}: no lab scenario named {value!r} is up")
+            from tcaudit.lab import namespaces_of  # the lab's own record of what it made
+
+            lab_resolver = namespaces_of
         names = lab_resolver(value)
         if not names:
             raise UsageError(f"--netns {selector}: no lab scenario named {value!r} is up")

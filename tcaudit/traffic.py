@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import struct
 from dataclasses import dataclass
 
 from tcaudit import bpfsys
@@ -69,3 +70,30 @@ def pairs(endpoints: list[Endpoint]) -> list[tuple[Endpoint, Endpoint]]:
 
 def burst(endpoints: list[Endpoint], count: int = 5) -> int:
     return sum(send_udp(a.netns_fd, b.address, count) for a, b in pairs(endpoints))
+
+
+def _checksum(data: bytes) -> int:
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data[: len(data) // 2 * 2]))
+    if len(data) % 2:
+        total += data[-1] << 8
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def send_ping(netns_fd: int, destination: str, count: int = 3) -> int:
+    """ICMP echo requests from inside a namespace (a raw socket: root only)."""
+    with bpfsys.inside_netns(netns_fd):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sent = 0
+    with sock:
+        for seq in range(count):
+            body = struct.pack("!BBHHH", 8, 0, 0, 0x7CA0, seq) + b"tcaudit ping"
+            packet = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+            try:
+                sock.sendto(packet, (destination, 0))
+                sent += 1
+            except OSError as err:
+                if err.errno not in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPERM):
+                    raise
+    return sent

@@ -36,10 +36,10 @@ def test_the_replace_then_delete_race_is_caught_with_its_actors(box: Sandbox) ->
     watcher, seen = watching(box, [host.name, pod.name])
     try:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "tests.race_writers", "agent", host.path, "lxc0"], cwd=ROOT
+            [sys.executable, "-m", "tcaudit.lab", "_race", "agent", host.path, "lxc0"], cwd=ROOT
         )
         cilium = subprocess.Popen(
-            [sys.executable, "-m", "tests.race_writers", "cilium", host.path, "lxc0"], cwd=ROOT
+            [sys.executable, "-m", "tcaudit.lab", "_race", "cilium", host.path, "lxc0"], cwd=ROOT
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (agent.poll() is None or cilium.poll() is None):

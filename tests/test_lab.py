@@ -1,0 +1,131 @@
+"""Every lab scenario end to end: up -> the expected recommendation -> down, clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tcaudit import lab
+from tcaudit.cli import main
+from tcaudit.vendors import load_registry
+from tcaudit.watch import Watcher, WatchEvent, WatchFinding
+from tests.conftest import validate
+
+pytestmark = pytest.mark.usefixtures("privileged")
+
+
+@pytest.fixture
+def lab_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TCAUDIT_LAB_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    return code, capsys.readouterr().out
+
+
+def lab_processes(name: str) -> list[int]:
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if f"tcalab-{name}-".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("scenario", [s.name for s in lab.SCENARIOS])
+def test_scenario_up_recommend_down(
+    scenario: str, lab_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = lab.scenario(scenario)
+    code, out = run(capsys, "lab", "up", scenario)
+    try:
+        assert code == 0, out
+        assert f"{scenario} is up" in out
+        code, out = run(capsys, "recommend", "--format", "json", "--netns", f"lab:{scenario}")
+        assert code == 0
+        doc: dict[str, Any] = json.loads(out)
+        validate(doc)
+        assert (doc["action"], doc["classifier_priority"]) == (
+            expected.expected_action,
+            expected.expected_priority,
+        ), doc["summary"]
+        assert doc["priority_source"] == "detected"  # the CWS stand-in is recognised
+        code, status = run(capsys, "lab", "status")
+        assert scenario in status
+    finally:
+        code, out = run(capsys, "lab", "down", scenario)
+    assert code == 0 and f"{scenario}: removed" in out
+    assert lab.check_clean(scenario) == []
+    assert lab_processes(scenario) == []
+
+
+def test_lab_traffic_reaches_the_probe(lab_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "lab", "up", "vendor-pref-5")[0] == 0
+    try:
+        code, out = run(capsys, "lab", "traffic", "vendor-pref-5", "--rounds", "2")
+        assert code == 0 and int(out.split()[1]) >= 20
+        code, out = run(
+            capsys,
+            "probe",
+            "--netns",
+            "lab:vendor-pref-5",
+            "--generate",
+            "--duration",
+            "0.6s",
+            "--format",
+            "json",
+        )
+        assert code == 0
+        [conclusion, *_] = json.loads(out)["conclusions"]
+        assert conclusion["ends_chain_ratio"] == 1.0  # the vendor at pref 5 accepts all
+    finally:
+        run(capsys, "lab", "down", "vendor-pref-5")
+    assert lab.check_clean("vendor-pref-5") == []
+
+
+def test_the_race_scenario_feeds_watch(lab_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "lab", "up", "cilium-1.9-race")[0] == 0
+    seen: list[WatchEvent | WatchFinding] = []
+    watcher = Watcher(["lab:cilium-1.9-race"], load_registry(), seen.append)
+    try:
+        watcher.start()
+        import threading
+
+        runner = threading.Thread(target=lab.trigger, args=("cilium-1.9-race",))
+        runner.start()
+        deadline = time.monotonic() + 30
+        while runner.is_alive() and time.monotonic() < deadline:
+            watcher.step(0.05)
+        watcher.step(0.1)
+        runner.join()
+    finally:
+        watcher.finish()
+        run(capsys, "lab", "down", "cilium-1.9-race")
+    kinds = {f.kind for f in seen if isinstance(f, WatchFinding)}
+    assert {"vendor-replaced", "deleted-by-other"} <= kinds
+    actors = {e.actor.comm for e in seen if isinstance(e, WatchEvent) and e.actor}
+    assert {"system-probe", "cilium-agent"} <= actors
+    assert lab.check_clean("cilium-1.9-race") == []
+
+
+def test_unknown_scenario_and_double_up_are_usage_errors(
+    lab_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", "up", "no-such-scenario"]) == 2
+    assert main(["lab", "down", "calico"]) == 2
+    assert main(["recommend", "--netns", "lab:calico"]) == 2
+    assert run(capsys, "lab", "up", "calico")[0] == 0
+    try:
+        assert main(["lab", "up", "calico"]) == 2
+    finally:
+        run(capsys, "lab", "down", "--all")
+    assert lab.check_clean("calico") == []

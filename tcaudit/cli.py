@@ -538,6 +538,66 @@ def watch_cmd(
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+@cli.command(
+    "bundle",
+    epilog="""\b
+Examples:
+  sudo tcaudit bundle -o tcaudit-node1.tar.gz            lists the files, then asks
+  sudo tcaudit bundle -o /tmp/b.tar.gz --yes --netns self
+\b
+Never includes map contents, packet data or environment variables; interface
+addresses only with --include-addresses. Without a terminal, --yes is required.
+""",
+)
+@reading_options
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The archive to write (.tar.gz).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before writing (for automation).")
+@click.option("--include-addresses", is_flag=True, help="Add the interfaces' IPv4 addresses.")
+def bundle_cmd(reading: Reading, output: str, yes: bool, include_addresses: bool) -> int:
+    """Gather the tc evidence support needs into one archive: inventory, verdicts,
+    vendors, recommendation, an explain of every foreign program, the raw netlink view,
+    TCX queries, kernel config, the CWS settings in effect. Lists it first and asks."""
+    from tcaudit.bundle import collect, write
+
+    privileges.require("bundle")
+    command = [
+        "bundle",
+        "-o",
+        output,
+        *(["--yes"] if yes else []),
+        *(["--include-addresses"] if include_addresses else []),
+        *(arg for ns in reading.selection.netns for arg in ("--netns", ns)),
+        *(arg for dev in reading.selection.devs for arg in ("--dev", dev)),
+    ]
+    bundle = collect(
+        reading.selection,
+        vendor_files=reading.vendor_files,
+        include_addresses=include_addresses,
+        argv=command,
+    )
+    click.echo(f"{output} will hold:", err=True)
+    for name, size in bundle.listing():
+        click.echo(f"  {size:9,d}  {name}", err=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"not writing {output}: there is no terminal to confirm on; "
+                "review the list above and run again with --yes"
+            )
+        if not click.confirm(f"Write {output}?", default=False, err=True):
+            click.echo("nothing written", err=True)
+            return 0
+    write(bundle, output)
+    click.echo(f"wrote {output} ({Path(output).stat().st_size:,d} bytes)", err=True)
+    return 0
+
+
 @cli.group(
     "lab",
     epilog="""\b

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tcaudit.kernelcode import KernelCode
-from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan, Verdict
+from tcaudit.model import Entry, Scan, Verdict, map_entries
 from tcaudit.verdicts import Analysis, Mode, analyse, effective
 
 
@@ -109,21 +109,4 @@ class VerdictAnalyser:
 def add_verdicts(scan: Scan, analyser: VerdictAnalyser | None = None) -> Scan:
     """The same scan with ``verdict`` set on every entry."""
     analyser = analyser or VerdictAnalyser()
-
-    def hook(h: Hook) -> Hook:
-        if not h.entries:
-            return h
-        return replace(h, entries=tuple(replace(e, verdict=analyser.verdict(e)) for e in h.entries))
-
-    def interface(i: Interface) -> Interface:
-        if not i.entry_count:
-            return i
-        return replace(i, hooks=tuple(hook(h) for h in i.hooks))
-
-    return replace(
-        scan,
-        namespaces=tuple(
-            NamespaceScan(ns.netns, tuple(interface(i) for i in ns.interfaces))
-            for ns in scan.namespaces
-        ),
-    )
+    return map_entries(scan, lambda e, _i, _h, _n: replace(e, verdict=analyser.verdict(e)))

@@ -71,7 +71,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from tcaudit.errors import UsageError
-from tcaudit.model import HOOKS, Entry, Holder, Hook, Interface, NamespaceScan, Netns, Scan
+from tcaudit.model import HOOKS, Entry, Holder, Hook, Interface, Netns, Scan, map_entries
 from tcaudit.verdicts import TC_ACT_NAMES, TCX_NAMES
 
 __all__ = [
@@ -742,23 +742,10 @@ def add_vendors(scan: Scan, registry: Sequence[Fingerprint] | None = None) -> Sc
     """The same scan with ``vendor`` set on every entry (None: unknown owner)."""
     fingerprints = load_registry() if registry is None else registry
     cache = _Index(fingerprints)
-
-    def hook(h: Hook, i: Interface, netns: Netns) -> Hook:
-        if not h.entries:
-            return h
-        entries = tuple(
-            replace(e, vendor=attribute(e, i, h, netns, fingerprints, cache)) for e in h.entries
-        )
-        return replace(h, entries=entries)
-
-    def namespace(ns: NamespaceScan) -> NamespaceScan:
-        interfaces = tuple(
-            replace(i, hooks=tuple(hook(h, i, ns.netns) for h in i.hooks)) if i.entry_count else i
-            for i in ns.interfaces
-        )
-        return replace(ns, interfaces=interfaces)
-
-    return replace(scan, namespaces=tuple(namespace(ns) for ns in scan.namespaces))
+    return map_entries(
+        scan,
+        lambda e, i, h, n: replace(e, vendor=attribute(e, i, h, n, fingerprints, cache)),
+    )
 
 
 def is_cws(match: VendorMatch | None) -> bool:

@@ -12,7 +12,6 @@ Target: tcaudit at least 10x faster. Exit status 1 when missed.
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 import statistics
 import subprocess
@@ -23,36 +22,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tcaudit.bpf import source_path  # noqa: E402
-
-from tcaudit import bpfsys  # noqa: E402
+from tcaudit import bpfsys, labkit  # noqa: E402
 from tcaudit.analysis import VerdictAnalyser  # noqa: E402
-
-NAMES = (
-    "cil_from_container",
-    "cil_handle_ipv4",
-    "cil_handle_ipv6",
-    "cil_policy",
-    "cil_ct4",
-    "cil_nat4",
-    "cil_lb6",
-    "cil_icmp",
-)
 
 
 def main() -> int:
-    from bcc import BPF
-
     if shutil.which("bpftool") is None:
         print("bpftool is missing: run make setup")
         return 1
-    bpf = BPF(src_file=str(source_path("lab/cilium_like.c")).encode())
-    try:
-        fns = {n: bpf.load_func(n.encode(), BPF.SCHED_CLS) for n in NAMES}
-        for slot, name in enumerate(NAMES[1:]):
-            bpf[b"cilium_calls"][ctypes.c_int(slot)] = ctypes.c_int(fns[name].fd)
-        ids = {n: bpfsys.prog_info(fn.fd).id for n, fn in fns.items()}
-        insns = sum(bpfsys.prog_info(fn.fd).xlated_len // 8 for fn in fns.values())
+    with labkit.sandbox("tcatbv") as box:
+        programs, _ = box.load_cilium_tree()
+        ids = {name: prog.id for name, prog in programs.items()}
+        insns = sum(bpfsys.prog_info(prog.fd).xlated_len // 8 for prog in programs.values())
         print(f"tree: {len(ids)} programs, {insns} xlated instructions")
 
         ours: list[float] = []
@@ -70,8 +51,6 @@ def main() -> int:
                     check=True,
                 )
             theirs.append(time.perf_counter() - start)
-    finally:
-        bpf.cleanup()
 
     mine, base = statistics.median(ours), statistics.median(theirs)
     print(f"{'':44} {'median ms':>10} {'min ms':>8}")

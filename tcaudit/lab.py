@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -70,22 +69,10 @@ class Build:
         self.pins.append(str(path))
 
     def cilium_tree(self) -> Program:
-        """bpf/lab/cilium_like.c: cil_from_container tail-calling through cilium_calls."""
-        names = (
-            "cil_from_container",
-            "cil_handle_ipv4",
-            "cil_handle_ipv6",
-            "cil_policy",
-            "cil_ct4",
-            "cil_nat4",
-            "cil_lb6",
-            "cil_icmp",
-        )
-        bpf, programs = self.box.load_c_many(bpf_source("lab/cilium_like.c"), names)
-        calls = int(bpf[b"cilium_calls"].get_fd())
-        for slot, name in enumerate(names[1:]):
-            bpfsys.map_update(calls, struct.pack("=I", slot), struct.pack("=I", programs[name].fd))
-        self.pin(calls, "cilium_calls")  # Cilium pins it too: tail calls survive the loader
+        """bpf/lab/cilium_like.c, its prog array pinned as Cilium pins cilium_calls: the
+        tail calls must keep working after `lab up` exits."""
+        programs, calls = self.box.load_cilium_tree()
+        self.pin(calls, "cilium_calls")
         return programs["cil_from_container"]
 
     def cws(self, pref: int) -> None:

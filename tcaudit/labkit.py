@@ -18,7 +18,7 @@ import itertools
 import os
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,25 @@ from tcaudit import bpfsys, traffic
 from tcaudit.netlink import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
 
 _COUNTER = itertools.count(1)
+# bpf/lab/cilium_like.c: the root first, then the cilium_calls slots 0, 1, ... in order
+CILIUM_TREE = (
+    "cil_from_container",
+    "cil_handle_ipv4",
+    "cil_handle_ipv6",
+    "cil_policy",
+    "cil_ct4",
+    "cil_nat4",
+    "cil_lb6",
+    "cil_icmp",
+)
+
+
+def _lab_source(name: str) -> Path:
+    from tcaudit.observer import bpf_source
+
+    return bpf_source(f"lab/{name}")
+
+
 _PARENT = {"ingress": PARENT_INGRESS, "egress": PARENT_EGRESS}
 _TCX = {"ingress": bpfsys.BPF_TCX_INGRESS, "egress": bpfsys.BPF_TCX_EGRESS}
 # RFC 2544's benchmarking range: never routed anywhere, and the pairs only ever talk to
@@ -183,6 +202,29 @@ class Sandbox:
             loaded[function] = self._keep(os.dup(fn.fd), function)
         return bpf, loaded
 
+    def load_tree(
+        self, source: Path, functions: Sequence[str], array: str, slots: Mapping[str, int]
+    ) -> tuple[dict[str, Program], int]:
+        """Compile once, load ``functions`` and put ``slots`` (function -> slot) into the
+        prog array ``array``: a tail-call tree. Returns the programs and the array's fd
+        (owned by bcc: pin it to keep the slots past this process)."""
+        bpf, programs = self.load_c_many(source, functions)
+        table_fd = int(bpf[array.encode()].get_fd())
+        for name, slot in slots.items():
+            bpfsys.map_update(
+                table_fd, struct.pack("=I", slot), struct.pack("=I", programs[name].fd)
+            )
+        return programs, table_fd
+
+    def load_cilium_tree(self) -> tuple[dict[str, Program], int]:
+        """bpf/lab/cilium_like.c: cil_from_container tail-calling through cilium_calls."""
+        return self.load_tree(
+            _lab_source("cilium_like.c"),
+            CILIUM_TREE,
+            "cilium_calls",
+            {name: slot for slot, name in enumerate(CILIUM_TREE[1:])},
+        )
+
     def release(self) -> None:
         """Stop tracking everything without removing it (the lab keeps it after exit)."""
         for ns in self.namespaces:
@@ -193,8 +235,10 @@ class Sandbox:
                 os.close(prog.fd)
         for tcx in self.tcx:
             if tcx.link_fd is not None:
-                raise RuntimeError("a TCX link would end with this process: attach with "
-                                   "link=False (BPF_PROG_ATTACH) to keep it")
+                raise RuntimeError(
+                    "a TCX link would end with this process: attach with "
+                    "link=False (BPF_PROG_ATTACH) to keep it"
+                )
         self.namespaces.clear()
         self.programs.clear()
         self.filters.clear()

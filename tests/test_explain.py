@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
-import os
 import subprocess
 from typing import Any
 
 import pytest
-from tcaudit.bpf import source_path
 
 from tcaudit.labkit import Sandbox
 from tests.conftest import validate
@@ -128,28 +125,18 @@ def test_scan_entries_carry_verdicts(box: Sandbox, capsys: pytest.CaptureFixture
 
 @pytest.fixture
 def cilium_tree(box: Sandbox) -> tuple[Sandbox, Any, dict[str, int]]:
-    from bcc import BPF
-
     host, _pod = pod_pair(box)
-    bpf = BPF(src_file=str(source_path("lab/cilium_like.c")).encode())
-    box._bcc.append(bpf)
-    names = (
-        "cil_from_container",
-        "cil_handle_ipv4",
-        "cil_handle_ipv6",
-        "cil_policy",
-        "cil_ct4",
-        "cil_nat4",
-        "cil_lb6",
-        "cil_icmp",
+    programs, _calls = box.load_cilium_tree()
+    box.attach(
+        host,
+        "veth0",
+        "ingress",
+        programs["cil_from_container"],
+        pref=1,
+        handle=1,
+        name="cil_from_container-veth0",
     )
-    fns = {n: bpf.load_func(n.encode(), BPF.SCHED_CLS) for n in names}
-    for slot, name in enumerate(names[1:]):
-        bpf[b"cilium_calls"][ctypes.c_int(slot)] = ctypes.c_int(fns[name].fd)
-    root = box._keep(os.dup(fns["cil_from_container"].fd), "cil_from_container")
-    box.attach(host, "veth0", "ingress", root, pref=1, handle=1, name="cil_from_container-veth0")
-    ids = {n: box._keep(os.dup(fn.fd), n).id for n, fn in fns.items()}
-    return box, host, ids
+    return box, host, {name: prog.id for name, prog in programs.items()}
 
 
 def test_explain_by_hook_and_by_id(

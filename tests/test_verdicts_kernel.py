@@ -9,7 +9,6 @@ an exact answer every possible value must be observed too (precision).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import shutil
@@ -18,13 +17,13 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tcaudit.bpf import source_path
 
 from tcaudit import bpfsys
 from tcaudit.analysis import VerdictAnalyser
+from tcaudit.labkit import Sandbox
 from tests.conftest import require_privileged
 
 VERDICT_PROGRAMS = (
@@ -48,52 +47,29 @@ EXACT = {
     "tail_shot": {2},
     "tail_root": {-1, 0, 2},
 }
-CILIUM = (
-    "cil_from_container",
-    "cil_handle_ipv4",
-    "cil_handle_ipv6",
-    "cil_policy",
-    "cil_ct4",
-    "cil_nat4",
-    "cil_lb6",
-    "cil_icmp",
-)
-
-
-def _load_bcc(
-    source: str, names: tuple[str, ...], slots: dict[str, int]
-) -> tuple[Any, dict[str, int]]:
-    from bcc import BPF
-
-    bpf = BPF(src_file=str(source_path(source)).encode())
-    fns = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS) for name in names}
-    for table_name in ("verdict_jmp", "cilium_calls"):
-        try:
-            table = bpf[table_name.encode()]
-        except KeyError:
-            continue
-        for name, slot in slots.items():
-            if name in fns:
-                table[ctypes.c_int(slot)] = ctypes.c_int(fns[name].fd)
-    return bpf, {name: fn.fd for name, fn in fns.items()}
 
 
 @pytest.fixture(scope="module")
 def verdict_fds() -> Iterator[dict[str, int]]:
     require_privileged()
-    bpf, fds = _load_bcc("lab/verdicts.c", VERDICT_PROGRAMS, {"tail_ok": 0, "tail_shot": 1})
-    yield fds
-    bpf.cleanup()
+    box = Sandbox(prefix="tcatvk")
+    programs, _ = box.load_tree(
+        source_path("lab/verdicts.c"),
+        VERDICT_PROGRAMS,
+        "verdict_jmp",
+        {"tail_ok": 0, "tail_shot": 1},
+    )
+    yield {name: prog.fd for name, prog in programs.items()}
+    box.close()
 
 
 @pytest.fixture(scope="module")
 def cilium_fds() -> Iterator[dict[str, int]]:
     require_privileged()
-    bpf, fds = _load_bcc(
-        "lab/cilium_like.c", CILIUM, {name: slot for slot, name in enumerate(CILIUM[1:])}
-    )
-    yield fds
-    bpf.cleanup()
+    box = Sandbox(prefix="tcatvk")
+    programs, _ = box.load_cilium_tree()
+    yield {name: prog.fd for name, prog in programs.items()}
+    box.close()
 
 
 def packets(seed: int, count: int) -> Iterator[tuple[bytes, bytes]]:

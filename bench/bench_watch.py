@@ -50,33 +50,37 @@ def main() -> int:
                                      stdout=(workdir / f"mon{i}.txt").open("w"),
                                      stderr=subprocess.DEVNULL)
                     for i, pod in enumerate(pods)]
-        time.sleep(2.5)  # both have subscribed and read the initial state
-        start = time.monotonic()
-        for n in range(FILTERS):
-            pod = pods[n % NAMESPACES]
-            index = pod.ifindex("eth0")
-            pref = 100 + n // NAMESPACES
-            pod.nl.add_bpf_filter(index, PARENT_INGRESS, pref=pref, handle=1, prog_fd=prog.fd,
-                                  name=f"churn{n}")
-            pod.nl.delete_filter(index, PARENT_INGRESS, pref=pref, handle=1, protocol=3,
-                                 kind="bpf")
-        written = time.monotonic() - start
-        deadline = start + 30
-        seen = 0
-        while time.monotonic() < deadline:
-            seen = sum(1 for line in (workdir / "watch.jsonl").read_text().splitlines()
-                       if '"what": "filter-' in line)
-            if seen >= 2 * FILTERS:
-                break
-            time.sleep(0.2)
-        caught_up = time.monotonic() - start
-        watch.send_signal(signal.SIGINT)
-        _, status, usage = os.wait4(watch.pid, 0)
-        watch.returncode = os.waitstatus_to_exitcode(status)
-        out.close()
-        for monitor in monitors:
-            monitor.terminate()
-            monitor.wait()
+        try:
+            time.sleep(2.5)  # both have subscribed and read the initial state
+            start = time.monotonic()
+            for n in range(FILTERS):
+                pod = pods[n % NAMESPACES]
+                index = pod.ifindex("eth0")
+                pref = 100 + n // NAMESPACES
+                pod.nl.add_bpf_filter(index, PARENT_INGRESS, pref=pref, handle=1,
+                                      prog_fd=prog.fd, name=f"churn{n}")
+                pod.nl.delete_filter(index, PARENT_INGRESS, pref=pref, handle=1, protocol=3,
+                                     kind="bpf")
+            written = time.monotonic() - start
+            deadline = start + 30
+            seen = 0
+            while time.monotonic() < deadline:
+                seen = sum(1 for line in (workdir / "watch.jsonl").read_text().splitlines()
+                           if '"what": "filter-' in line)
+                if seen >= 2 * FILTERS:
+                    break
+                time.sleep(0.2)
+            caught_up = time.monotonic() - start
+            watch.send_signal(signal.SIGINT)
+            _, status, usage = os.wait4(watch.pid, 0)
+            watch.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            # never leave a watcher or 50 monitors holding the namespaces alive
+            for proc in [watch, *monitors]:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            out.close()
         lines = (workdir / "watch.jsonl").read_text().splitlines()
         summary = json.loads(lines[-1])
         monitor_lines = sum(

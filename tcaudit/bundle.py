@@ -66,8 +66,9 @@ recommend.json / .txt  the recommendation (schema tcaudit/recommend/v1): keep,
                        set-priority N or disable-network, with the blind hooks and the
                        settings to paste
 explain/PROG_ID.json   `tcaudit explain` of every program that is not CWS's own: the
-explain/PROG_ID.txt    disassembly with each exit's possible return values, tail-call
-                       targets, where it is attached, and a summary
+explain/PROG_ID.txt    possible return values, tail-call targets, where it is attached,
+                       and a summary; the disassembly (which can hold addresses as
+                       immediates) only with --include-addresses
 netlink.json           the raw netlink view gathered by tcaudit: per namespace, its links,
                        qdiscs, and for every clsact hook each filter's attributes (the
                        equivalent of `tc -d -j filter show`)
@@ -264,8 +265,9 @@ def collect(
             explanation = explain(prog_id, scan)
         except UsageError:
             continue  # unloaded since the scan
-        add(f"explain/{prog_id}.json", dumps(explain_json(explanation)))
-        add(f"explain/{prog_id}.txt", explain_text(explanation))
+        # the disassembly can carry addresses (Cilium compiles endpoint IPs in)
+        add(f"explain/{prog_id}.json", dumps(explain_json(explanation, code=include_addresses)))
+        add(f"explain/{prog_id}.txt", explain_text(explanation, code=include_addresses))
     view, tcx, addresses = _netlink_view(selection, include_addresses)
     add("netlink.json", dumps(view))
     add("tcx.json", dumps(tcx))
@@ -298,16 +300,18 @@ def write(bundle: Bundle, output: str) -> None:
     target = Path(output)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            stamp = time.time()
+        # 0600 from the first byte: the bundle describes the node's security setup
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            stamp = int(time.time())
             for name, data in bundle.files.items():
                 info = tarfile.TarInfo(f"tcaudit-bundle/{name}")
                 info.size = len(data)
-                info.mtime = int(stamp)
+                info.mtime = stamp
                 info.mode = 0o600
                 tar.addfile(info, io.BytesIO(data))
-        os.chmod(tmp, 0o600)
         tmp.replace(target)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"-o {output}: cannot write it: {err.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after the rename; removed on Ctrl-C too

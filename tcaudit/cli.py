@@ -522,12 +522,14 @@ def watch_cmd(
         click.echo(line)
 
     watcher = Watcher(netns, registry, emit, gap=gap_seconds)
-    interrupted = False
+    stopped = 0
     try:
         watcher.start()
         watcher.run(seconds)
-    except (KeyboardInterrupt, Terminated):
-        interrupted = True
+    except KeyboardInterrupt:
+        stopped = EXIT_INTERRUPTED
+    except Terminated:
+        stopped = EXIT_TERMINATED
     finally:
         watcher.finish()
     summary = watcher.summary
@@ -535,7 +537,7 @@ def watch_cmd(
         click.echo(json.dumps(watch_summary(summary)))
     else:
         click.echo(watch_summary_text(summary), err=True, nl=False)
-    return EXIT_INTERRUPTED if interrupted else 0
+    return stopped
 
 
 @cli.command(

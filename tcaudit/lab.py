@@ -56,14 +56,20 @@ class Build:
     host: Namespace
     pods: list[Namespace]
     prefix: str  # host-side veth names: lxc0, cali0, eni0...
+    state: dict[str, Any]  # the record; save() it after each object is made
     standins: dict[str, Program] = field(default_factory=dict)
     bpf: list[Any] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
-    tcx: list[dict[str, object]] = field(default_factory=list)
+
+    def save(self) -> None:
+        _write_state(self.name, self.state)
 
     def pin(self, fd: int, name: str) -> None:
         directory = _pin_dir(self.name)
         directory.mkdir(parents=True, exist_ok=True)
+        if str(directory) not in self.state["pins"]:
+            self.state["pins"].append(str(directory))
+            self.save()
         path = directory / name
         bpfsys.obj_pin(fd, str(path))
         self.pins.append(str(path))
@@ -209,9 +215,10 @@ def _cilium_116_tcx(b: Build) -> None:
     root = b.cilium_tree()
     for i in range(len(b.pods)):
         ref = b.box.tcx_attach(b.host, f"lxc{i}", "ingress", root, link=False)
-        b.tcx.append(
+        b.state["tcx"].append(
             {"netns": b.host.name, "dev": ref.dev, "direction": "ingress", "prog_id": root.id}
         )
+        b.save()
 
 
 def _istio(b: Build) -> None:
@@ -333,14 +340,9 @@ def _pin_dir(name: str) -> Path:
 
 
 def _bpffs() -> Path:
-    """/sys/fs/bpf when it is a bpffs we may create directories in, else a private bpffs
-    mounted under /run (some hosts restrict /sys/fs/bpf)."""
+    """/sys/fs/bpf when it is a bpffs (the usual), else a private one mounted under /run."""
     if _is_bpffs(BPFFS):
-        try:
-            (BPFFS / "tcaudit").mkdir(exist_ok=True)
-            return BPFFS
-        except OSError:
-            pass
+        return BPFFS
     private = Path("/run/tcaudit/bpffs")
     if not _is_bpffs(private):
         private.mkdir(parents=True, exist_ok=True)
@@ -403,10 +405,17 @@ def up(name: str) -> UpResult:
         )
     tag = f"{LAB_PREFIX}{name}"
     names = [f"{tag}-host", *(f"{tag}-pod{i}" for i in range(chosen.pods))]
-    # the record comes first: a crash half-way still leaves `down` knowing what to remove
+    taken = [n for n in names if (Path("/run/netns") / n).exists()]
+    if taken:
+        raise UsageError(
+            f"namespace {taken[0]} exists already and is not the lab's to "
+            "reuse (ip netns del it, or tcaudit lab down if a lab made it)"
+        )
+    # the record is written before anything is made and updated after each object, so a
+    # crash half-way leaves `down` knowing exactly what exists, and nothing else
     state: dict[str, Any] = {
         "scenario": name,
-        "namespaces": names,
+        "namespaces": [],
         "pins": [],
         "tcx": [],
         "pids": [],
@@ -415,15 +424,17 @@ def up(name: str) -> UpResult:
     _write_state(name, state)
     box = Sandbox(tag=tag)
     try:
-        host = box.namespace("host")
-        pods = [box.namespace(f"pod{i}") for i in range(chosen.pods)]
+        made = []
+        for role in ("host", *(f"pod{i}" for i in range(chosen.pods))):
+            made.append(box.namespace(role))
+            state["namespaces"].append(made[-1].name)
+            _write_state(name, state)
+        host, pods = made[0], made[1:]
         for i, pod in enumerate(pods):
             box.veth(host, f"{chosen.host_prefix}{i}", pod, "eth0")
             box.clsact(host, f"{chosen.host_prefix}{i}")
             box.clsact(pod, "eth0")
-        build = Build(name, box, host, pods, chosen.host_prefix)
-        state["pins"] = [str(_pin_dir(name))]
-        _write_state(name, state)
+        build = Build(name, box, host, pods, chosen.host_prefix, state)
         _, build.standins = box.load_c_many(
             bpf_source("lab/standins.c"),
             (
@@ -440,8 +451,6 @@ def up(name: str) -> UpResult:
         chosen.build(build)
         if chosen.cws_pref is not None:
             build.cws(chosen.cws_pref)
-        state["tcx"] = build.tcx
-        _write_state(name, state)
         box.release()
     except BaseException:
         box.close()
@@ -463,10 +472,13 @@ def down(name: str) -> DownResult:
         raise UsageError(f"lab scenario {name} is not up")
     removed: list[str] = []
     left: list[str] = []
-    for pid in state.get("pids", []):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
-            removed.append(f"process {pid}")
+    for proc in state.get("pids", []):
+        pid, started = int(proc["pid"]), proc.get("started")
+        # only the process the lab started: a recycled pid belongs to someone else
+        if started is not None and _start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                removed.append(f"process {pid}")
     for tcx in state.get("tcx", []):
         # explicit, though deleting the namespace (and its devices) would detach it too
         with contextlib.suppress(OSError):
@@ -507,9 +519,29 @@ def down(name: str) -> DownResult:
     for ns in state.get("namespaces", []):
         if (Path("/run/netns") / ns).exists():
             left.append(f"namespace {ns}")
+    _tidy_pin_root()
     if not left:
         _state_path(name).unlink(missing_ok=True)
     return DownResult(name, tuple(removed), tuple(left))
+
+
+def _tidy_pin_root() -> None:
+    """Remove the lab's empty pin directories (and our private bpffs) once unused."""
+    root = _bpffs() / "tcaudit"
+    for directory in (root / "lab", root):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty
+    private = Path("/run/tcaudit/bpffs")
+    if _is_bpffs(private) and not any(private.iterdir()):
+        subprocess.run(["umount", str(private)], check=False)
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def running() -> list[str]:
@@ -559,12 +591,18 @@ def trigger(name: str) -> list[int]:
         subprocess.Popen([sys.executable, "-m", "tcaudit.lab", "_race", role, path, "lxc0"])
         for role in ("agent", "cilium")
     ]
-    state["pids"] = [p.pid for p in procs]
+    state["pids"] = [{"pid": p.pid, "started": _start_time(p.pid)} for p in procs]
     _write_state(name, state)
-    for proc in procs:
-        proc.wait(timeout=60)
-    state["pids"] = []
-    _write_state(name, state)
+    try:
+        for proc in procs:
+            proc.wait(timeout=60)
+    finally:
+        for proc in procs:  # Ctrl-C or a hang: the race's processes end with us
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        state["pids"] = []
+        _write_state(name, state)
     return [p.pid for p in procs]
 
 
@@ -630,6 +668,8 @@ def check_clean(name: str) -> list[str]:
     )
     if _pin_dir(name).exists():
         leftovers.append(str(_pin_dir(name)))
+    if not running() and (_bpffs() / "tcaudit").exists():
+        leftovers.append(str(_bpffs() / "tcaudit"))  # emptied and removed after the last
     if _state_path(name).exists():
         leftovers.append(str(_state_path(name)))
     return leftovers

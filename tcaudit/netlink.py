@@ -321,6 +321,9 @@ class Notification:
     filter: Filter | None = None
     qdisc: Qdisc | None = None
     link: Link | None = None
+    # a delete of a whole pref (handle 0) or of a whole hook (pref 0): the kernel sends
+    # one message without options; (ifindex, parent, pref, protocol)
+    bulk_delete: tuple[int, int, int, int] | None = None
 
 
 class EventsLost(OSError):
@@ -523,6 +526,12 @@ class Netlink:
                     found = _filter_from(chunk)
                     if found is not None:
                         out.append(Notification(mtype, flags, portid, filter=found))
+                    elif mtype == RTM_DELTFILTER:
+                        _f, ifindex, handle, parent, info = _TCMSG.unpack_from(chunk, 16)
+                        if handle == 0:
+                            scope = (ifindex & 0xFFFFFFFF, parent, info >> 16,
+                                     socket.ntohs(info & 0xFFFF))
+                            out.append(Notification(mtype, flags, portid, bulk_delete=scope))
                 elif mtype in (RTM_NEWQDISC, RTM_DELQDISC):
                     out.append(Notification(mtype, flags, portid, qdisc=_qdisc_from(chunk)))
                 elif mtype in (RTM_NEWLINK, RTM_DELLINK):

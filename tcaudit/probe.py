@@ -314,7 +314,8 @@ def cleanup(directory: Path | None = None) -> CleanupReport:
         except (OSError, ValueError, AttributeError, TypeError):
             gone.append(f"{path.name}: not a probe state file, left alone")
             continue
-        if pid and pid != os.getpid() and _start_time(pid) == state.get("started"):
+        started = state.get("started")
+        if pid and pid != os.getpid() and started is not None and _start_time(pid) == started:
             active.append(f"{path.name} (probe pid {pid} still running)")
             continue
         keep = []
@@ -345,8 +346,8 @@ def cleanup(directory: Path | None = None) -> CleanupReport:
                 gone.append(f"{what}: could not remove it ({err.strerror}); kept for a retry")
             finally:
                 os.close(fd)
-        if keep:
-            path.write_text(json.dumps({"pid": pid, "observers": keep}))
+        if keep:  # the dead probe's pid and start time stay: it still counts as dead
+            path.write_text(json.dumps({"pid": pid, "started": started, "observers": keep}))
         else:
             path.unlink()
     return CleanupReport(tuple(removed), tuple(gone), tuple(active))
@@ -407,7 +408,13 @@ def _attached(
         for slot, placement in enumerate(plan.placements, start=1):
             key = placement.netns.id
             if key not in sockets:
-                fd = bpfsys.open_netns(placement.netns.path)
+                try:
+                    fd = bpfsys.open_netns(placement.netns.path)
+                except OSError as err:
+                    raise ProbeError(
+                        f"namespace {placement.netns.label} went away before the "
+                        f"observers could be added ({err.strerror})"
+                    ) from None
                 sockets[key] = (fd, Netlink(fd))
             nl = sockets[key][1]
             parent = _PARENT[placement.hook]
@@ -417,7 +424,7 @@ def _attached(
             handle = HANDLE_BASE + slot
             while handle in taken:
                 handle += MAX_SLOTS
-            name = f"{PROBE_PREFIX}_{slot}"
+            name = f"{PROBE_PREFIX}_{os.getpid()}_{slot}"  # the pid: concurrent probes differ
             state.add(
                 {
                     "netns_inode": placement.netns.id,
@@ -443,6 +450,9 @@ def _attached(
                     classid=slot,
                 )
             except NetlinkError as err:
+                # not added, so not ours: forget the record, or the clean-up below could
+                # delete another probe's observer at the same pref and handle
+                state.remove(state.records[-1])
                 raise ProbeError(
                     f"cannot add an observer on {placement.interface} {placement.hook} pref "
                     f"{placement.pref} in {placement.netns.label}: {err.strerror}"
@@ -473,11 +483,19 @@ def _attached(
             )
 
 
+def _open(netns: Netns) -> int:
+    try:
+        return bpfsys.open_netns(netns.path)
+    except OSError as err:
+        raise ProbeError(f"namespace {netns.label} went away during the probe "
+                         f"({err.strerror})") from None
+
+
 def _link_counters(plan: Plan) -> dict[tuple[int, int], tuple[int, int]]:
     """(netns inode, ifindex) -> (rx packets, tx packets) for the observed interfaces."""
     out: dict[tuple[int, int], tuple[int, int]] = {}
     for netns in {p.netns.id: p.netns for p in plan.placements}.values():
-        fd = bpfsys.open_netns(netns.path)
+        fd = _open(netns)
         try:
             with Netlink(fd) as nl:
                 for link in nl.links():
@@ -495,7 +513,7 @@ def _endpoints(plan: Plan) -> tuple[list[Endpoint], list[int]]:
         if netns.id in seen or netns.is_self:
             continue  # never send from the namespace tcaudit runs in
         seen.add(netns.id)
-        fd = bpfsys.open_netns(netns.path)
+        fd = _open(netns)
         fds.append(fd)
         with Netlink(fd) as nl:
             names = {link.ifindex: link.name for link in nl.links(stats=False)}
@@ -605,6 +623,29 @@ def _conclude(
     after = next((o for o in mine if f"after {entry.pref}" in o.placement.roles), None)
     name = entry.filter_name or (entry.program.name if entry.program else entry.kind)
     words = entry.verdict.effective if entry.verdict else None
+    neighbours = [
+        other
+        for ns, iface, h, other in plan.subjects
+        if ns.id == netns.id
+        and iface == interface
+        and h == hook
+        and other is not entry
+        and other.pref == entry.pref
+    ]
+    if neighbours:
+        return Conclusion(
+            netns.label,
+            interface,
+            hook,
+            entry,
+            None,
+            None,
+            None,
+            None,
+            f"{name} at pref {entry.pref} shares its pref with "
+            f"{len(neighbours)} other filter(s): the observers see them "
+            "together (their combined effect is on the other lines)",
+        )
     static = "|".join(words) if words else "unknown"
     if after is None:
         return Conclusion(

@@ -248,7 +248,7 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
     return "\n\n".join(blocks) + "\n\n" + summary + "\n"
 
 
-def _listing_json(listing: ProgramListing) -> dict[str, Any]:
+def _listing_json(listing: ProgramListing, code: bool = True) -> dict[str, Any]:
     return {
         "program": program_json(listing.program),
         "possible": list(listing.possible) if listing.possible is not None else None,
@@ -275,17 +275,19 @@ def _listing_json(listing: ProgramListing) -> dict[str, Any]:
                     else {}
                 ),
             }
-            for line in listing.lines
+            for line in (listing.lines if code else ())
         ],
     }
 
 
-def explain_json(explanation: Explanation) -> dict[str, Any]:
+def explain_json(explanation: Explanation, *, code: bool = True) -> dict[str, Any]:
+    """``code=False`` leaves the disassembly out (programs can carry addresses as
+    immediates: the support bundle includes it only with --include-addresses)."""
     return {
         "schema": EXPLAIN_SCHEMA,
         "tcaudit_version": __version__,
-        "program": _listing_json(explanation.root),
-        "tail_call_targets": [_listing_json(t) for t in explanation.targets],
+        "program": _listing_json(explanation.root, code),
+        "tail_call_targets": [_listing_json(t, code) for t in explanation.targets],
         "attachments": [
             {
                 "netns": a.netns,
@@ -302,7 +304,7 @@ def explain_json(explanation: Explanation) -> dict[str, Any]:
     }
 
 
-def _listing_text(listing: ProgramListing) -> list[str]:
+def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
     program = listing.program
     values = (
         ", ".join(verdict_names(frozenset(listing.possible)))
@@ -328,6 +330,9 @@ def _listing_text(listing: ProgramListing) -> list[str]:
         targets = ", ".join(str(t) for t in site.targets) or "none (empty slot: falls through)"
         out.append(f"  tail call at {site.pc}: prog array {site.map_id} {index} -> {targets}")
     out.append("")
+    if not code:
+        out.append("  (disassembly left out: it can hold addresses as immediates)")
+        return out
     for line in listing.lines:
         if line.function_start:
             out.append(f"  ; subprogram at {line.pc}")
@@ -343,10 +348,10 @@ def _listing_text(listing: ProgramListing) -> list[str]:
     return out
 
 
-def explain_text(explanation: Explanation) -> str:
-    out = _listing_text(explanation.root)
+def explain_text(explanation: Explanation, *, code: bool = True) -> str:
+    out = _listing_text(explanation.root, code)
     for target in explanation.targets:
-        out += ["", f"--- tail-call target {target.program.id} ---", *_listing_text(target)]
+        out += ["", f"--- tail-call target {target.program.id} ---", *_listing_text(target, code)]
     out += ["", "attached at:"]
     if not explanation.attachments:
         out.append("  (not on any selected tc hook)")

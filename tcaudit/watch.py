@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
+import selectors
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -215,14 +215,18 @@ class Watcher:
     def _add_space(self, netns: Netns, *, announce: bool) -> None:
         try:
             fd = bpfsys.open_netns(netns.path)
-        except OSError:
+        except FileNotFoundError:
+            return  # gone again before we got to it
+        except OSError as err:
+            self._unwatched(netns, err)
             return
         try:
             nl = Netlink(fd)
             nl.subscribe(RTNLGRP_TC, RTNLGRP_LINK)  # first subscribe, then read the state
             nl.enlarge_receive_buffer(self._receive_buffer)
-        except OSError:
+        except OSError as err:
             os.close(fd)
+            self._unwatched(netns, err)
             return
         space = _Space(netns, fd, nl)
         self._spaces[netns.id] = space
@@ -238,6 +242,17 @@ class Watcher:
                     note=f"{len(space.links)} links, {count} filters",
                 )
             )
+
+    def _unwatched(self, netns: Netns, err: OSError) -> None:
+        self._emit(
+            WatchEvent(
+                time.time(),
+                netns.label,
+                netns.id,
+                "namespace-unwatched",
+                note=f"cannot watch it: {err.strerror}",
+            )
+        )
 
     def _load(self, space: _Space) -> None:
         """(Re)read a namespace's state; returns nothing, replaces the model."""
@@ -371,9 +386,19 @@ class Watcher:
             note=note,
         )
 
-    def _lost(self, space: _Space, known: _Known, why: str) -> None:
+    def _lost(self, space: _Space, known: _Known, why: str, *, hook_gone: bool = False) -> None:
         self._emit(self._event(space, "filter-lost", known.filt, known, None, note=why))
-        self._gap_open(space, known)
+        if not hook_gone:  # a deleted link or namespace leaves no hook to be without
+            self._gap_open(space, known)
+
+    def _forget(self, netns_id: int, ifindex: int | None = None) -> None:
+        """Drop the bookkeeping of a namespace (or one of its links) that is gone."""
+        for book in (self._gaps, self._piling):
+            for key in [k for k in book if k[0] == netns_id and ifindex in (None, k[1])]:
+                if isinstance(book, dict):
+                    del book[key]
+                else:
+                    book.discard(key)
 
     def _gap_open(self, space: _Space, known: _Known) -> None:
         if known.vendor is None:
@@ -443,7 +468,27 @@ class Watcher:
             previous = _Known(f, program, vendor, None)
         else:
             del bucket[key]
+        self._deleted(space, previous, self._actor(space, note.portid, None))
+
+    def _on_bulk_delete(self, space: _Space, note: Notification) -> None:
+        """`tc filter del ... pref N` (every handle) or a whole hook flushed: one message
+        without options, so the model says which filters went."""
+        assert note.bulk_delete is not None
+        ifindex, parent, pref, protocol = note.bulk_delete
+        bucket = space.filters.get((ifindex, parent), {})
+        gone = [
+            key
+            for key, known in bucket.items()
+            if pref in (0, known.filt.pref) and protocol in (0, known.filt.protocol)
+        ]
         actor = self._actor(space, note.portid, None)
+        for key in gone:
+            self._deleted(space, bucket.pop(key), actor)
+
+    def _deleted(self, space: _Space, previous: _Known, actor: Actor) -> None:
+        f = previous.filt
+        interface = space.links.get(f.ifindex, str(f.ifindex))
+        hook = _HOOK.get(f.parent)
         self._emit(self._event(space, "filter-deleted", f, previous, actor))
         adder = previous.added_by
         if (
@@ -572,8 +617,10 @@ class Watcher:
             )
         )
         for known in lost:
-            self._lost(space, known, f"link {link.name} was deleted")
+            self._lost(space, known, f"link {link.name} was deleted", hook_gone=True)
         space.links.pop(link.ifindex, None)
+        space.clsact_deleted_at.pop(link.ifindex, None)
+        self._forget(space.netns.id, link.ifindex)
 
     # -- TCX ------------------------------------------------------------------------------
 
@@ -597,7 +644,8 @@ class Watcher:
     def _poll_tcx(self, space: _Space) -> None:
         fresh = self._tcx_state(space)
         for key, (revision, progs) in fresh.items():
-            old_revision, old_progs = space.tcx.get(key, (revision, progs))
+            # a link first seen now (made during the watch) starts from nothing attached
+            old_revision, old_progs = space.tcx.get(key, (0, ()))
             if revision == old_revision:
                 continue
             ifindex, hook = key
@@ -701,7 +749,11 @@ class Watcher:
         sockets = {space.nl.fileno(): space for space in self._spaces.values()}
         ready: list[int] = []
         if sockets:
-            ready, _, _ = select.select(list(sockets), [], [], timeout)
+            # epoll, not select(2): a big node has more than FD_SETSIZE (1024) fds
+            with selectors.DefaultSelector() as selector:
+                for fileno in sockets:
+                    selector.register(fileno, selectors.EVENT_READ)
+                ready = [int(key.fd) for key, _ in selector.select(timeout)]
         elif timeout > 0:
             time.sleep(timeout)
         for fileno in ready:
@@ -733,6 +785,8 @@ class Watcher:
             for note in notes:
                 if note.filter is not None:
                     self._on_filter(space, note)
+                elif note.bulk_delete is not None:
+                    self._on_bulk_delete(space, note)
                 elif note.qdisc is not None:
                     self._on_qdisc(space, note)
                 elif note.link is not None:

@@ -76,7 +76,10 @@ def test_contents_manifest_and_schemas(
     assert recommend["action"] == "disable-network"
     explains = [name for name in files if name.startswith("explain/") and name.endswith(".json")]
     assert len(explains) == 1  # the Cilium-like program; CWS's own are not explained
-    validate(json.loads(files[explains[0]]))
+    explained = json.loads(files[explains[0]])
+    validate(explained)
+    assert explained["program"]["possible"] == [0]
+    assert explained["program"]["disassembly"] == []  # immediates can hold addresses
     cws = json.loads(files["cws.json"])
     assert cws["classifier_priority"] == 10 and cws["system_probe_pids"] == [2115]
     netlink = json.loads(files["netlink.json"])
@@ -97,7 +100,10 @@ def test_contents_manifest_and_schemas(
         main(["bundle", "-o", str(with_addresses), "--yes", "--include-addresses", *n.selectors()])
         == 0
     )
-    assert b"198.18." in members(with_addresses)["addresses.json"]
+    full = members(with_addresses)
+    assert b"198.18." in full["addresses.json"]
+    [name] = [n for n in full if n.startswith("explain/") and n.endswith(".json")]
+    assert json.loads(full[name])["program"]["disassembly"]
 
 
 def test_asks_first_and_refuses_without_a_terminal(

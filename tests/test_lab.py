@@ -129,3 +129,35 @@ def test_unknown_scenario_and_double_up_are_usage_errors(
     finally:
         run(capsys, "lab", "down", "--all")
     assert lab.check_clean("calico") == []
+
+
+def test_a_crash_half_way_through_up_leaves_nothing(
+    lab_state: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    def explode(build: lab.Build) -> None:
+        build.cilium_tree()  # a pin and programs exist by now
+        raise RuntimeError("the vendor stand-in crashed")
+
+    broken = dataclasses.replace(lab.scenario("cilium-1.9"), build=explode)
+    monkeypatch.setattr(lab, "SCENARIOS", (broken,))
+    with pytest.raises(RuntimeError, match="stand-in crashed"):
+        lab.up("cilium-1.9")
+    assert lab.check_clean("cilium-1.9") == []
+    assert lab.read_state("cilium-1.9") is None
+
+
+def test_up_refuses_namespaces_it_did_not_make(
+    lab_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tcaudit import bpfsys
+
+    bpfsys.create_named_netns("tcalab-calico-host")
+    try:
+        assert main(["lab", "up", "calico"]) == 2
+        assert "exists already" in capsys.readouterr().err
+        assert Path("/run/netns/tcalab-calico-host").exists()  # untouched
+    finally:
+        bpfsys.delete_named_netns("tcalab-calico-host")
+    assert lab.check_clean("calico") == []

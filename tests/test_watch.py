@@ -123,7 +123,7 @@ def test_cli_jsonl_stream_and_summary(box: Sandbox) -> None:
             "--format",
             "jsonl",
             "--duration",
-            "3s",
+            "5s",
             "--netns",
             host.name,
         ],
@@ -132,17 +132,76 @@ def test_cli_jsonl_stream_and_summary(box: Sandbox) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.2)
-    box.attach(host, "lxc0", "ingress", box.load_returning(0, "x"), pref=3, handle=1, name="mine")
+    prog = box.load_returning(0, "x")
+    time.sleep(0.5)
+    # add and delete a few times: however long the watch takes to start, it sees some
+    for round_ in range(6):
+        ref = box.attach(host, "lxc0", "ingress", prog, pref=3, handle=1, name="mine")
+        time.sleep(0.25)
+        box.detach(ref)
+        time.sleep(0.25)
+        del round_
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     for line in lines:
         validate(line)
-    assert lines[-1]["type"] == "summary" and lines[-1]["events"] == {"filter-added": 1}
-    [added] = [line for line in lines if line["type"] == "event"]
-    assert (added["what"], added["pref"], added["filter_name"]) == ("filter-added", 3, "mine")
-    assert added["actor"]["pid"] == os.getpid()  # this test process made the change
+    assert lines[-1]["type"] == "summary"
+    added = [line for line in lines if line["type"] == "event" and line["what"] == "filter-added"]
+    assert added and lines[-1]["events"]["filter-added"] == len(added)
+    assert all((a["pref"], a["filter_name"]) == (3, "mine") for a in added)
+    assert all(a["actor"]["pid"] == os.getpid() for a in added)  # this test made them
+
+
+def test_pref_deletes_flushes_new_links_and_no_gap_for_gone_links(box: Sandbox) -> None:
+    host = box.namespace("host")
+    pods = [box.namespace(f"p{i}") for i in range(2)]
+    for i, pod in enumerate(pods):
+        box.veth(host, f"lxc{i}", pod, "eth0")
+        box.clsact(host, f"lxc{i}")
+    prog = box.load_returning(0, "cil_from_contai")
+    for handle in (1, 2):
+        box.attach(
+            host,
+            "lxc0",
+            "ingress",
+            prog,
+            pref=5,
+            handle=handle,
+            name=f"cil_from_container-lxc0-{handle}",
+        )
+    box.attach(host, "lxc1", "egress", prog, pref=1, handle=1, name="cil_from_container-lxc1")
+    watcher, seen = watching(box, [host.name, *(p.name for p in pods)], tcx_interval=0.05)
+    try:
+        # one message deletes a whole pref, another flushes a whole hook
+        subprocess.run(
+            ["tc", "-n", host.name, "filter", "del", "dev", "lxc0", "ingress", "pref", "5"],
+            check=True,
+        )
+        subprocess.run(
+            ["tc", "-n", host.name, "filter", "del", "dev", "lxc1", "egress"], check=True
+        )
+        for _ in range(5):
+            watcher.step(0.05)
+        # a link made during the watch gets a TCX program at once
+        late = box.namespace("late")
+        box.veth(host, "lxc9", late, "eth0")
+        box.tcx_attach(host, "lxc9", "ingress", box.load_returning(0, "tcx_new"))
+        for _ in range(5):
+            watcher.step(0.05)
+        host.nl.delete_link(host.ifindex("lxc0"))  # its hook goes: no gap to report
+        for _ in range(5):
+            watcher.step(0.05)
+    finally:
+        watcher.finish()
+    events = [e for e in seen if isinstance(e, WatchEvent)]
+    deleted = sorted((e.interface, e.pref, e.handle) for e in events if e.what == "filter-deleted")
+    assert deleted == [("lxc0", 5, 1), ("lxc0", 5, 2), ("lxc1", 1, 1)]
+    # tc has exited by the time these are read: the port id still says who it was
+    assert all(e.actor and e.actor.portid for e in events if e.what == "filter-deleted")
+    assert ("tcx-attached", "lxc9") in [(e.what, e.interface) for e in events]
+    gaps = [f for f in seen if isinstance(f, WatchFinding) and f.kind == "hook-gap"]
+    assert [g.interface for g in gaps] == ["lxc1"]  # emptied by the flush, still there
 
 
 def test_an_overrun_is_reported_and_followed_by_a_rescan(box: Sandbox) -> None:

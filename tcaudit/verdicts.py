@@ -328,48 +328,19 @@ def _project(v: _Value | None) -> frozenset[int] | None:
 
 
 def _alu_c(op: int, wide: bool, off: int, x: int, y: int) -> int:
+    """One ALU operation on constants, 64-bit (ALU64) or 32-bit (ALU, zero-extended)."""
     if wide:
-        if op == I.BPF_ADD:
-            return (x + y) & _M64
-        if op == I.BPF_SUB:
-            return (x - y) & _M64
-        if op == I.BPF_MUL:
-            return (x * y) & _M64
-        if op == I.BPF_OR:
-            return x | y
-        if op == I.BPF_AND:
-            return x & y
-        if op == I.BPF_XOR:
-            return x ^ y
-        if op == I.BPF_LSH:
-            return (x << (y & 63)) & _M64
-        if op == I.BPF_RSH:
-            return x >> (y & 63)
-        if op == I.BPF_ARSH:
-            return (_s64(x) >> (y & 63)) & _M64
-        if op == I.BPF_DIV:
-            if y == 0:
-                return 0
-            if off == 1:
-                return _sdiv(_s64(x), _s64(y)) & _M64
-            return x // y
-        if op == I.BPF_MOD:
-            if y == 0:
-                return x
-            if off == 1:
-                return _smod(_s64(x), _s64(y)) & _M64
-            return x % y
-        if op == I.BPF_MOV:
-            return y
-        raise ValueError(op)
-    x &= _M32
-    y &= _M32
+        mask, shift, signed = _M64, 63, _s64
+    else:
+        mask, shift, signed = _M32, 31, _s32
+        x &= _M32
+        y &= _M32
     if op == I.BPF_ADD:
-        return (x + y) & _M32
+        return (x + y) & mask
     if op == I.BPF_SUB:
-        return (x - y) & _M32
+        return (x - y) & mask
     if op == I.BPF_MUL:
-        return (x * y) & _M32
+        return (x * y) & mask
     if op == I.BPF_OR:
         return x | y
     if op == I.BPF_AND:
@@ -377,22 +348,22 @@ def _alu_c(op: int, wide: bool, off: int, x: int, y: int) -> int:
     if op == I.BPF_XOR:
         return x ^ y
     if op == I.BPF_LSH:
-        return (x << (y & 31)) & _M32
+        return (x << (y & shift)) & mask
     if op == I.BPF_RSH:
-        return x >> (y & 31)
+        return x >> (y & shift)
     if op == I.BPF_ARSH:
-        return (_s32(x) >> (y & 31)) & _M32
+        return (signed(x) >> (y & shift)) & mask
     if op == I.BPF_DIV:
         if y == 0:
             return 0
         if off == 1:
-            return _sdiv(_s32(x), _s32(y)) & _M32
+            return _sdiv(signed(x), signed(y)) & mask
         return x // y
     if op == I.BPF_MOD:
         if y == 0:
             return x
         if off == 1:
-            return _smod(_s32(x), _s32(y)) & _M32
+            return _smod(signed(x), signed(y)) & mask
         return x % y
     if op == I.BPF_MOV:
         return y

@@ -82,6 +82,12 @@ class Node:
                 name=filter_name.replace("{dev}", self.lxc(i)),
             )
 
+    def cilium(self, pref: int = 1) -> None:
+        """A Cilium 1.13+-shaped filter on the host side of every pod veth: it accepts."""
+        self.vendor_on_host_veths(
+            0, pref=pref, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
+        )
+
     def selectors(self) -> list[str]:
         return [arg for ns in self.namespaces for arg in ("--netns", ns.name)]
 

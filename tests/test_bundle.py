@@ -42,9 +42,7 @@ def test_contents_manifest_and_schemas(
 ) -> None:
     n = node(box)
     n.cws(10)
-    n.vendor_on_host_veths(
-        0, pref=1, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
-    )
+    n.cilium()
     monkeypatch.setenv("TCAUDIT_TEST_SECRET", "s3cr3t-value-never-bundled")
     out = tmp_path / "b.tar.gz"
     assert main(["bundle", "-o", str(out), "--yes", *n.selectors()]) == 0

@@ -81,9 +81,7 @@ def test_accepting_vendor_at_pref_1_hides_everything_after_it(
 ) -> None:
     n = node(box, pods=1)
     n.cws(10)
-    n.vendor_on_host_veths(
-        0, pref=1, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
-    )
+    n.cilium()
     before = chains(n)
     doc = probe_doc(capsys, n)
     front, behind = observer_at(doc, 1), observer_at(doc, 2)
@@ -228,9 +226,7 @@ def test_interrupt_and_sigterm_remove_every_observer(
 ) -> None:
     n = node(box, pods=1)
     n.cws(10)
-    n.vendor_on_host_veths(
-        0, pref=1, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
-    )
+    n.cilium()
     before = chains(n)
     proc = _start_probe(n, tmp_path)
     try:
@@ -254,9 +250,7 @@ def test_sigkill_leaves_marked_observers_that_cleanup_removes(
 ) -> None:
     n = node(box, pods=1)
     n.cws(10)
-    n.vendor_on_host_veths(
-        0, pref=1, filter_name="cil_from_container-{dev}", prog_name="cil_from_contai"
-    )
+    n.cilium()
     before = chains(n)
     proc = _start_probe(n, tmp_path)
     try:

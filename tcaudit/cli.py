@@ -228,6 +228,7 @@ PRIORITY_OPTION = click.option(
 
 @cli.command(
     "recommend",
+    short_help="The classifier_priority CWS should use, or: disable its network detections.",
     epilog="""\b
 Examples:
   sudo tcaudit recommend                     the answer for this node

@@ -628,9 +628,8 @@ def lab_list() -> None:
 
     up_now = set(running())
     for s in SCENARIOS:
-        value = f" {s.expected_priority}" if s.expected_priority is not None else ""
         state = "  [up]" if s.name in up_now else ""
-        click.echo(f"{s.name}{state}: expected {s.expected_action}{value}")
+        click.echo(f"{s.name}{state}: expected {s.expected}")
         click.echo(textwrap.fill(s.story, 92, initial_indent="    ", subsequent_indent="    "))
 
 
@@ -643,14 +642,7 @@ def lab_up(name: str) -> None:
     privileges.require("lab up")
     result = up(name)
     click.echo(f"{name} is up: {', '.join(result.namespaces)}")
-    click.echo(
-        f"expected: {result.scenario.expected_action}"
-        + (
-            f" {result.scenario.expected_priority}"
-            if result.scenario.expected_priority is not None
-            else ""
-        )
-    )
+    click.echo(f"expected: {result.scenario.expected}")
     click.echo(f"look at it: tcaudit scan --netns lab:{name}; tcaudit recommend --netns lab:{name}")
 
 

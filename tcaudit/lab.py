@@ -114,6 +114,12 @@ class Scenario:
     host_prefix: str = "lxc"
     trigger: str | None = None  # what `lab trigger` does, if anything
 
+    @property
+    def expected(self) -> str:
+        """The expected recommendation, e.g. "set-priority 4" or "disable-network"."""
+        value = "" if self.expected_priority is None else f" {self.expected_priority}"
+        return f"{self.expected_action}{value}"
+
 
 def _on_host_veths(
     b: Build,

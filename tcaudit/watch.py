@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tcaudit import bpfsys
 from tcaudit.model import Entry, Hook, Interface, Netns, Program
@@ -194,6 +195,10 @@ class Watcher:
             self.summary.findings_dropped += 1
         self._emit_cb(item)
 
+    def _ns_event(self, netns: Netns, what: str, **fields: Any) -> None:
+        """Emit an event about a namespace, stamped now (filter events use ``_event``)."""
+        self._emit(WatchEvent(time.time(), netns.label, netns.id, what, **fields))
+
     def _finding(
         self,
         space: _Space,
@@ -233,26 +238,12 @@ class Watcher:
         self._load(space)
         if announce:
             count = sum(len(f) for f in space.filters.values())
-            self._emit(
-                WatchEvent(
-                    time.time(),
-                    netns.label,
-                    netns.id,
-                    "namespace-added",
-                    note=f"{len(space.links)} links, {count} filters",
-                )
+            self._ns_event(
+                netns, "namespace-added", note=f"{len(space.links)} links, {count} filters"
             )
 
     def _unwatched(self, netns: Netns, err: OSError) -> None:
-        self._emit(
-            WatchEvent(
-                time.time(),
-                netns.label,
-                netns.id,
-                "namespace-unwatched",
-                note=f"cannot watch it: {err.strerror}",
-            )
-        )
+        self._ns_event(netns, "namespace-unwatched", note=f"cannot watch it: {err.strerror}")
 
     def _load(self, space: _Space) -> None:
         """(Re)read a namespace's state; returns nothing, replaces the model."""
@@ -283,14 +274,8 @@ class Watcher:
                 # release it first: our socket must not keep a dead namespace alive
                 lost = [k for bucket in space.filters.values() for k in bucket.values()]
                 self._close_space(space)
-                self._emit(
-                    WatchEvent(
-                        time.time(),
-                        space.netns.label,
-                        netns_id,
-                        "namespace-gone",
-                        note=f"{len(lost)} filters went with it",
-                    )
+                self._ns_event(
+                    space.netns, "namespace-gone", note=f"{len(lost)} filters went with it"
                 )
                 for item in lost:
                     self._lost(space, item, "its namespace is gone")
@@ -540,16 +525,8 @@ class Watcher:
         now = time.time()
         if note.type == RTM_NEWQDISC:
             space.clsact.add(q.ifindex)
-            self._emit(
-                WatchEvent(
-                    now,
-                    space.netns.label,
-                    space.netns.id,
-                    "qdisc-added",
-                    interface=interface,
-                    kind=q.kind,
-                    actor=actor,
-                )
+            self._ns_event(
+                space.netns, "qdisc-added", interface=interface, kind=q.kind, actor=actor
             )
             deleted = space.clsact_deleted_at.pop(q.ifindex, None)
             if deleted is not None:
@@ -562,22 +539,14 @@ class Watcher:
                 )
             return
         space.clsact.discard(q.ifindex)
-        lost = [
-            k
-            for parent in (PARENT_INGRESS, PARENT_EGRESS)
-            for k in space.filters.pop((q.ifindex, parent), {}).values()
-        ]
-        self._emit(
-            WatchEvent(
-                now,
-                space.netns.label,
-                space.netns.id,
-                "qdisc-deleted",
-                interface=interface,
-                kind=q.kind,
-                actor=actor,
-                note=f"{len(lost)} filters lost with it",
-            )
+        lost = _take_filters(space, q.ifindex)
+        self._ns_event(
+            space.netns,
+            "qdisc-deleted",
+            interface=interface,
+            kind=q.kind,
+            actor=actor,
+            note=f"{len(lost)} filters lost with it",
         )
         space.clsact_deleted_at[q.ifindex] = now
         if lost:
@@ -598,23 +567,15 @@ class Watcher:
         if note.type != RTM_DELLINK:
             space.links[link.ifindex] = link.name
             return
-        lost = [
-            k
-            for parent in (PARENT_INGRESS, PARENT_EGRESS)
-            for k in space.filters.pop((link.ifindex, parent), {}).values()
-        ]
+        lost = _take_filters(space, link.ifindex)
         space.clsact.discard(link.ifindex)
         for direction in ("tcx/ingress", "tcx/egress"):
             space.tcx.pop((link.ifindex, direction), None)
-        self._emit(
-            WatchEvent(
-                time.time(),
-                space.netns.label,
-                space.netns.id,
-                "link-deleted",
-                interface=link.name,
-                note=f"{len(lost)} filters went with it",
-            )
+        self._ns_event(
+            space.netns,
+            "link-deleted",
+            interface=link.name,
+            note=f"{len(lost)} filters went with it",
         )
         for known in lost:
             self._lost(space, known, f"link {link.name} was deleted", hook_gone=True)
@@ -654,18 +615,14 @@ class Watcher:
                 if prog_id not in old_progs:
                     program = self._reader.get(prog_id)
                     holders = self._program_holders(prog_id)
-                    self._emit(
-                        WatchEvent(
-                            time.time(),
-                            space.netns.label,
-                            space.netns.id,
-                            "tcx-attached",
-                            interface=interface,
-                            hook=hook,
-                            kind="tcx",
-                            program=program,
-                            actor=holders[0] if holders else None,
-                        )
+                    self._ns_event(
+                        space.netns,
+                        "tcx-attached",
+                        interface=interface,
+                        hook=hook,
+                        kind="tcx",
+                        program=program,
+                        actor=holders[0] if holders else None,
                     )
                     parent = PARENT_INGRESS if hook.endswith("ingress") else PARENT_EGRESS
                     legacy = space.filters.get((ifindex, parent), {})
@@ -681,17 +638,13 @@ class Watcher:
                         )
             for prog_id in old_progs:
                 if prog_id not in progs:
-                    self._emit(
-                        WatchEvent(
-                            time.time(),
-                            space.netns.label,
-                            space.netns.id,
-                            "tcx-detached",
-                            interface=interface,
-                            hook=hook,
-                            kind="tcx",
-                            program=self._reader.get(prog_id),
-                        )
+                    self._ns_event(
+                        space.netns,
+                        "tcx-detached",
+                        interface=interface,
+                        hook=hook,
+                        kind="tcx",
+                        program=self._reader.get(prog_id),
                     )
         space.tcx = fresh
 
@@ -766,14 +719,8 @@ class Watcher:
                 with contextlib.suppress(EventsLost):
                     space.nl.notifications()  # what is still queued predates the rescan
                 self.summary.lost += 1
-                self._emit(
-                    WatchEvent(
-                        time.time(),
-                        space.netns.label,
-                        space.netns.id,
-                        "events-lost",
-                        note="the socket overran; rescanning the namespace",
-                    )
+                self._ns_event(
+                    space.netns, "events-lost", note="the socket overran; rescanning the namespace"
                 )
                 self._finding(
                     space,
@@ -826,6 +773,15 @@ class Watcher:
             with contextlib.suppress(OSError):
                 self._close_space(space)
         self.summary.ended = time.time()
+
+
+def _take_filters(space: _Space, ifindex: int) -> list[_Known]:
+    """Remove and return what the model has on both clsact parents of a link."""
+    return [
+        known
+        for parent in (PARENT_INGRESS, PARENT_EGRESS)
+        for known in space.filters.pop((ifindex, parent), {}).values()
+    ]
 
 
 def _still(actor: Actor) -> bool:

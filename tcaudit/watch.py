@@ -278,7 +278,8 @@ class Watcher:
                     space.netns, "namespace-gone", note=f"{len(lost)} filters went with it"
                 )
                 for item in lost:
-                    self._lost(space, item, "its namespace is gone")
+                    self._lost(space, item, "its namespace is gone", hook_gone=True)
+                self._forget(netns_id)
         if self._follow:
             for netns_id, netns in known.items():
                 if netns_id not in self._spaces:

@@ -225,3 +225,29 @@ def test_an_overrun_is_reported_and_followed_by_a_rescan(box: Sandbox) -> None:
     added = [e.pref for e in events if e.what == "filter-added"]
     assert sorted(added) == list(range(100, 400))
     assert any(e.note and "rescan" in e.note for e in events)
+
+
+def test_a_namespace_going_away_loses_its_filters_and_its_bookkeeping(box: Sandbox) -> None:
+    from tcaudit import bpfsys
+
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "lxc0", pod, "eth0")
+    box.clsact(pod, "eth0")
+    prog = box.load_returning(0, "ztunnel_ingress")
+    box.attach(pod, "eth0", "ingress", prog, pref=1, handle=1, name="ztunnel_ingress")
+    watcher, seen = watching(box, [], rediscover_interval=0.1, gap=0.01)
+    try:
+        box.attach(pod, "eth0", "ingress", prog, pref=2, handle=1, name="ztunnel_ingress")
+        watcher.step(0.1)
+        assert len(watcher._piling) == 1  # Istio's programs at prefs 1 and 2
+        bpfsys.delete_named_netns(pod.name)  # no name, no process: gone for discovery
+        for _ in range(10):
+            watcher.step(0.05)
+        # nothing kept about a namespace that is gone: long watches stay bounded
+        assert watcher._gaps == {} and watcher._piling == set()
+    finally:
+        watcher.finish()
+    events = [(e.what, e.netns) for e in seen if isinstance(e, WatchEvent)]
+    assert ("namespace-gone", pod.name) in events and ("filter-lost", pod.name) in events
+    assert [f.kind for f in seen if isinstance(f, WatchFinding)] == ["piling"]  # no gap

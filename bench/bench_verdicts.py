@@ -4,7 +4,7 @@ Builds a synthetic Cilium-like tail-call tree: a root program that parses
 the packet and tail-calls through a prog array into several programs, each
 with bounds checks that drop, map lookups, helper calls, spills and fills,
 bpf-to-bpf subprograms (one with a bounded loop) and verdicts OK, SHOT,
-REDIRECT and UNSPEC on different paths. Then it times tcaudit.verdicts.analyse
+REDIRECT and UNSPEC on different paths. Then it times tcaudit.analysis.closure.analyse
 on the whole tree and prints instructions per second.
 
     python bench/bench_verdicts.py [--insns N] [--repeat K]
@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tcaudit import insns as I
-from tcaudit.insns import Insn
-from tcaudit.verdicts import ProgramCode, analyse
+from tcaudit.analysis import insns as I
+from tcaudit.analysis.insns import Insn
+from tcaudit.analysis.interp import ProgramCode, analyse
 
 PROG_ARRAY = 167
 CT_MAP = 300

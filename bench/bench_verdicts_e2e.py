@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tcaudit import bpfsys, labkit  # noqa: E402
-from tcaudit.analysis import VerdictAnalyser  # noqa: E402
+from tcaudit.analysis.attach import VerdictAnalyser  # noqa: E402
 
 
 def main() -> int:

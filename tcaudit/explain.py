@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcaudit.analysis import VerdictAnalyser
+from tcaudit.analysis.attach import VerdictAnalyser
+from tcaudit.analysis.insns import disassemble
+from tcaudit.analysis.interp import Analysis, verdict_names
 from tcaudit.errors import UsageError
-from tcaudit.insns import disassemble
 from tcaudit.inventory import inventory
 from tcaudit.model import Entry, Program, Scan
 from tcaudit.programs import ProgramReader
 from tcaudit.scan import Selection
-from tcaudit.verdicts import Analysis, verdict_names
 
 _MEANING = {
     "accept": "accepts (ends the chain)",

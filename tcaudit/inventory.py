@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tcaudit.analysis import add_verdicts
+from tcaudit.analysis.attach import add_verdicts
 from tcaudit.model import Scan
 from tcaudit.namespaces import LabResolver
 from tcaudit.scan import Selection, scan

@@ -9,9 +9,9 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from tcaudit import __version__
+from tcaudit.analysis.interp import verdict_names
 from tcaudit.model import Entry, Hook, Interface, Netns, Program, Scan, Verdict
 from tcaudit.vendors import vendor_json
-from tcaudit.verdicts import verdict_names
 
 if TYPE_CHECKING:  # explain builds on inventory; `tcaudit scan` need not import it
     from tcaudit.explain import Explanation, ProgramListing

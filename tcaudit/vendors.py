@@ -70,9 +70,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from tcaudit.analysis.interp import TC_ACT_NAMES, TCX_NAMES
 from tcaudit.errors import UsageError
 from tcaudit.model import HOOKS, Entry, Holder, Hook, Interface, Netns, Scan, map_entries
-from tcaudit.verdicts import TC_ACT_NAMES, TCX_NAMES
 
 __all__ = [
     "CWS_VENDOR",

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from tcaudit import insns as I
-from tcaudit.insns import Insn
-from tcaudit.verdicts import ProgramCode
+from tcaudit.analysis import insns as I
+from tcaudit.analysis.insns import Insn
+from tcaudit.analysis.interp import ProgramCode
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tcaudit import insns as I
-from tcaudit.insns import Insn
+from tcaudit.analysis import insns as I
+from tcaudit.analysis.insns import Insn
 
 M64 = (1 << 64) - 1
 M32 = 0xFFFFFFFF

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from tcaudit import insns as I
-from tcaudit.insns import Insn, decode, disassemble, encode
+from tcaudit.analysis import insns as I
+from tcaudit.analysis.insns import Insn, decode, disassemble, encode
 from tests.bpfasm import (
     HELPERS,
     R0,

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from tcaudit.insns import Insn
-from tcaudit.verdicts import (
+from tcaudit.analysis.insns import Insn
+from tcaudit.analysis.interp import (
     TC_ACT_OK,
     TC_ACT_REDIRECT,
     TC_ACT_SHOT,

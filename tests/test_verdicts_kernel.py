@@ -22,7 +22,7 @@ import pytest
 from tcaudit.bpf import source_path
 
 from tcaudit import bpfsys
-from tcaudit.analysis import VerdictAnalyser
+from tcaudit.analysis.attach import VerdictAnalyser
 from tcaudit.labkit import Sandbox
 from tests.conftest import require_privileged
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tcaudit.insns import Insn
-from tcaudit.verdicts import (
+from tcaudit.analysis.insns import Insn
+from tcaudit.analysis.interp import (
     ProgramCode,
     analyse,
     effective,

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple, Protocol
 
-from tcaudit import insns as I
-from tcaudit.insns import Insn
+from tcaudit.analysis import insns as I
+from tcaudit.analysis.insns import Insn
 
 __all__ = [
     "CAP",

@@ -16,8 +16,8 @@ import struct
 from collections.abc import Mapping
 
 from tcaudit import bpfsys
-from tcaudit.insns import decode
-from tcaudit.verdicts import ProgramCode
+from tcaudit.analysis.insns import decode
+from tcaudit.analysis.interp import ProgramCode
 
 BPF_FUNC_TAIL_CALL = 12
 

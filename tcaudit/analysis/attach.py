@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tcaudit.kernelcode import KernelCode
+from tcaudit.analysis.interp import Analysis, Mode, analyse, effective
+from tcaudit.analysis.kernelcode import KernelCode
 from tcaudit.model import Entry, Scan, Verdict, map_entries
-from tcaudit.verdicts import Analysis, Mode, analyse, effective
 
 
 class VerdictAnalyser:

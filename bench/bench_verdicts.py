@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tcaudit.analysis import insns as I
+from tcaudit.analysis.closure import ProgramCode, analyse
 from tcaudit.analysis.insns import Insn
-from tcaudit.analysis.interp import ProgramCode, analyse
 
 PROG_ARRAY = 167
 CT_MAP = 300

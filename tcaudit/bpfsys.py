@@ -274,6 +274,7 @@ class MapInfo:
     key_size: int
     value_size: int
     max_entries: int
+    map_flags: int = 0
 
 
 def _get_fd_by_id(cmd: int, obj_id: int, what: str) -> int:
@@ -356,6 +357,7 @@ def map_info(fd: int) -> MapInfo:
         key_size=info.key_size,
         value_size=info.value_size,
         max_entries=info.max_entries,
+        map_flags=info.map_flags,
     )
 
 
@@ -395,6 +397,39 @@ def prog_array_slots(map_id: int) -> dict[int, int]:
             if value is not None:
                 slots[index] = struct.unpack_from("=I", value)[0]
         return slots
+    finally:
+        os.close(fd)
+
+
+BPF_F_RDONLY_PROG = 1 << 7
+
+
+def readonly_array_value(map_id: int) -> bytes | None:
+    """Element 0 of an array map the kernel treats as read-only for programs, else None.
+
+    The verifier folds loads from such a map into constants only when the map has
+    BPF_F_RDONLY_PROG and is frozen (kernel/bpf/verifier.c bpf_map_is_rdonly); the
+    frozen state is shown only in the map's fdinfo (``frozen:\t1``). A frozen map cannot
+    change any more, so its value is as good as code.
+    """
+    try:
+        fd = map_fd_by_id(map_id)
+    except OSError:
+        return None
+    try:
+        info = map_info(fd)
+        if info.type != BPF_MAP_TYPE_ARRAY or not info.map_flags & BPF_F_RDONLY_PROG:
+            return None
+        try:
+            with open(f"/proc/self/fdinfo/{fd}", "rb") as handle:
+                fdinfo = handle.read()
+        except OSError:
+            return None
+        if b"\nfrozen:\t1\n" not in b"\n" + fdinfo:
+            return None
+        return map_lookup(fd, struct.pack("=I", 0), info.value_size)
+    except OSError:
+        return None
     finally:
         os.close(fd)
 

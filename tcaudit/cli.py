@@ -216,6 +216,7 @@ def explain_cmd(
 
     privileges.require("explain")
     result = explain_selected(reading.selection, prog_id, pref=pref, position=position)
+    _warn(result.warnings)
     _emit(explain_json(result) if fmt == "json" else explain_text(result))
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tcaudit.analysis.attach import VerdictAnalyser
+from tcaudit.analysis.closure import Analysis
 from tcaudit.analysis.insns import disassemble
-from tcaudit.analysis.interp import Analysis, verdict_names
+from tcaudit.analysis.meaning import verdict_names
 from tcaudit.errors import UsageError
 from tcaudit.inventory import inventory
 from tcaudit.model import Entry, Program, Scan
@@ -45,6 +46,7 @@ class Line:
     pc: int
     text: str
     returns: tuple[int, ...] | None = None  # on exits: the possible values; None unknown
+    ranges: tuple[tuple[int, int], ...] | None = None  # on exits: as ranges; None unknown
     is_exit: bool = False
     function_start: bool = False
 
@@ -66,6 +68,7 @@ class ProgramListing:
     lines: tuple[Line, ...]
     subprograms: tuple[int, ...]
     tail_calls: tuple[TailCallSite, ...]
+    ranges: tuple[tuple[int, int], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Explanation:
     targets: tuple[ProgramListing, ...]  # every tail-call target reachable, each once
     attachments: tuple[Attachment, ...]
     summary: str
+    warnings: tuple[str, ...] = ()
 
 
 def _mode(entry: Entry) -> str:
@@ -152,6 +156,7 @@ def _listing(
                 pc=pc,
                 text=text,
                 returns=tuple(sorted(returns)) if returns is not None else None,
+                ranges=analysis.exit_ranges.get(pc) if is_exit else None,
                 is_exit=is_exit,
                 function_start=pc in starts and pc != 0,
             )
@@ -167,13 +172,21 @@ def _listing(
         lines=tuple(lines),
         subprograms=tuple(sorted(s for s in starts if s != 0)),
         tail_calls=sites,
+        ranges=analysis.ranges,
     )
+
+
+def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(str(lo) if lo == hi else f"[{lo}, {hi}]" for lo, hi in ranges)
 
 
 def _summary(root: ProgramListing, attachments: list[Attachment]) -> str:
     name = root.program.name or "(no name)"
     head = f"Program {root.program.id} ({name}, tag {root.program.tag})"
-    if root.possible is None:
+    if root.possible is None and root.ranges is not None:
+        text = f"{head} can return values in {_ranges_text(root.ranges)}"
+        text += "."
+    elif root.possible is None:
         text = (
             f"{head}: tcaudit could not bound its return values ({root.reason}). Treat it as "
             "able to end the chain: a classifier behind it may not see every packet."
@@ -231,6 +244,7 @@ def explain(prog_id: int, scan: Scan, *, reader: ProgramReader | None = None) ->
         targets=tuple(targets),
         attachments=tuple(attachments),
         summary=_summary(root, attachments),
+        warnings=tuple(analyser.internal_errors),
     )
 
 

@@ -71,6 +71,17 @@ class Verdict:
     effective: tuple[str, ...] | None  # "accept", "continue", "drop", "redirect", ...
     basis: str  # "static"
     reason: str | None  # why unknown, or what the answer depends on
+    ranges: tuple[tuple[int, int], ...] | None = None
+    """Sorted disjoint inclusive [lo, hi] signed 32-bit ranges of every raw value
+    (None = unknown); ``possible`` lists them when there are at most 64."""
+
+    def may_return(self, value: int) -> bool | None:
+        """Whether ``value`` is among the raw values; None when unknown."""
+        if self.possible is not None:
+            return value in self.possible
+        if self.ranges is None:
+            return None
+        return any(lo <= value <= hi for lo, hi in self.ranges)
 
     @property
     def ends_chain(self) -> bool | None:

@@ -9,7 +9,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from tcaudit import __version__
-from tcaudit.analysis.interp import verdict_names
+from tcaudit.analysis.meaning import verdict_names
 from tcaudit.model import Entry, Hook, Interface, Netns, Program, Scan, Verdict
 from tcaudit.vendors import vendor_json
 
@@ -60,6 +60,7 @@ def verdict_json(verdict: Verdict | None) -> dict[str, Any] | None:
         return None
     return {
         "possible": list(verdict.possible) if verdict.possible is not None else None,
+        "ranges": [list(r) for r in verdict.ranges] if verdict.ranges is not None else None,
         "effective": list(verdict.effective) if verdict.effective is not None else None,
         "basis": verdict.basis,
         "reason": verdict.reason,
@@ -252,6 +253,7 @@ def _listing_json(listing: ProgramListing, code: bool = True) -> dict[str, Any]:
     return {
         "program": program_json(listing.program),
         "possible": list(listing.possible) if listing.possible is not None else None,
+        "ranges": [list(r) for r in listing.ranges] if listing.ranges is not None else None,
         "names": verdict_names(frozenset(listing.possible)) if listing.possible else [],
         "reason": listing.reason,
         "subprograms": list(listing.subprograms),
@@ -270,7 +272,12 @@ def _listing_json(listing: ProgramListing, code: bool = True) -> dict[str, Any]:
                 "pc": line.pc,
                 "text": line.text,
                 **(
-                    {"returns": list(line.returns) if line.returns is not None else None}
+                    {
+                        "returns": list(line.returns) if line.returns is not None else None,
+                        "ranges": [list(r) for r in line.ranges]
+                        if line.ranges is not None
+                        else None,
+                    }
                     if line.is_exit
                     else {}
                 ),
@@ -306,17 +313,18 @@ def explain_json(explanation: Explanation, *, code: bool = True) -> dict[str, An
 
 def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
     program = listing.program
-    values = (
-        ", ".join(verdict_names(frozenset(listing.possible)))
-        if listing.possible is not None
-        else f"unknown ({listing.reason})"
-    )
+    if listing.possible is not None:
+        values = ", ".join(verdict_names(frozenset(listing.possible)))
+    elif listing.ranges is not None:
+        values = ranges_text(listing.ranges)
+    else:
+        values = f"unknown ({listing.reason})"
     out = [
         f"program {program.id} {program.name or '(no name)'}  type {program.type}  "
         f"tag {program.tag}  {program.insns} insns  loaded {program.loaded_at}",
         f"  returns: {values}",
     ]
-    if listing.reason and listing.possible is not None:
+    if listing.reason and listing.ranges is not None and listing.possible is not None:
         out.append(f"  depends on: {listing.reason}")
     if listing.subprograms:
         out.append("  subprograms start at: " + ", ".join(str(s) for s in listing.subprograms))
@@ -338,14 +346,20 @@ def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
             out.append(f"  ; subprogram at {line.pc}")
         text = f"  {line.pc:5d}: {line.text}"
         if line.is_exit:
-            returns = (
-                ", ".join(verdict_names(frozenset(line.returns)))
-                if line.returns is not None
-                else "unknown"
-            )
+            if line.returns is not None:
+                returns = ", ".join(verdict_names(frozenset(line.returns)))
+            elif line.ranges is not None:
+                returns = ranges_text(line.ranges)
+            else:
+                returns = "unknown"
             text = f"{text:<48} ; returns {returns}"
         out.append(text)
     return out
+
+
+def ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
+    """``[-4095, 0], 2, 7``: raw values, ranges written out as [lo, hi]."""
+    return ", ".join(str(lo) if lo == hi else f"[{lo}, {hi}]" for lo, hi in ranges)
 
 
 def explain_text(explanation: Explanation, *, code: bool = True) -> str:

@@ -84,12 +84,31 @@ def _program(doc: dict[str, Any] | None) -> Program | None:
 def _verdict(doc: dict[str, Any] | None) -> Verdict | None:
     if doc is None:
         return None
+    possible = tuple(doc["possible"]) if doc["possible"] is not None else None
+    ranges: tuple[tuple[int, int], ...] | None
+    if doc.get("ranges") is not None:
+        ranges = tuple((int(lo), int(hi)) for lo, hi in doc["ranges"])
+    elif possible is not None:  # a snapshot from before ranges: derive them
+        ranges = _ranges_of(possible)
+    else:
+        ranges = None
     return Verdict(
-        possible=tuple(doc["possible"]) if doc["possible"] is not None else None,
+        possible=possible,
         effective=tuple(doc["effective"]) if doc["effective"] is not None else None,
         basis=doc["basis"],
         reason=doc["reason"],
+        ranges=ranges,
     )
+
+
+def _ranges_of(values: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for v in sorted(values):
+        if out and v <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(v, out[-1][1]))
+        else:
+            out.append((v, v))
+    return tuple(out)
 
 
 def _hex(value: str | None) -> int | None:

@@ -70,7 +70,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from tcaudit.analysis.interp import TC_ACT_NAMES, TCX_NAMES
+from tcaudit.analysis.meaning import TC_ACT_NAMES, TCX_NAMES
 from tcaudit.errors import UsageError
 from tcaudit.model import HOOKS, Entry, Holder, Hook, Interface, Netns, Scan, map_entries
 
@@ -502,9 +502,11 @@ def _weak_hits(
             text = f"handle 0x{entry.handle:x} is {_WHO}'s default"
             hits.append(_Hit("handle", False, text))
     verdict = entry.verdict
-    if fp.accept_verdict and verdict is not None and verdict.possible is not None:
+    returns = (verdict.may_return(VERDICT_VALUES[fp.accept_verdict])
+               if fp.accept_verdict and verdict is not None else None)
+    if fp.accept_verdict and returns is not None:
         value = VERDICT_VALUES[fp.accept_verdict]
-        if value in verdict.possible:
+        if returns:
             text = f"can return {fp.accept_verdict} ({value}), as {_WHO} does"
             hits.append(_Hit("verdict", False, text))
         else:

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from tcaudit.analysis import insns as I
+from tcaudit.analysis.closure import ProgramCode
 from tcaudit.analysis.insns import Insn
-from tcaudit.analysis.interp import ProgramCode
 
 
 @dataclass(frozen=True)
@@ -340,3 +340,42 @@ class FakeSource:
     def program(self, prog_id: int) -> ProgramCode | None:
         self.program_reads += 1
         return self.programs.get(prog_id)
+
+
+# ---- additions: r11, speculation barriers, callbacks -----------------------
+
+R11 = Reg(11)
+"""The kernel's scratch register BPF_REG_AX (verifier rewrites, constant blinding)."""
+
+BPF_NOSPEC = 0xC0
+"""BPF_ST mode of the speculation barrier (include/linux/filter.h BPF_ST_NOSPEC)."""
+
+
+def nospec() -> Insn:
+    """BPF_ST|BPF_NOSPEC (code 0xc2): a speculation barrier, a no-op for the program."""
+    return _ins(I.BPF_ST | BPF_NOSPEC)
+
+
+def ld_func(dst: Reg, target: int | str) -> list[Insn | _Ref]:
+    """ld_imm64 with src_reg BPF_PSEUDO_FUNC: imm = relative insn index of a callback."""
+    first = _ins(I.BPF_LD | I.BPF_IMM | I.BPF_DW, dst.n, I.BPF_PSEUDO_FUNC)
+    return [_target(first, target, "imm"), _ins(0)]
+
+
+def blinded_mov(dst: Reg, value: int, rnd: int) -> list[Insn]:
+    """What JIT constant blinding makes of ``dst = value``: r11 = value ^ rnd;
+    r11 ^= rnd; dst = r11 (kernel/bpf/core.c bpf_jit_blind_insn)."""
+    return [
+        _alu("mov", R11, value ^ rnd, True),
+        _alu("xor", R11, rnd, True),
+        _alu("mov", dst, R11, True),
+    ]
+
+
+def blinded_alu(op: str, dst: Reg, value: int, rnd: int, *, w32: bool = False) -> list[Insn]:
+    """Blinded ``dst op= value``: r11 = value ^ rnd; r11 ^= rnd; dst op= r11."""
+    return [
+        _alu("mov", R11, value ^ rnd, not w32),
+        _alu("xor", R11, rnd, not w32),
+        _alu(op, dst, R11, not w32),
+    ]

@@ -5,8 +5,16 @@ It follows kernel/bpf/core.c ___bpf_prog_run for the subset the generators
 use: ALU/ALU64 (all ops incl. signed div/mod, movsx, byte swaps), JMP/JMP32,
 ld_imm64 (plain and map value), LDX/ST/STX (incl. sign-extending loads) on a
 byte-addressed memory of stack frames, ctx and map values, atomics, LD_ABS,
-helper calls (random results), bpf-to-bpf calls (own stack frame, r6-r9
-preserved), tail calls through prog arrays (at most 33) and exit.
+helper calls (random results; helpers with an output buffer fill
+[buf, buf+len) with random bytes), bpf-to-bpf calls (own stack frame, r6-r9
+preserved), tail calls through prog arrays (at most 33), BPF_ST|BPF_NOSPEC
+(a no-op speculation barrier) and exit.
+
+There are 12 registers: r0-r10 and the kernel's scratch register r11
+(BPF_REG_AX, used by verifier rewrites and JIT constant blinding), which
+behaves as an ordinary register except that it is not preserved across
+calls: it holds a random value after a helper call, a bpf-to-bpf call, a
+failed tail call or LD_ABS/LD_IND, and at the entry of every function.
 Unknown inputs (initial registers, stack bytes, ctx, helper results) come
 from a random.Random, so one program can be run on many inputs.
 """
@@ -31,6 +39,17 @@ MAPVAL_BASE = 0x5000_0000_0000
 MAPVAL_SIZE = 0x1000
 PKT_SIZE = 64
 MAX_TAIL_CALLS = 33
+NREGS = 12  # r0-r10 and r11 (BPF_REG_AX)
+AX = 11
+BPF_NOSPEC = 0xC0  # BPF_ST mode of the speculation barrier (code 0xc2)
+MAX_BUF = 256
+# Helpers with an output buffer: id -> (buffer register, length register).
+OUT_BUFFERS: Mapping[int, tuple[int, int]] = {
+    20: (2, 3),  # bpf_skb_get_tunnel_key(skb, key, size, flags)
+    26: (3, 4),  # bpf_skb_load_bytes(skb, off, to, len)
+    68: (3, 4),  # bpf_skb_load_bytes_relative(skb, off, to, len, start_header)
+    113: (1, 2),  # bpf_probe_read_kernel(dst, size, unsafe_ptr)
+}
 
 
 class Fault(Exception):
@@ -207,13 +226,14 @@ class Machine:
             return rng.choice((2, 7))
         if imm == 7:  # bpf_get_prandom_u32
             return rng.getrandbits(32)
-        if imm == 26:  # bpf_skb_load_bytes(skb, off, to, len)
-            ln = regs[4] & M32
-            if ln > 64:
-                raise Fault("skb_load_bytes len too big")
+        if imm in OUT_BUFFERS:  # fills [buf, buf + len) with random bytes
+            breg, lreg = OUT_BUFFERS[imm]
+            ln = regs[lreg] & M32
+            if ln > MAX_BUF:
+                raise Fault(f"helper {imm} len too big")
             for k in range(ln):
-                self.store(regs[3] + k, 1, rng.getrandbits(8))
-            return rng.choice((0, (-14) & M64))
+                self.store(regs[breg] + k, 1, rng.getrandbits(8))
+            return rng.choice((0, (-14) & M64, (-22) & M64))
         if imm == 1:  # bpf_map_lookup_elem: NULL or a map value
             if rng.random() < 0.3:
                 return 0
@@ -221,9 +241,20 @@ class Machine:
         return rng.getrandbits(64)
 
     # ---- execution ---------------------------------------------------
+    def _random_regs(self) -> list[int]:
+        return [self.rng.getrandbits(64) for _ in range(NREGS)]
+
+    def _clobber(self, regs: list[int]) -> None:
+        """What a call leaves in r1-r5 and r11 (r0 is set by the caller)."""
+        for k in (1, 2, 3, 4, 5, AX):
+            regs[k] = self.rng.getrandbits(64)
+
     def run(self, init: Sequence[int] | None = None) -> Run:
-        """Run the root program; ``init`` gives r0, r2-r9 (r1 = ctx, r10 = frame)."""
-        regs = [self.rng.getrandbits(64) for _ in range(11)] if init is None else list(init)
+        """Run the root program; ``init`` gives r0, r2-r9 and optionally r11
+        (r1 = ctx, r10 = frame; a missing r11 is random)."""
+        regs = self._random_regs() if init is None else list(init)
+        while len(regs) < NREGS:
+            regs.append(self.rng.getrandbits(64))
         regs[1] = CTX_BASE
         regs[10] = self.new_frame(0)
         self.run_info.retval = s32(self._exec(0, 0, regs, 0))
@@ -233,7 +264,7 @@ class Machine:
         """A successful tail call: the target runs in the caller's frame slot and
         its return value goes where the calling function's would have gone (the
         x86 JIT's behaviour, also from subprograms)."""
-        regs = [self.rng.getrandbits(64) for _ in range(11)]
+        regs = self._random_regs()
         regs[1] = CTX_BASE
         regs[10] = self.new_frame(depth)
         return self._exec(prog_key, 0, regs, depth)
@@ -289,12 +320,11 @@ class Machine:
                 elif op == I.BPF_CALL:
                     if s == I.BPF_PSEUDO_CALL:
                         target = self._call_target(prog_key, pc, insn)
-                        callee = [self.rng.getrandbits(64) for _ in range(11)]
+                        callee = self._random_regs()
                         callee[1:6] = regs[1:6]
                         callee[10] = self.new_frame(depth + 1)
                         regs[0] = self._exec(prog_key, target, callee, depth + 1)
-                        for k in range(1, 6):
-                            regs[k] = self.rng.getrandbits(64)
+                        self._clobber(regs)
                     elif s == 0 and imm == I.BPF_FUNC_TAIL_CALL:
                         arr = self.arrays.get(regs[2] & M32 if regs[2] < 1 << 32 else -1)
                         idx = regs[3] & M32
@@ -306,12 +336,10 @@ class Machine:
                             self.tail_calls += 1
                             return self._tail(arr[idx], depth)
                         regs[0] = (-2) & M64
-                        for k in range(1, 6):
-                            regs[k] = self.rng.getrandbits(64)
+                        self._clobber(regs)
                     else:
                         regs[0] = self.helper(imm, regs) & M64
-                        for k in range(1, 6):
-                            regs[k] = self.rng.getrandbits(64)
+                        self._clobber(regs)
                     pc += 1
                 else:
                     y = regs[s] if c & I.BPF_X else imm & M64
@@ -332,8 +360,7 @@ class Machine:
                     size = I.SIZE_BYTES[c & 0x18]
                     at = imm if mode == I.BPF_ABS else regs[s] + imm
                     at &= M32
-                    for k in range(1, 6):
-                        regs[k] = self.rng.getrandbits(64)
+                    self._clobber(regs)
                     if at + size > len(self.pkt):
                         info.exits.append((prog_key, -1, 0))
                         return 0
@@ -347,7 +374,13 @@ class Machine:
                 regs[d] = v
                 pc += 1
             elif cls == I.BPF_ST:
-                self.store(regs[d] + off, I.SIZE_BYTES[c & 0x18], imm & M64)
+                mode = c & 0xE0
+                if mode == BPF_NOSPEC:
+                    pass  # speculation barrier: no effect on the architectural state
+                elif mode == I.BPF_MEM:
+                    self.store(regs[d] + off, I.SIZE_BYTES[c & 0x18], imm & M64)
+                else:
+                    raise Fault("bad st mode")
                 pc += 1
             elif cls == I.BPF_STX:
                 size = I.SIZE_BYTES[c & 0x18]

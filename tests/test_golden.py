@@ -53,7 +53,14 @@ def program(pid: int, name: str, maps: tuple[str, ...] = (), holder: str | None 
 
 
 def verdict(*values: int, effective: tuple[str, ...]) -> Verdict:
-    return Verdict(tuple(values), effective, "static", None)
+    vals = tuple(sorted(values))
+    ranges: list[tuple[int, int]] = []
+    for v in vals:
+        if ranges and v == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], v)
+        else:
+            ranges.append((v, v))
+    return Verdict(vals, effective, "static", None, tuple(ranges))
 
 
 def cws(pid: int, direction: str, pref: int = 10) -> Entry:

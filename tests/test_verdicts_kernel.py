@@ -4,7 +4,9 @@ Programs are compiled from bpf/lab/*.c by bcc (and tests/bpf/subprog.c by clang,
 by bpftool), read back from the kernel (xlated code, func_info, prog arrays, kallsyms)
 and analysed; then each is run over many generated packets and contexts. Every observed
 return value must be in ``possible`` (soundness), and for the programs written to have
-an exact answer every possible value must be observed too (precision).
+an exact answer every possible value must be observed too (precision). The same trees
+are loaded once more with ``net.core.bpf_jit_harden=2`` (constant blinding: immediates
+rewritten through r11) and checked again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ from tcaudit import bpfsys
 from tcaudit.analysis.attach import VerdictAnalyser
 from tcaudit.labkit import Sandbox
 from tests.conftest import require_privileged
+from tests.test_patterns_kernel import covers, definite, jit_harden, uses_r11
 
 VERDICT_PROGRAMS = (
     "by_byte",
@@ -43,33 +47,59 @@ EXACT = {
     "shift": {0, 2},
     "keep": {0, 2},
     "spill": {-1, 7},
+    "from_packet": {-1, *range(16)},  # p[14] & 15, or UNSPEC for a short frame
     "tail_ok": {0},
     "tail_shot": {2},
     "tail_root": {-1, 0, 2},
 }
 
 
-@pytest.fixture(scope="module")
-def verdict_fds() -> Iterator[dict[str, int]]:
+def _verdict_tree(harden: int | None) -> Iterator[dict[str, int]]:
     require_privileged()
     box = Sandbox(prefix="tcatvk")
-    programs, _ = box.load_tree(
-        source_path("lab/verdicts.c"),
-        VERDICT_PROGRAMS,
-        "verdict_jmp",
-        {"tail_ok": 0, "tail_shot": 1},
-    )
-    yield {name: prog.fd for name, prog in programs.items()}
-    box.close()
+    try:
+        with jit_harden(harden):
+            programs, _ = box.load_tree(
+                source_path("lab/verdicts.c"),
+                VERDICT_PROGRAMS,
+                "verdict_jmp",
+                {"tail_ok": 0, "tail_shot": 1},
+            )
+        yield {name: prog.fd for name, prog in programs.items()}
+    finally:
+        box.close()
+
+
+def _cilium_tree(harden: int | None) -> Iterator[dict[str, int]]:
+    require_privileged()
+    box = Sandbox(prefix="tcatvk")
+    try:
+        with jit_harden(harden):
+            programs, _ = box.load_cilium_tree()
+        yield {name: prog.fd for name, prog in programs.items()}
+    finally:
+        box.close()
+
+
+@pytest.fixture(scope="module")
+def verdict_fds() -> Iterator[dict[str, int]]:
+    yield from _verdict_tree(None)
 
 
 @pytest.fixture(scope="module")
 def cilium_fds() -> Iterator[dict[str, int]]:
-    require_privileged()
-    box = Sandbox(prefix="tcatvk")
-    programs, _ = box.load_cilium_tree()
-    yield {name: prog.fd for name, prog in programs.items()}
-    box.close()
+    yield from _cilium_tree(None)
+
+
+@pytest.fixture(scope="module")
+def blinded_verdict_fds() -> Iterator[dict[str, int]]:
+    """The verdict tree loaded with bpf_jit_harden=2 (restored right after loading)."""
+    yield from _verdict_tree(2)
+
+
+@pytest.fixture(scope="module")
+def blinded_cilium_fds() -> Iterator[dict[str, int]]:
+    yield from _cilium_tree(2)
 
 
 def packets(seed: int, count: int) -> Iterator[tuple[bytes, bytes]]:
@@ -102,7 +132,7 @@ def observed(fd: int, seed: int, count: int = 600) -> set[int]:
 def test_every_observed_return_is_possible(verdict_fds: dict[str, int], name: str) -> None:
     analysis = VerdictAnalyser().analysis(bpfsys.prog_info(verdict_fds[name]).id)
     assert not isinstance(analysis, str), analysis
-    seen = observed(verdict_fds[name], seed=hash(name) & 0xFFFF)
+    seen = observed(verdict_fds[name], seed=sum(map(ord, name)))
     if name in EXACT:
         assert analysis.possible == EXACT[name]
         assert seen == EXACT[name]  # the kernel reaches every value we claim
@@ -138,8 +168,7 @@ def test_cilium_like_tree(cilium_fds: dict[str, int]) -> None:
     assert {infos[n].id for n in ("cil_handle_ipv4", "cil_handle_ipv6")} <= reached
 
 
-@pytest.fixture
-def clang_subprog() -> Iterator[int]:
+def _clang_subprog(harden: AbstractContextManager[None]) -> Iterator[int]:
     """tests/bpf/subprog.c compiled by clang, loaded by bpftool on a private bpffs."""
     require_privileged()
     if not (shutil.which("clang") and shutil.which("bpftool")):
@@ -167,10 +196,11 @@ def clang_subprog() -> Iterator[int]:
             ],
             check=True,
         )
-        subprocess.run(
-            ["bpftool", "prog", "load", str(obj), str(mount / "p"), "type", "classifier"],
-            check=True,
-        )
+        with harden:
+            subprocess.run(
+                ["bpftool", "prog", "load", str(obj), str(mount / "p"), "type", "classifier"],
+                check=True,
+            )
         out = subprocess.run(
             ["bpftool", "prog", "show", "pinned", str(mount / "p")],
             capture_output=True,
@@ -187,6 +217,16 @@ def clang_subprog() -> Iterator[int]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.fixture
+def clang_subprog() -> Iterator[int]:
+    yield from _clang_subprog(nullcontext())
+
+
+@pytest.fixture
+def blinded_clang_subprog() -> Iterator[int]:
+    yield from _clang_subprog(jit_harden(2))
+
+
 def test_subprogram_return_flows_to_the_caller(clang_subprog: int) -> None:
     info = bpfsys.prog_info(clang_subprog, with_code=True)
     assert info.func_starts is not None and len(info.func_starts) == 2  # main + decide
@@ -194,3 +234,60 @@ def test_subprogram_return_flows_to_the_caller(clang_subprog: int) -> None:
     assert not isinstance(analysis, str)
     assert analysis.possible == {-1, 2}
     assert observed(clang_subprog, seed=3, count=200) == {-1, 2}
+
+
+# -- the same, loaded with constant blinding (bpf_jit_harden=2) --------------------------
+# Blinding rewrites every non-zero immediate as r11 = imm ^ rnd; r11 ^= rnd, map
+# addresses included (so the xlated dump no longer names the prog array). The answers
+# must stay sound; definite and exact as without blinding is the goal.
+
+
+@pytest.mark.privileged
+def test_blinding_went_through_r11(blinded_verdict_fds: dict[str, int]) -> None:
+    require_privileged()
+    assert uses_r11(blinded_verdict_fds["by_byte"])
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", VERDICT_PROGRAMS)
+def test_sound_with_constant_blinding(blinded_verdict_fds: dict[str, int], name: str) -> None:
+    require_privileged()
+    analysis = VerdictAnalyser().analysis(bpfsys.prog_info(blinded_verdict_fds[name]).id)
+    assert not isinstance(analysis, str), analysis
+    seen = observed(blinded_verdict_fds[name], seed=sum(map(ord, name)))
+    missed = sorted(v for v in seen if not covers(analysis, v))
+    assert not missed, f"{name}: kernel returned {missed}, answer {analysis}"
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_exact_with_constant_blinding(blinded_verdict_fds: dict[str, int], name: str) -> None:
+    require_privileged()
+    analysis = VerdictAnalyser().analysis(bpfsys.prog_info(blinded_verdict_fds[name]).id)
+    assert not isinstance(analysis, str), analysis
+    assert definite(analysis), analysis.reason
+    assert analysis.possible == EXACT[name]
+
+
+@pytest.mark.privileged
+def test_cilium_like_tree_with_constant_blinding(blinded_cilium_fds: dict[str, int]) -> None:
+    require_privileged()
+    fd = blinded_cilium_fds["cil_from_container"]
+    root = VerdictAnalyser().analysis(bpfsys.prog_info(fd).id)
+    assert not isinstance(root, str)
+    seen = observed(fd, seed=7, count=1500)
+    assert {0, 2} <= seen
+    assert all(covers(root, v) for v in seen), (seen, root.possible, root.reason)
+    assert root.possible == {0, 2, 7}, root.reason
+
+
+@pytest.mark.privileged
+def test_subprogram_with_constant_blinding(blinded_clang_subprog: int) -> None:
+    require_privileged()
+    info = bpfsys.prog_info(blinded_clang_subprog, with_code=True)
+    analysis = VerdictAnalyser().analysis(info.id)
+    assert not isinstance(analysis, str)
+    seen = observed(blinded_clang_subprog, seed=3, count=200)
+    assert seen == {-1, 2}
+    assert all(covers(analysis, v) for v in seen), (analysis.possible, analysis.reason)
+    assert analysis.possible == {-1, 2}, analysis.reason

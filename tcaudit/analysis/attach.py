@@ -11,9 +11,11 @@ actions accepts (TC_ACT_OK), a match with actions runs the actions (not decoded)
 from __future__ import annotations
 
 from dataclasses import replace
+from types import MappingProxyType
 
-from tcaudit.analysis.interp import Analysis, Mode, analyse, effective
+from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
 from tcaudit.analysis.kernelcode import KernelCode
+from tcaudit.analysis.meaning import Mode, effective_ranges
 from tcaudit.model import Entry, Scan, Verdict, map_entries
 
 
@@ -25,6 +27,8 @@ class VerdictAnalyser:
         self._budget = step_budget
         self._by_key: dict[str, Analysis] = {}
         self._by_id: dict[int, Analysis | str] = {}
+        self.internal_errors: list[str] = []
+        """One line per program whose analysis raised (a tcaudit bug), for stderr."""
 
     def analysis(self, prog_id: int) -> Analysis | str:
         """The program's analysis, or why it could not be read."""
@@ -35,9 +39,28 @@ class VerdictAnalyser:
                 self._by_id[prog_id] = self.code.error(prog_id) or f"program {prog_id} unreadable"
             else:
                 if key not in self._by_key:
-                    self._by_key[key] = analyse(program, self.code, step_budget=self._budget)
+                    self._by_key[key] = self._analyse(prog_id, program)
                 self._by_id[prog_id] = self._by_key[key]
         return self._by_id[prog_id]
+
+    def _analyse(self, prog_id: int, program: ProgramCode) -> Analysis:
+        """The engine's answer; an exception in it (a bug) becomes this one program's
+        unknown verdict, so the scan of the node goes on."""
+        try:
+            return analyse(program, self.code, step_budget=self._budget)
+        except Exception as err:
+            detail = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+            self.internal_errors.append(
+                f"program {prog_id}: verdict analysis failed (internal error: {detail}); "
+                "its verdict is unknown"
+            )
+            return Analysis(
+                possible=None,
+                reason=f"internal error: {detail}",
+                exits=MappingProxyType({}),
+                tail_calls=(),
+                prog_arrays=(),
+            )
 
     def verdict(self, entry: Entry) -> Verdict:
         if entry.kind in ("bpf", "tcx"):
@@ -100,13 +123,17 @@ class VerdictAnalyser:
         possible = result.possible
         return Verdict(
             possible=tuple(sorted(possible)) if possible is not None else None,
-            effective=effective(possible, mode, has_actions=entry.has_actions),
+            effective=effective_ranges(result.ranges, mode, has_actions=entry.has_actions),
             basis="static",
             reason=result.reason,
+            ranges=result.ranges,
         )
 
 
 def add_verdicts(scan: Scan, analyser: VerdictAnalyser | None = None) -> Scan:
     """The same scan with ``verdict`` set on every entry."""
     analyser = analyser or VerdictAnalyser()
-    return map_entries(scan, lambda e, _i, _h, _n: replace(e, verdict=analyser.verdict(e)))
+    done = map_entries(scan, lambda e, _i, _h, _n: replace(e, verdict=analyser.verdict(e)))
+    if analyser.internal_errors:
+        done = replace(done, warnings=(*done.warnings, *analyser.internal_errors))
+    return done

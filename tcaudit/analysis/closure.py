@@ -1,5 +1,449 @@
-"""The tail-call closure and the public entry point ``analyse()`` (being split out of interp)."""
+"""The tail-call closure and the public entry point ``analyse()``.
 
-from tcaudit.analysis.interp import Analysis, CodeSource, ProgramCode, TailCall, analyse
+A program's possible return values are those of its own exits plus those of every
+program it can tail-call, transitively (a successful tail call never returns), at most
+``MAX_TAIL_CALL_CNT`` deep. A target is analysed with the context bytes (``cb[]``)
+known at the call site, because real datapaths hand their exit code to a
+drop-notification tail call through ``skb->cb`` (the root starts with cb unknown: an
+earlier filter may have written it). Each (program, cb state) pair is analysed once per
+``analyse()`` call; a program entered with more than ``MAX_CONTEXTS`` distinct states
+falls back to "cb unknown", which covers them all.
+"""
 
-__all__ = ["Analysis", "CodeSource", "ProgramCode", "TailCall", "analyse"]
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from tcaudit.analysis import domain as D
+from tcaudit.analysis import scalar as S
+from tcaudit.analysis.domain import Value
+from tcaudit.analysis.insns import Insn
+from tcaudit.analysis.interp import (
+    MAX_CONTEXTS,
+    BudgetExhausted,
+    CbState,
+    Env,
+    Local,
+    ProgAnalyser,
+    Site,
+    cb_join,
+)
+from tcaudit.analysis.prepare import Prepared
+from tcaudit.analysis.scalar import Rng
+
+__all__ = ["CAP", "MAX_TAIL_CALL_CNT", "Analysis", "CodeSource", "ProgramCode", "Ranges",
+           "TailCall", "analyse"]
+
+MAX_TAIL_CALL_CNT = 33
+MAX_SUMMARIES = 24
+WIDEN_SUMMARIES = 4
+"""Growths after which a summary's growing values are widened (so it settles)."""
+"""Growths of a program's summary cb state before it becomes "nothing known"."""
+CAP = S.CAP
+Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class ProgramCode:
+    """The code of one program as read from the kernel (xlated) or built in tests."""
+
+    prog_id: int | None
+    name: str
+    insns: tuple[Insn, ...]
+    func_starts: tuple[int, ...] = (0,)
+    """Subprogram start insn indexes from func_info (may be just (0,) or empty)."""
+    map_ids: tuple[int, ...] = ()
+    """Maps the program uses (the kernel's used_maps); a tail call can only go through
+    one of its prog arrays, which matters when constant blinding hides which."""
+
+
+class CodeSource(Protocol):
+    """Where the analysis gets helper names, prog array slots and tail-call targets.
+
+    Optional, looked up with getattr: ``rodata(map_id) -> bytes | None`` (the value of a
+    map the kernel treats as read-only for programs) and ``cb_range`` (the [start, end)
+    bytes of ``struct sk_buff`` that hold ``__sk_buff.cb[]`` after the ctx rewrite).
+    """
+
+    def helper_name(self, imm: int) -> str | None:
+        """Name of the helper a ``call imm`` (src_reg 0) targets, e.g. "bpf_redirect"."""
+        ...
+
+    def prog_array(self, map_id: int) -> Mapping[int, int] | None:
+        """Slot index -> prog id of a prog array; None if unreadable or not a prog array."""
+        ...
+
+    def program(self, prog_id: int) -> ProgramCode | None:
+        """Code of a tail-call target, None if it cannot be read."""
+        ...
+
+
+@dataclass(frozen=True)
+class TailCall:
+    """One ``bpf_tail_call`` site of a program.
+
+    ``index`` is the constant slot index or None when the index is not one
+    constant (then ``indexes`` may still list a small set, else every filled
+    slot is a target). ``analyses`` is aligned with ``targets``; an entry is
+    None when that target is already being described further up (a cycle),
+    lies beyond the kernel's tail-call depth limit, or cannot be read.
+    """
+
+    pc: int
+    map_id: int | None
+    index: int | None
+    targets: tuple[int, ...]
+    analyses: tuple[Analysis | None, ...]
+    indexes: tuple[int, ...] | None = None
+    in_subprogram: bool = False
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Result of :func:`analyse` for one program (tail-call targets included)."""
+
+    possible: frozenset[int] | None
+    """Every signed 32-bit value the program can return when there are at most CAP of
+    them; None = unknown or more than CAP (then ``ranges`` says which)."""
+    reason: str | None
+    """Why unknown, or what a known answer depends on (prog array contents)."""
+    exits: Mapping[int, frozenset[int] | None]
+    """Exit insn index (of this program, subprograms included) -> possible
+    r0 values there, low 32 bits as signed ints (None: unknown or more than CAP).
+    Exits the analysis never reached (dead code, callback functions) are absent."""
+    tail_calls: tuple[TailCall, ...]
+    prog_arrays: tuple[int, ...]
+    """Map ids of the prog arrays the result depends on."""
+    steps: int = field(default=0, compare=False)
+    """Instructions interpreted (whole tree) to get this result."""
+    ranges: Ranges | None = None
+    """Sorted, disjoint, merged inclusive signed 32-bit ranges covering every possible
+    value; None = unknown."""
+    exit_ranges: Mapping[int, Ranges | None] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Like ``exits``, as ranges (None: unknown)."""
+
+
+def project(values: Iterable[Value]) -> tuple[Ranges | None, str | None]:
+    """Union of the low 32 bits (signed) of every value; None with the reason when one
+    of them can be anything."""
+    acc: list[tuple[int, int]] = []
+    widest: tuple[int, str] = (0, "every 32-bit value is possible")
+    for v in values:
+        if not D.is_scalar(v):
+            return None, D.reason_of(v)
+        r = S.s32_ranges(v)  # type: ignore[arg-type]
+        if r is None:
+            return None, D.reason_of(v)
+        n = S.count(r)
+        if n > widest[0] and type(v) is Rng:
+            widest = (n, v.reason)
+        acc.extend(r)
+    merged = S.merge_ranges(acc)
+    if merged == [(S.S32_MIN, S.S32_MAX)]:
+        return None, widest[1]
+    return tuple(merged), None
+
+
+def to_possible(ranges: Ranges | None) -> frozenset[int] | None:
+    if ranges is None or S.count(list(ranges)) > CAP:
+        return None
+    return frozenset(x for lo, hi in ranges for x in range(lo, hi + 1))
+
+
+def _widen_cb(old: CbState, new: CbState) -> CbState:
+    """Values of cb bytes that keep growing jump to their bounds' extremes."""
+    before = {(off, sz): v for off, sz, v in old}
+    out = []
+    for off, sz, v in new:
+        o = before.get((off, sz))
+        if o is None:
+            continue
+        if o != v and D.is_scalar(o) and D.is_scalar(v):
+            v = S.widen(S.as_rng(o)._replace(parts=()), S.as_rng(v)._replace(parts=()))  # type: ignore[arg-type]
+        out.append((off, sz, v))
+    return tuple(out)
+
+
+_Key = int | None
+_Node = tuple[_Key, CbState]
+
+
+class _Ctx:
+    """State of one analyse() call: memo tables and the shared step budget."""
+
+    def __init__(self, source: CodeSource, budget: int, root: ProgramCode) -> None:
+        self.source = source
+        self.start_budget = budget
+        self.root = root
+        self.root_key: _Key = root.prog_id
+        self.helpers: dict[int, str | None] = {}
+        self.arrays: dict[int, Mapping[int, int] | None] = {}
+        self.codes: dict[int, ProgramCode | None] = {}
+        self.preps: dict[_Key, Prepared] = {}
+        self.locals: dict[_Node, Local] = {}
+        self.exact: dict[_Key, set[CbState]] = {}
+        self.summary: dict[_Key, CbState] = {}
+        self.growths: dict[_Key, int] = {}
+        self.active: set[_Node] = set()
+        self.built: dict[_Key, Analysis] = {}
+        self.rodatas: dict[int, bytes | None] = {}
+        rodata = getattr(source, "rodata", None)
+        self._rodata = rodata if callable(rodata) else None
+        cb_range = getattr(source, "cb_range", None)
+        if callable(cb_range):
+            cb_range = cb_range()
+        self.env = Env(self.helper_name, self.tail_value, self.rodata,
+                       cb_range if isinstance(cb_range, tuple) else None, [budget])
+
+    @property
+    def budget(self) -> int:
+        return self.env.budget[0]
+
+    def helper_name(self, imm: int) -> str | None:
+        try:
+            return self.helpers[imm]
+        except KeyError:
+            name = self.helpers[imm] = self.source.helper_name(imm)
+            return name
+
+    def rodata(self, map_id: int) -> bytes | None:
+        if self._rodata is None:
+            return None
+        if map_id not in self.rodatas:
+            data = self._rodata(map_id)
+            self.rodatas[map_id] = data if isinstance(data, bytes) else None
+        return self.rodatas[map_id]
+
+    def prog_array(self, map_id: int) -> Mapping[int, int] | None:
+        if map_id not in self.arrays:
+            arr = self.source.prog_array(map_id)
+            self.arrays[map_id] = dict(arr) if arr is not None else None
+        return self.arrays[map_id]
+
+    def code(self, key: _Key) -> ProgramCode | None:
+        if key == self.root_key:
+            return self.root
+        assert key is not None
+        if key not in self.codes:
+            self.codes[key] = self.source.program(key)
+        return self.codes[key]
+
+    def node(self, key: _Key, cb: CbState) -> _Node:
+        """The node a tail call entering ``key`` with ``cb`` known is analysed as: its own
+        for the first MAX_CONTEXTS states, then one shared summary (the join of the
+        states since), analysed again whenever it grows; after MAX_SUMMARIES growths
+        the summary is "nothing known", which covers every state."""
+        if not cb:
+            return (key, cb)
+        exact = self.exact.setdefault(key, set())
+        if cb in exact:
+            return (key, cb)
+        if len(exact) < MAX_CONTEXTS:
+            exact.add(cb)
+            return (key, cb)
+        old = self.summary.get(key)
+        new = cb if old is None else cb_join(old, cb)
+        if new != old:
+            grown = self.growths.get(key, 0) + 1
+            self.growths[key] = grown
+            if grown > MAX_SUMMARIES:
+                new = ()
+            elif grown > WIDEN_SUMMARIES and old is not None:
+                new = _widen_cb(old, new)
+            self.summary[key] = new
+        return (key, new)
+
+    def local(self, node: _Node) -> Local | None:
+        """Local analysis of one program entered with known cb bytes; None while it is
+        being computed (a tail-call cycle through a subprogram)."""
+        loc = self.locals.get(node)
+        if loc is not None:
+            return loc
+        if node in self.active:
+            return None
+        key, cb = node
+        code = self.code(key)
+        if code is None:
+            loc = Local([], {}, [], f"tail-call target prog {key} unreadable")
+        else:
+            prep = self.preps.get(key)
+            if prep is None:
+                prep = self.preps[key] = Prepared(code.insns, code.func_starts)
+            self.active.add(node)
+            try:
+                loc = ProgAnalyser(prep, self.env, cb).run()
+            finally:
+                self.active.discard(node)
+            for site in loc.sites:
+                if site.map_id is None:
+                    site.candidates = code.map_ids
+        self.locals[node] = loc
+        return loc
+
+    def resolve(self, site: Site) -> tuple[tuple[int, ...], str | None]:
+        """Target prog ids of a tail-call site, and a problem that makes it unknown."""
+        if site.map_id is None:
+            # bpf_tail_call's map argument is a map the program uses (ARG_CONST_MAP_PTR
+            # checked against used_maps): any of its prog arrays
+            arrays = [a for a in map(self.prog_array, site.candidates) if a is not None]
+            if not arrays:
+                return (), f"tail call at insn {site.pc} through an unknown map"
+        else:
+            arr = self.prog_array(site.map_id)
+            if arr is None:
+                return (), f"prog array {site.map_id} unreadable"
+            arrays = [arr]
+        out: list[int] = []
+        for arr in arrays:
+            keys = sorted(arr) if site.indexes is None else [k for k in site.indexes if k in arr]
+            out.extend(arr[k] for k in keys if arr[k] not in out)
+        return tuple(out), None
+
+    def site_arrays(self, site: Site) -> list[int]:
+        if site.map_id is not None:
+            return [site.map_id]
+        return [m for m in site.candidates if self.prog_array(m) is not None]
+
+    def tail_value(self, site: Site) -> Value | None:
+        """What a tail call from a subprogram returns to the subprogram's caller."""
+        targets, problem = self.resolve(site)
+        if problem:
+            return S.full(problem)
+        v: Value | None = None
+        for t in targets:
+            values, _r, _a, prob = self.closure(self.node(t, site.cb))
+            if prob is not None:
+                return S.full(prob)
+            for x in values:
+                v = x if v is None else D.join(v, x)
+        return v
+
+    def closure(
+        self, start: _Node
+    ) -> tuple[list[Value], Ranges | None, frozenset[int], str | None]:
+        """Every value a program can return including its tail-call targets (breadth
+        first, at most MAX_TAIL_CALL_CNT deep): the values, their 32-bit ranges (None
+        when unknown), the prog arrays involved and why unknown."""
+        dist: dict[_Node, int] = {start: 0}
+        order: list[_Node] = [start]
+        values: list[Value] = []
+        arrays: set[int] = set()
+        problem: str | None = None
+        i = 0
+        while i < len(order):
+            node = order[i]
+            i += 1
+            loc = self.local(node)
+            if loc is None:
+                problem = problem or "tail-call cycle through a subprogram"
+                continue
+            if loc.problem is not None:
+                problem = problem or loc.problem
+            values.extend(loc.values)
+            for site in loc.sites:
+                arrays.update(self.site_arrays(site))
+                if not site.main:
+                    continue
+                targets, prob = self.resolve(site)
+                if prob is not None:
+                    problem = problem or prob
+                if dist[node] >= MAX_TAIL_CALL_CNT:
+                    continue
+                for t in targets:
+                    nxt = self.node(t, site.cb)
+                    if nxt not in dist:
+                        dist[nxt] = dist[node] + 1
+                        order.append(nxt)
+        if problem is not None:
+            return values, None, frozenset(arrays), problem
+        if not values:
+            return values, None, frozenset(arrays), "no exit is reachable"
+        ranges, why = project(values)
+        return values, ranges, frozenset(arrays), why
+
+    def build(self, key: _Key, path: frozenset[_Key]) -> Analysis:
+        done = self.built.get(key)
+        if done is not None:
+            return done
+        node: _Node = (key, ())
+        loc = self.local(node)
+        assert loc is not None
+        _values, ranges, arrays, why = self.closure(node)
+        possible = to_possible(ranges)
+        if ranges is None:
+            reason: str | None = why
+        elif possible is None:
+            reason = f"more than {CAP} values, see ranges"
+        else:
+            reason = self._depends(arrays)
+        inner = path | {key}
+        calls: list[TailCall] = []
+        for site in loc.sites:
+            targets, _problem = self.resolve(site)
+            analyses: list[Analysis | None] = []
+            for t in targets:
+                if t in inner or len(inner) > MAX_TAIL_CALL_CNT or self.code(t) is None:
+                    analyses.append(None)
+                else:
+                    analyses.append(self.build(t, inner))
+            idx = site.indexes
+            calls.append(
+                TailCall(
+                    pc=site.pc,
+                    map_id=site.map_id,
+                    index=idx[0] if idx is not None and len(idx) == 1 else None,
+                    targets=targets,
+                    analyses=tuple(analyses),
+                    indexes=idx,
+                    in_subprogram=not site.main,
+                )
+            )
+        exit_ranges = {pc: project((v,))[0] for pc, v in sorted(loc.exits.items())}
+        res = Analysis(
+            possible=possible,
+            reason=reason,
+            exits=MappingProxyType({pc: to_possible(r) for pc, r in exit_ranges.items()}),
+            tail_calls=tuple(calls),
+            prog_arrays=tuple(sorted(arrays)),
+            steps=self.start_budget - self.budget,
+            ranges=ranges,
+            exit_ranges=MappingProxyType(exit_ranges),
+        )
+        self.built[key] = res
+        return res
+
+    def _depends(self, arrays: Iterable[int]) -> str | None:
+        parts = []
+        for mid in sorted(arrays):
+            arr = self.prog_array(mid)
+            n = len(arr) if arr is not None else 0
+            parts.append(f"prog array {mid} ({n} slot{'s' if n != 1 else ''})")
+        if not parts:
+            return None
+        return "tail calls via " + ", ".join(parts)
+
+
+def analyse(code: ProgramCode, source: CodeSource, *, step_budget: int = 2_000_000) -> Analysis:
+    """Possible return values of ``code`` and of every program it tail-calls.
+
+    ``step_budget`` bounds the instructions interpreted over the whole tree;
+    running out gives ``possible=None`` with reason "step budget exhausted".
+    The result reflects the prog arrays' contents at the time of the call.
+    """
+    ctx = _Ctx(source, step_budget, code)
+    try:
+        return ctx.build(ctx.root_key, frozenset())
+    except BudgetExhausted:
+        return Analysis(
+            possible=None,
+            reason="step budget exhausted",
+            exits=MappingProxyType({}),
+            tail_calls=(),
+            prog_arrays=(),
+            steps=step_budget - ctx.budget,
+        )

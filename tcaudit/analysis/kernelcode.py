@@ -16,8 +16,9 @@ import struct
 from collections.abc import Mapping
 
 from tcaudit import bpfsys
+from tcaudit.analysis import btf
+from tcaudit.analysis.closure import ProgramCode
 from tcaudit.analysis.insns import decode
-from tcaudit.analysis.interp import ProgramCode
 
 BPF_FUNC_TAIL_CALL = 12
 
@@ -73,6 +74,8 @@ class KernelCode:
         self._map_ids: dict[int, tuple[int, ...]] = {}
         self._raw: dict[int, bytes] = {}
         self._arrays: dict[int, Mapping[int, int] | None] = {}
+        self._rodata: dict[int, bytes | None] = {}
+        self._cb: tuple[int, int] | bool | None = False
 
     # -- CodeSource -----------------------------------------------------------------------
 
@@ -93,6 +96,18 @@ class KernelCode:
         if prog_id not in self._code:
             self._code[prog_id] = self._read(prog_id)
         return self._code[prog_id]
+
+    def rodata(self, map_id: int) -> bytes | None:
+        """Element 0 of a frozen, program-read-only array map (bpf_map_is_rdonly)."""
+        if map_id not in self._rodata:
+            self._rodata[map_id] = bpfsys.readonly_array_value(map_id)
+        return self._rodata[map_id]
+
+    def cb_range(self) -> tuple[int, int] | None:
+        """Where ``__sk_buff.cb[]`` lives in ``struct sk_buff``, from the kernel's BTF."""
+        if self._cb is False:
+            self._cb = btf.skb_cb_data_range()
+        return self._cb  # type: ignore[return-value]
 
     # -- extras -----------------------------------------------------------------------------
 
@@ -139,4 +154,5 @@ class KernelCode:
             name=info.name,
             insns=decode(info.xlated),
             func_starts=info.func_starts or (0,),
+            map_ids=tuple(info.map_ids),
         )

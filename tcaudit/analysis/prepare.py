@@ -1,0 +1,232 @@
+"""One program's instructions turned into flat tuples the interpreter dispatches on.
+
+Every instruction the kernel can leave in xlated code gets a kind here; anything else
+(reserved opcodes, registers above r11, a truncated ld_imm64) becomes ``K_INVALID``,
+which makes that one program "unknown" with the reason, never an exception. r11 is the
+kernel's scratch register BPF_REG_AX (include/linux/filter.h), which the verifier's
+context-access rewrites, constant blinding and div/mod fix-ups use in xlated code.
+"""
+
+from __future__ import annotations
+
+from tcaudit.analysis import insns as I
+from tcaudit.analysis import scalar as S
+from tcaudit.analysis.domain import Ptr, Value
+from tcaudit.analysis.insns import Insn
+
+# Operation kinds of the prepared instruction tuples.
+K_INVALID = 0
+K_MOV = 1
+K_ALU = 2
+K_NEG = 3
+K_END = 4
+K_LDIMM = 5
+K_LDX = 6
+K_ST = 7
+K_STX = 8
+K_ATOMIC = 9
+K_LDABS = 10
+K_JA = 11
+K_JCOND = 12
+K_CALL = 13
+K_PCALL = 14
+K_KFUNC = 15
+K_EXIT = 16
+K_MAYGOTO = 17
+K_TAILCALL = 18
+K_SLOT2 = 19
+K_NOP = 20
+
+NREGS = 12
+"""r0-r10 and the kernel's scratch register r11 (BPF_REG_AX)."""
+
+# (kind, op, dst, src (-1 = immediate), off, imm, constant operand, wide, target)
+Op = tuple[int, int, int, int, int, int, Value, bool, int]
+
+_EMPTY: frozenset[int] = frozenset()
+KERNEL_LOAD = S.full("value loaded from kernel memory")
+# Kernel-internal modes (include/linux/filter.h); bpf_insn_prepare_dump turns
+# BPF_PROBE_MEM back into BPF_MEM, the others may still show up.
+_PROBE_MEM32 = 0xA0
+_PROBE_ATOMIC = 0xE0
+_PROBE_MODES = frozenset((0x20, 0x40, _PROBE_MEM32))
+_NOSPEC = 0xC0  # BPF_ST | BPF_NOSPEC: a speculation barrier (verifier sanitize_*)
+_ALU_OPS = frozenset((
+    I.BPF_ADD, I.BPF_SUB, I.BPF_MUL, I.BPF_DIV, I.BPF_OR, I.BPF_AND,
+    I.BPF_LSH, I.BPF_RSH, I.BPF_MOD, I.BPF_XOR, I.BPF_ARSH,
+))
+_JCOND_OPS = frozenset((
+    I.BPF_JEQ, I.BPF_JGT, I.BPF_JGE, I.BPF_JSET, I.BPF_JNE, I.BPF_JSGT, I.BPF_JSGE,
+    I.BPF_JLT, I.BPF_JLE, I.BPF_JSLT, I.BPF_JSLE,
+))
+_INVALID: Op = (K_INVALID, 0, 0, 0, 0, 0, _EMPTY, False, 0)
+
+
+class Prepared:
+    """Per-program precomputed instruction tuples and block leaders."""
+
+    __slots__ = ("callees", "func_starts", "has_callbacks", "leader", "n", "ops")
+
+    def __init__(self, insns: tuple[Insn, ...], func_starts: tuple[int, ...]) -> None:
+        n = len(insns)
+        self.n = n
+        self.func_starts = frozenset(s for s in func_starts if 0 <= s < n)
+        ops: list[Op] = []
+        leader = [False] * (n + 1)
+        leader[0] = True
+        for s in self.func_starts:
+            leader[s] = True
+        has_cb = False
+        callees: set[int] = set()
+        pc = 0
+        while pc < n:
+            op = self._prep(insns, pc)
+            ops.append(op)
+            kind = op[0]
+            if kind == K_LDIMM:
+                if insns[pc].src == I.BPF_PSEUDO_FUNC:
+                    has_cb = True
+                ops.append((K_SLOT2, 0, 0, 0, 0, 0, _EMPTY, False, 0))
+                pc += 2
+                continue
+            if kind in (K_JA, K_JCOND, K_MAYGOTO):
+                if 0 <= op[8] <= n:
+                    leader[op[8]] = True
+                leader[pc + 1] = True
+            elif kind == K_EXIT:
+                leader[pc + 1] = True
+            elif kind == K_PCALL and 0 <= op[8] < n:
+                leader[op[8]] = True
+                callees.add(op[8])
+            pc += 1
+        self.ops = ops[:n]
+        self.leader = leader
+        self.has_callbacks = has_cb
+        self.callees = frozenset(callees)
+
+    def call_target(self, pc: int, insn: Insn) -> int:
+        """Callee start of a pseudo-call: raw programs keep pc+imm+1, xlated
+        dumps of JIT-compiled programs keep pc+off+1 (imm = subprog index).
+        func_info's starts decide when they disagree."""
+        by_imm = pc + insn.imm + 1
+        by_off = pc + insn.off + 1
+        starts = self.func_starts
+        if insn.off != 0 and by_off in starts:
+            return by_off
+        if by_imm in starts:
+            return by_imm
+        if by_off in starts:
+            return by_off
+        return by_off if insn.off != 0 else by_imm
+
+    def _prep(self, raw: tuple[Insn, ...], pc: int) -> Op:
+        insn = raw[pc]
+        code = insn.code
+        cls = code & 0x07
+        dst, src, off, imm = insn.dst, insn.src, insn.off, insn.imm
+        if dst >= NREGS:
+            return _INVALID
+        if cls in (I.BPF_ALU, I.BPF_ALU64):
+            wide = cls == I.BPF_ALU64
+            op = code & 0xF0
+            is_x = bool(code & I.BPF_X)
+            if is_x and src >= NREGS and op not in (I.BPF_NEG, I.BPF_END):
+                return _INVALID
+            kval: Value = frozenset((imm & (S.M64 if wide else S.M32),))
+            if op == I.BPF_NEG:
+                return (K_NEG, op, dst, -1, off, imm, kval, wide, 0)
+            if op == I.BPF_END:
+                return (K_END, op, dst, -1, off, imm, kval, wide, int(is_x))
+            if op == I.BPF_MOV:
+                return (K_MOV, op, dst, src if is_x else -1, off, imm, kval, wide, 0)
+            if op in (I.BPF_DIV, I.BPF_MOD) and off not in (0, 1):
+                return _INVALID
+            if op in _ALU_OPS:
+                return (K_ALU, op, dst, src if is_x else -1, off, imm, kval, wide, 0)
+            return _INVALID
+        if cls in (I.BPF_JMP, I.BPF_JMP32):
+            wide = cls == I.BPF_JMP
+            op = code & 0xF0
+            if op == I.BPF_JA:
+                tgt = pc + off + 1 if wide else pc + imm + 1
+                return (K_JA, op, 0, 0, off, imm, _EMPTY, wide, tgt)
+            if op == I.BPF_EXIT:
+                return (K_EXIT, op, 0, 0, 0, 0, _EMPTY, wide, 0)
+            if op == I.BPF_CALL:
+                if src == I.BPF_PSEUDO_CALL:
+                    return (K_PCALL, op, 0, 0, off, imm, _EMPTY, wide, self.call_target(pc, insn))
+                if src == I.BPF_PSEUDO_KFUNC_CALL:
+                    return (K_KFUNC, op, 0, 0, off, imm, _EMPTY, wide, 0)
+                if src == 0:
+                    return (K_CALL, op, 0, 0, off, imm, _EMPTY, wide, 0)
+                return _INVALID
+            if op == I.BPF_TAIL_CALL:
+                return (K_TAILCALL, op, 0, 0, off, imm, _EMPTY, wide, 0)
+            if op == I.BPF_JCOND:
+                if src == 0:
+                    return (K_MAYGOTO, op, 0, 0, off, imm, _EMPTY, wide, pc + off + 1)
+                return _INVALID
+            if op not in _JCOND_OPS:
+                return _INVALID
+            is_x = bool(code & I.BPF_X)
+            if is_x and src >= NREGS:
+                return _INVALID
+            kv: Value = frozenset((imm & (S.M64 if wide else S.M32),))
+            return (K_JCOND, op, dst, src if is_x else -1, off, imm, kv, wide, pc + off + 1)
+        mode = code & 0xE0
+        size = I.SIZE_BYTES[code & 0x18]
+        if cls == I.BPF_LDX:
+            if src >= NREGS:
+                return _INVALID
+            if mode == I.BPF_MEM or (mode == I.BPF_MEMSX and size < 8):
+                return (K_LDX, mode, dst, src, off, size, _EMPTY, False, 0)
+            if mode in _PROBE_MODES:
+                # kernel-internal probing loads (BTF pointers, arena): never the stack
+                return (K_MOV, I.BPF_MOV, dst, -1, 0, 0, KERNEL_LOAD, True, 0)
+            return _INVALID
+        if cls in (I.BPF_ST, I.BPF_STX) and mode == _PROBE_MEM32:
+            return (K_NOP, 0, 0, 0, 0, 0, _EMPTY, False, 0)  # arena store: not this frame
+        if cls == I.BPF_ST:
+            if mode == I.BPF_MEM:
+                sv: Value = frozenset((imm & S.M64 & ((1 << (8 * size)) - 1),))
+                if size == 8:
+                    sv = frozenset((imm & S.M64,))
+                return (K_ST, mode, dst, -1, off, size, sv, False, 0)
+            if mode == _NOSPEC:
+                return (K_NOP, 0, 0, 0, 0, 0, _EMPTY, False, 0)
+            return _INVALID
+        if cls == I.BPF_STX:
+            if src >= NREGS:
+                return _INVALID
+            if mode == I.BPF_MEM:
+                return (K_STX, mode, dst, src, off, size, _EMPTY, False, 0)
+            if mode in (I.BPF_ATOMIC, _PROBE_ATOMIC):
+                return (K_ATOMIC, imm, dst, src, off, size, _EMPTY, False, 0)
+            return _INVALID
+        # BPF_LD
+        if mode == I.BPF_IMM and size == 8:
+            second = raw[pc + 1] if pc + 1 < len(raw) else None
+            if second is None:
+                return _INVALID
+            return (K_LDIMM, 0, dst, src, 0, imm, ldimm_value(insn, second), True, 0)
+        if mode in (I.BPF_ABS, I.BPF_IND):
+            if mode == I.BPF_IND and src >= NREGS:
+                return _INVALID
+            return (K_LDABS, mode, 0, src, 0, size, _EMPTY, False, 0)
+        return _INVALID
+
+
+def ldimm_value(first: Insn, second: Insn) -> Value:
+    src = first.src
+    mid = first.imm & S.M32
+    if src == 0:
+        return frozenset((I.ldimm64_value(first, second),))
+    if src == I.BPF_PSEUDO_MAP_FD:
+        return Ptr("map", mid, 0)
+    if src == I.BPF_PSEUDO_MAP_VALUE:
+        return Ptr("mapval", mid, second.imm)
+    if src == I.BPF_PSEUDO_FUNC:
+        return S.full("address of a callback function")
+    if src == I.BPF_PSEUDO_BTF_ID:
+        return S.full("address of a kernel symbol")
+    return S.full(f"map reference {src}:{mid}")

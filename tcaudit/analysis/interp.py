@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tcaudit.analysis import domain as D
+from tcaudit.analysis import frames as F
 from tcaudit.analysis import helpers as H
 from tcaudit.analysis import insns as I
 from tcaudit.analysis import links as L
@@ -61,20 +62,22 @@ from tcaudit.analysis.scalar import Rng
 
 WIDEN_AFTER = 24
 """A block whose entry state changed this often widens the changed values."""
-CTXK = 1 << 20
-"""Key base of context (sk_buff) bytes in the slot dict; frame keys are negative."""
+CTXK = F.CTXK
+CFK = F.CFK
 MAX_CONTEXTS = 8
 """Distinct entry states analysed per subprogram before falling back to a generic one."""
 
 Regs = tuple[Value, ...]
-Slots = dict[int, tuple[int, Value]]
-CbState = tuple[tuple[int, int, Value], ...]
-"""Known context bytes: (sk_buff offset, size, value), sorted."""
+Slots = F.Slots
+CbState = F.CbState
+CfState = F.CfState
+cb_join = F.cb_join
 
 _FAILED_TAIL = S.full("return value of a failed bpf_tail_call")
 _STACK_LOAD = "value loaded from stack"
 _MEM_LOAD = "value loaded from memory"
 _CTX_LOAD = "value loaded from ctx"
+_CALLER_LOAD = "value loaded from the caller's stack"
 _PKT_LOAD = "value loaded from packet"
 
 
@@ -106,6 +109,8 @@ class Func:
     ret: Value | None  # join of r0 over its exits; None = never returns
     exits: dict[int, Value]
     cb_out: CbState | None  # known cb bytes at its exits (join)
+    cf_out: CfState | None = None  # known caller-frame bytes at its exits (join)
+    effect: F.CfEffect = field(default_factory=F.CfEffect)
 
 
 @dataclass
@@ -140,9 +145,9 @@ class ProgAnalyser:
         self.prep = prep
         self.env = env
         self.entry_cb = entry_cb
-        self.funcs: dict[tuple[int, tuple[bool, ...], CbState], Func] = {}
+        self.funcs: dict[_FuncKey, Func] = {}
         self.contexts: dict[int, int] = {}
-        self.active: set[tuple[int, tuple[bool, ...], CbState]] = set()
+        self.active: set[_FuncKey] = set()
         self.sites: list[Site] = []
         self.extra: list[Value] = []  # values that end the whole program (bpf_throw)
         self.problem: str | None = None
@@ -150,7 +155,7 @@ class ProgAnalyser:
     def run(self) -> Local:
         if self.prep.n == 0:
             return Local([], {}, [], "empty program")
-        main = self.function(0, True, (), self.entry_cb)
+        main = self.function(0, True, (), self.entry_cb, ())
         values: list[Value] = list(self.extra)
         exits: dict[int, Value] = {}
         for f in self.funcs.values():
@@ -161,13 +166,13 @@ class ProgAnalyser:
             values.extend(main.exits.values())
         return Local(values, exits, self.sites, self.problem)
 
-    def function(self, start: int, is_main: bool, ctx_args: tuple[bool, ...],
-                 cb: CbState) -> Func | None:
-        if not is_main and cb:
+    def function(self, start: int, is_main: bool, args: _Args, cb: CbState,
+                 cf: CfState) -> Func | None:
+        if not is_main and (cb or cf):
             seen = self.contexts.get(start, 0)
             if seen >= MAX_CONTEXTS:
-                cb = ()
-        key = (start, ctx_args, cb)
+                cb = cf = ()
+        key = (start, args, cb, cf)
         done = self.funcs.get(key)
         if done is not None:
             return done
@@ -180,18 +185,18 @@ class ProgAnalyser:
             nsites = len(self.sites)
             nextra = len(self.extra)
             try:
-                res = self._run(start, is_main, ctx_args, cb, False)
+                res = self._run(start, is_main, args, cb, cf, False)
             except _Escaped:
                 del self.sites[nsites:]
                 del self.extra[nextra:]
-                res = self._run(start, is_main, ctx_args, cb, True)
+                res = self._run(start, is_main, args, cb, cf, True)
         finally:
             self.active.discard(key)
         self.funcs[key] = res
         return res
 
     # The interpreter loop: one long function on purpose (speed).
-    def _run(self, start: int, is_main: bool, ctx_args: tuple[bool, ...], cb: CbState,
+    def _run(self, start: int, is_main: bool, args: _Args, cb: CbState, cf: CfState,
              escaped: bool) -> Func:
         prep = self.prep
         ops = prep.ops
@@ -207,9 +212,13 @@ class ProgAnalyser:
         else:
             arg = D.Far("argument of a subprogram")  # never this frame (see domain)
             for r in range(1, 6):
-                init[r] = D.CTX if r - 1 < len(ctx_args) and ctx_args[r - 1] else arg
+                given = args[r - 1] if r - 1 < len(args) else None
+                init[r] = arg if given is None else given
         init[10] = D.SP0
         slots0: Slots = {CTXK + off: (size, v) for off, size, v in cb}
+        for off, size, v in cf:
+            slots0[CFK + off] = (size, v)
+        self.effect = effect = F.CfEffect()
         states: dict[int, tuple[Regs, Slots, L.Links]] = {start: (tuple(init), slots0, L.NONE)}
         visits: dict[int, int] = {}
         heap = [start]
@@ -217,6 +226,7 @@ class ProgAnalyser:
         exits: dict[int, Value] = {}
         ret: Value | None = None
         cb_out: CbState | None = None
+        cf_out: CfState | None = None
         cb_unknown = False
         zero_exit = False
 
@@ -248,7 +258,7 @@ class ProgAnalyser:
                         if e[0] == sz:
                             js[k] = (sz, join(v, e[1]))
                         else:
-                            js[k] = _narrow_join(sz, v, e[0], e[1])
+                            js[k] = F.narrow_join(sz, v, e[0], e[1])
                 changed = changed or js != ost
             if changed:
                 c = visits.get(tpc, 0) + 1
@@ -336,7 +346,9 @@ class ProgAnalyser:
                     old = exits.get(pc)
                     exits[pc] = v if old is None else join(old, v)
                     ret = v if ret is None else join(ret, v)
-                    cb_out = _cb_join(cb_out, slots)
+                    cb_out = F.cb_join_slots(cb_out, slots)
+                    if not is_main:
+                        cf_out = F.cf_join_slots(cf_out, slots)
                     break
                 elif kind == K_JA:
                     merge(tgt, regs, slots, links)
@@ -370,8 +382,10 @@ class ProgAnalyser:
                     frame_args = any(D.may_be_frame(regs[r]) for r in range(1, 6))
                     if frame_args and not escaped:
                         raise _Escaped
-                    cargs = tuple(regs[r] == D.CTX for r in range(1, 6))
-                    callee = self.function(tgt, False, cargs, _cb_state(slots))
+                    cargs = tuple(_arg_for_callee(regs[r]) for r in range(1, 6))
+                    callee = self.function(tgt, False, cargs, F.cb_state(slots),
+                                           F.snapshot(slots) if frame_args else ())
+                    self.effect = effect  # the callee's run replaced it
                     if callee is None:
                         self._fail("recursive bpf-to-bpf call")
                         break
@@ -379,10 +393,13 @@ class ProgAnalyser:
                     if r0 is None:  # the callee never returns
                         break
                     if frame_args:
-                        _clear_frame(slots)
-                        if type(r0) is not frozenset:
-                            r0 = Top("return value of a subprogram given a stack pointer")
-                    _set_cb(slots, callee.cb_out)
+                        F.apply_effect(slots, callee.effect, callee.cf_out)
+                        r0 = F.to_caller(r0)
+                    if callee.effect.anywhere:
+                        # it wrote through a pointer that may lead into our caller's frame
+                        effect.anywhere = True
+                        F.clear_cf(slots)
+                    F.set_cb(slots, callee.cb_out)
                     regs[0] = r0
                     regs[1] = regs[2] = regs[3] = regs[4] = regs[5] = regs[11] = D.CLOBBER
                 elif kind == K_NEG:
@@ -445,7 +462,7 @@ class ProgAnalyser:
                 self.extra.append(D.ZERO)
         if cb_unknown:
             cb_out = ()
-        return Func(ret, exits, cb_out)
+        return Func(ret, exits, cb_out, cf_out, effect)
 
     def _fail(self, msg: str) -> None:
         if self.problem is None:
@@ -459,23 +476,27 @@ class ProgAnalyser:
         if type(addr) is SPS:
             acc: Value | None = None
             for o in addr.offs:
-                v = _slot_load(slots, o + off, size, sx, escaped, _STACK_LOAD)
+                v = F.slot_load(slots, o + off, size, sx, escaped, _STACK_LOAD)
                 acc = v if acc is None else D.join(acc, v)
             assert acc is not None
             return acc
         if type(addr) is SP:
             base = addr.off
             if base is None:
-                return _unknown_load(bits, sx, escaped, _STACK_LOAD)
-            return _slot_load(slots, base + off, size, sx, escaped, _STACK_LOAD)
+                return F.unknown_load(bits, sx, escaped, _STACK_LOAD)
+            return F.slot_load(slots, base + off, size, sx, escaped, _STACK_LOAD)
         if type(addr) is Ptr:
             kind, map_id, poff = addr.kind, addr.map_id, addr.off
+            if kind == "cframe":
+                if poff is None:
+                    return F.unknown_load(bits, sx, escaped, _CALLER_LOAD)
+                return F.slot_load(slots, CFK + poff + off, size, sx, escaped, _CALLER_LOAD)
             if kind == "ctx":
                 rng = self.env.cb_range
                 if poff is not None and rng is not None:
                     a = poff + off
                     if rng[0] <= a and a + size <= rng[1]:
-                        return _slot_load(slots, CTXK + a, size, sx, False, _CTX_LOAD)
+                        return F.slot_load(slots, CTXK + a, size, sx, False, _CTX_LOAD)
                 return S.sized(bits, _CTX_LOAD, sx)
             reason = f"value loaded from map {map_id}"
             if kind == "mapval" and poff is not None and map_id is not None:
@@ -490,7 +511,7 @@ class ProgAnalyser:
             return S.sized(bits, reason, sx)
         if type(addr) is Far or type(addr) is Top:
             # may be a caller's frame (a subprogram's argument) or, for Top, this one
-            return _unknown_load(bits, sx, escaped, _MEM_LOAD)
+            return F.unknown_load(bits, sx, escaped, _MEM_LOAD)
         return S.sized(bits, _MEM_LOAD, sx)  # packet, map value...: scalars
 
     def _store(self, addr: Value, off: int, size: int, v: Value, slots: Slots) -> None:
@@ -498,26 +519,34 @@ class ProgAnalyser:
             for o in addr.offs:  # a weak update of each slot it may point to
                 old = slots.get(o + off)
                 if old is not None and old[0] >= size:
-                    prev = old[1] if old[0] == size else _narrow(old[1], 8 * size)
-                    _slot_store(slots, o + off, size, D.join(prev, v))
+                    prev = old[1] if old[0] == size else F.narrow(old[1], 8 * size)
+                    F.slot_store(slots, o + off, size, D.join(prev, v))
                 else:
-                    _slot_store(slots, o + off, size, v)
+                    F.slot_store(slots, o + off, size, v)
                     del slots[o + off]
             return
         if type(addr) is SP:
             base = addr.off
             if base is None:
-                _clear_frame(slots)
+                F.clear_frame(slots)
             else:
-                _slot_store(slots, base + off, size, v)
+                F.slot_store(slots, base + off, size, v)
             return
         if type(addr) is Ptr:
             kind, poff = addr.kind, addr.off
+            if kind == "cframe":
+                if poff is None:
+                    self.effect.anywhere = True
+                    F.clear_cf(slots)
+                else:
+                    F.slot_store(slots, CFK + poff + off, size, v)
+                    self.effect.writes.add((poff + off, size))
+                return
             if kind != "ctx":
                 return  # map values: not tracked (read-only maps cannot be written)
             rng = self.env.cb_range
             if poff is None or rng is None:
-                _clear_ctx(slots)
+                F.clear_ctx(slots)
                 return
             a = poff + off
             if a + size <= rng[0] or a >= rng[1]:
@@ -525,15 +554,19 @@ class ProgAnalyser:
             if rng[0] <= a and a + size <= rng[1]:
                 if not D.is_scalar(v):
                     v = S.full("a pointer stored in the context")
-                _slot_store(slots, CTXK + a, size, v)
+                F.slot_store(slots, CTXK + a, size, v)
             else:
-                _clear_ctx(slots)
+                F.clear_ctx(slots)
             return
         if type(addr) is Top:
             slots.clear()
+            self.effect.anywhere = True
             return
         if type(addr) is Far:
-            _clear_ctx(slots)  # it may point into the context
+            # it may point into the context, or into a caller's frame
+            F.clear_ctx(slots)
+            F.clear_cf(slots)
+            self.effect.anywhere = True
 
     def _atomic(self, op: int, dst: int, src: int, off: int, size: int,
                 regs: list[Value], slots: Slots, escaped: bool) -> bool:
@@ -582,7 +615,7 @@ class ProgAnalyser:
         idx: tuple[int, ...] | None = None
         if type(r3) is frozenset:
             idx = tuple(sorted({x & S.M32 for x in r3}))
-        site = Site(pc, map_id, idx, is_main, _cb_state(slots))
+        site = Site(pc, map_id, idx, is_main, F.cb_state(slots))
         self.sites.append(site)
         extra = None if is_main else self.env.tail_value(site)
         regs[0] = _FAILED_TAIL
@@ -611,26 +644,42 @@ class ProgAnalyser:
         regs[0] = r0
         regs[1] = regs[2] = regs[3] = regs[4] = regs[5] = regs[11] = D.CLOBBER
 
-    @staticmethod
-    def _invalidate(ptr: Value, length: int | None, slots: Slots) -> None:
-        """A helper writes (scalars) into [ptr, ptr + length) of the frame. Never into
-        cb[]: a helper's memory argument cannot be the context (check_helper_mem_access
-        refuses PTR_TO_CTX), and no helper writes the qdisc cb data."""
-        if type(ptr) is Top:
-            _clear_frame(slots)
+    def _invalidate(self, ptr: Value, length: int | None, slots: Slots) -> None:
+        """A helper writes (scalars) into [ptr, ptr + length): of this frame, or of the
+        caller's. Never into cb[]: a helper's memory argument cannot be the context
+        (check_helper_mem_access refuses PTR_TO_CTX), and no helper writes the qdisc cb
+        data."""
+        t = type(ptr)
+        if t is Top or t is Far:
+            if t is Top:
+                F.clear_frame(slots)
+            F.clear_cf(slots)  # it may be a pointer into the caller's frame
+            self.effect.anywhere = True
             return
-        if type(ptr) is SPS:
-            for o in ptr.offs:
-                ProgAnalyser._invalidate(SP(o), length, slots)
+        if t is SPS:
+            for o in ptr.offs:  # type: ignore[union-attr]
+                self._invalidate(SP(o), length, slots)
             return
-        if type(ptr) is not SP:
+        base = 0
+        if t is Ptr and ptr.kind == "cframe":  # type: ignore[union-attr]
+            low = ptr.off  # type: ignore[union-attr]
+            if low is None:
+                F.clear_cf(slots)
+                self.effect.anywhere = True
+                return
+            base = CFK
+            self.effect.writes.add((low, -low if length is None else length))
+        elif t is SP:
+            low = ptr.off  # type: ignore[union-attr]
+            if low is None:
+                F.clear_frame(slots)
+                return
+        else:
             return
-        low = ptr.off
-        if low is None:
-            _clear_frame(slots)
-            return
-        high = 0 if length is None else low + length
-        for k in [k for k, (sz, _) in slots.items() if k < CTXK and k + sz > low and k < high]:
+        lo = base + low
+        hi = base + (0 if length is None else low + length)
+        for k in [k for k, (sz, _) in slots.items()
+                  if (k < 0 or base) and k >= base - (1 << 16) and k + sz > lo and k < hi]:
             del slots[k]
 
     def _invalidate_unknown(self, regs: list[Value], slots: Slots,
@@ -641,6 +690,17 @@ class ProgAnalyser:
 
 
 _CALL_CLOBBERS = (0, 1, 2, 3, 4, 5, 11)
+_Args = tuple[Value | None, ...]
+"""What a subprogram's r1-r5 are known to be (ctx, caller-frame pointers), else None."""
+_FuncKey = tuple[int, _Args, CbState, CfState]
+
+
+def _arg_for_callee(v: Value) -> Value | None:
+    if v == D.CTX:
+        return v
+    if type(v) is SP or type(v) is SPS:
+        return F.to_callee(v)
+    return None
 
 
 def _follow(regs: list[Value], links: L.Links, dst: int, src: int) -> bool:
@@ -680,114 +740,22 @@ def _readonly_only(name: str | None, regs: list[Value]) -> bool:
     return all(r in ro or not D.may_be_frame(regs[r]) for r in range(1, 6))
 
 
-def _unknown_load(bits: int, sx: bool, escaped: bool, reason: str) -> Value:
-    """A load of a slot nothing is known of: a frame pointer only once one escaped, a
-    spilled context pointer (Far) when 8 bytes wide, else a number."""
-    if bits == 64:
-        return Top(reason) if escaped else D.Far(reason)
-    return S.sized(bits, reason, sx)
 
 
-def _slot_load(slots: Slots, a: int, size: int, sx: bool, escaped: bool, reason: str) -> Value:
-    bits = 8 * size
-    ent = slots.get(a)
-    shift = 0
-    if ent is None or ent[0] < size:
-        ent = None
-        for k in range(a - 7, a):
-            e = slots.get(k)
-            if e is not None and k + e[0] >= a + size:
-                ent = e
-                shift = (a - k) * 8
-                break
-    if ent is None:
-        return _unknown_load(bits, sx, escaped, reason)
-    esz, v = ent
-    if esz == size and shift == 0:
-        if sx and size < 8 and D.is_scalar(v):
-            return S.sext(v, bits)  # type: ignore[arg-type]
-        return v
-    if type(v) is frozenset:
-        m = (1 << bits) - 1
-        out = frozenset((x >> shift) & m for x in v)
-        return S.sext(out, bits) if sx else out
-    if type(v) is Rng and shift == 0:
-        t = S.byteswap(v, bits, False, reason)
-        return S.sext(t, bits) if sx else t
-    return S.sized(bits, reason, sx)
 
 
-def _narrow_join(sa: int, a: Value, sb: int, b: Value) -> tuple[int, Value]:
-    """Join of two entries of different sizes at one slot: their common low bytes."""
-    size = min(sa, sb)
-    bits = 8 * size
-    na = _narrow(a, bits) if sa > size else a
-    nb = _narrow(b, bits) if sb > size else b
-    return size, D.join(na, nb)
 
 
-def _narrow(v: Value, bits: int) -> Value:
-    if type(v) is frozenset:
-        m = (1 << bits) - 1
-        return frozenset(x & m for x in v)
-    if type(v) is Rng:
-        return S.byteswap(v, bits, False, v.reason)
-    return S.sized(bits, "part of a pointer")
 
 
-def _slot_store(slots: Slots, a: int, size: int, v: Value) -> None:
-    ent = slots.get(a)
-    if ent is None or ent[0] != 8 or size != 8:
-        end = a + size
-        for k in range(a - 7, end):
-            e = slots.get(k)
-            if e is not None and k + e[0] > a:
-                del slots[k]
-    if size < 8:
-        bits = 8 * size
-        if type(v) is frozenset:
-            m = (1 << bits) - 1
-            v = frozenset(x & m for x in v)
-        elif type(v) is Rng:
-            v = S.byteswap(v, bits, False, v.reason)
-        else:
-            v = S.sized(bits, "part of a pointer")
-    slots[a] = (size, v)
 
 
-def _clear_frame(slots: Slots) -> None:
-    for k in [k for k in slots if k < CTXK]:
-        del slots[k]
 
 
-def _clear_ctx(slots: Slots) -> None:
-    for k in [k for k in slots if k >= CTXK]:
-        del slots[k]
 
 
-def _cb_state(slots: Slots) -> CbState:
-    return tuple(sorted((k - CTXK, sz, v) for k, (sz, v) in slots.items() if k >= CTXK))
 
 
-def _set_cb(slots: Slots, cb: CbState | None) -> None:
-    _clear_ctx(slots)
-    for off, sz, v in cb or ():
-        slots[CTXK + off] = (sz, v)
 
 
-def _cb_join(acc: CbState | None, slots: Slots) -> CbState:
-    cur = _cb_state(slots)
-    if acc is None:
-        return cur
-    return cb_join(acc, cur)
 
-
-def cb_join(a: CbState, b: CbState) -> CbState:
-    """The cb bytes known in both states, their values joined."""
-    old = {(off, sz): v for off, sz, v in a}
-    out = []
-    for off, sz, v in b:
-        o = old.get((off, sz))
-        if o is not None:
-            out.append((off, sz, D.join(o, v)))
-    return tuple(out)

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from tcaudit.analysis import arith as AR
+from tcaudit.analysis import refine as RF
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.scalar import Rng, Scalar
 
@@ -182,49 +184,49 @@ def alu(op: int, wide: bool, off: int, a: Value, b: Value, same: bool) -> Value:
     tb = type(b)
     if (ta is frozenset or ta is Rng) and (tb is frozenset or tb is Rng):
         if same:
-            r = S.same_reg(op, wide, a)  # type: ignore[arg-type]
+            r = AR.same_reg(op, wide, a)  # type: ignore[arg-type]
             if r is not None:
                 return r
-        return S.alu(op, wide, off, a, b, "arithmetic")  # type: ignore[arg-type]
-    if same and op in (S.SUB, S.XOR):
+        return AR.alu(op, wide, off, a, b, "arithmetic")  # type: ignore[arg-type]
+    if same and op in (AR.SUB, AR.XOR):
         return ZERO
     if ta is Far or tb is Far:
         # the verifier allows only add/sub of a scalar on a pointer: anything else on a
         # value that may be the context is a number
-        if wide and op in (S.ADD, S.SUB) and not (may_be_frame(a) or may_be_frame(b)):
+        if wide and op in (AR.ADD, AR.SUB) and not (may_be_frame(a) or may_be_frame(b)):
             return a if ta is Far else b
         if may_be_frame(a) or may_be_frame(b):
             return MIXED
         return S.full(reason_of(a if ta is Far else b))
-    if wide and op in (S.ADD, S.SUB) and type(a) is SPS:
+    if wide and op in (AR.ADD, AR.SUB) and type(a) is SPS:
         if type(b) is frozenset and len(b) * len(a.offs) <= SP_SET_CAP:
-            sign = 1 if op == S.ADD else -1
+            sign = 1 if op == AR.ADD else -1
             return sp_of({o + sign * S.s64(x) for o in a.offs for x in b})
         a = SPX
         ta = SP
-    if (wide and op == S.ADD and type(a) is SP and a.off is not None
+    if (wide and op == AR.ADD and type(a) is SP and a.off is not None
             and type(b) is frozenset and 1 < len(b) <= SP_SET_CAP):
         base = a.off
         return sp_of({base + S.s64(x) for x in b})
-    if wide and op in (S.ADD, S.SUB):
+    if wide and op in (AR.ADD, AR.SUB):
         c = _single(b)
         if type(a) is SP or type(a) is Ptr:
             p_off = a.off
             if c is not None and p_off is not None:
                 d = S.s64(c)
-                n = p_off + d if op == S.ADD else p_off - d
+                n = p_off + d if op == AR.ADD else p_off - d
                 return Ptr(a.kind, a.map_id, n) if type(a) is Ptr else SP(n)
             if tb is SP or tb is Top or tb is SPS:
-                return S.full("difference of pointers") if ta is SP and op == S.SUB else MIXED
+                return S.full("difference of pointers") if ta is SP and op == AR.SUB else MIXED
             if tb is Ptr:
                 return MIXED if ta is SP else S.full("pointer arithmetic")
             return Ptr(a.kind, a.map_id, None) if type(a) is Ptr else SPX
         if tb is SP or tb is SPS:
-            return SPX if op == S.ADD and ta is not Top else MIXED
+            return SPX if op == AR.ADD and ta is not Top else MIXED
         if ta is Top or tb is Top:
             return a if ta is Top else b
         if type(b) is Ptr:
-            if op == S.ADD:
+            if op == AR.ADD:
                 return Ptr(b.kind, b.map_id, None)
             return S.full("pointer arithmetic")
     if ta is SPS:
@@ -236,10 +238,10 @@ def alu(op: int, wide: bool, off: int, a: Value, b: Value, same: bool) -> Value:
     if ta is Top or tb is Top or ta is SP or tb is SP:
         # any other operation on a frame pointer gives a number the verifier would
         # refuse to use as a pointer, except 64-bit add/sub handled above
-        if wide and op in (S.AND, S.OR, S.XOR, S.MOV):
+        if wide and op in (AR.AND, AR.OR, AR.XOR, AR.MOV):
             return MIXED
         return S.full("arithmetic on a pointer")
-    return S.alu(op, wide, off, as_scalar(a), as_scalar(b), "arithmetic on a pointer")
+    return AR.alu(op, wide, off, as_scalar(a), as_scalar(b), "arithmetic on a pointer")
 
 
 def _single(v: Value) -> int | None:
@@ -261,13 +263,13 @@ def mov_x(v: Value, wide: bool, off: int) -> Value:
 
 
 def neg(v: Value, wide: bool) -> Value:
-    return S.neg(as_scalar(v), wide, "negation")
+    return AR.neg(as_scalar(v), wide, "negation")
 
 
 def end(v: Value, wide: bool, to_be: bool, bits: int) -> Value:
     if bits not in (16, 32, 64):
         return S.full("invalid byte swap")
-    return S.byteswap(as_scalar(v), bits, wide or to_be, "byte swap")
+    return AR.byteswap(as_scalar(v), bits, wide or to_be, "byte swap")
 
 
 Side = tuple[Value | None, Value | None]
@@ -276,14 +278,14 @@ Side = tuple[Value | None, Value | None]
 def branch(op: int, wide: bool, a: Value, b: Value) -> tuple[Side, Side]:
     """(taken, not taken): refined (dst, src); None marks an infeasible side."""
     if (type(a) is frozenset or type(a) is Rng) and (type(b) is frozenset or type(b) is Rng):
-        return S.branch(op, wide, a, b)
-    if op == S.JEQ and wide:
+        return RF.branch(op, wide, a, b)
+    if op == RF.JEQ and wide:
         # a pointer equal to a constant is that number (e.g. NULL checks)
         if is_scalar(b) and not may_be_frame(a):
             return (b, b), (a, b)
         if is_scalar(a) and not may_be_frame(b):
             return (a, a), (a, b)
-    if op == S.JNE and wide:
+    if op == RF.JNE and wide:
         if is_scalar(b) and not may_be_frame(a):
             return (a, b), (b, b)
         if is_scalar(a) and not may_be_frame(b):

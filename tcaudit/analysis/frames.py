@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tcaudit.analysis import arith as AR
 from tcaudit.analysis import domain as D
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import SP, SPS, Ptr, Top, Value
@@ -80,7 +81,7 @@ def slot_load(slots: Slots, a: int, size: int, sx: bool, escaped: bool, reason: 
         out = frozenset((x >> shift) & m for x in v)
         return S.sext(out, bits) if sx else out
     if type(v) is Rng and shift == 0:
-        t = S.byteswap(v, bits, False, reason)
+        t = AR.byteswap(v, bits, False, reason)
         return S.sext(t, bits) if sx else t
     return S.sized(bits, reason, sx)
 
@@ -97,7 +98,7 @@ def narrow(v: Value, bits: int) -> Value:
         m = (1 << bits) - 1
         return frozenset(x & m for x in v)
     if type(v) is Rng:
-        return S.byteswap(v, bits, False, v.reason)
+        return AR.byteswap(v, bits, False, v.reason)
     return S.sized(bits, "part of a pointer")
 
 def slot_store(slots: Slots, a: int, size: int, v: Value) -> None:
@@ -117,7 +118,7 @@ def slot_store(slots: Slots, a: int, size: int, v: Value) -> None:
             m = (1 << bits) - 1
             v = frozenset(x & m for x in v)
         elif type(v) is Rng:
-            v = S.byteswap(v, bits, False, v.reason)
+            v = AR.byteswap(v, bits, False, v.reason)
         else:
             v = S.sized(bits, "part of a pointer")
     slots[a] = (size, v)

@@ -13,6 +13,7 @@ until either register is written.
 
 from __future__ import annotations
 
+from tcaudit.analysis import refine as RF
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import Value, is_scalar
 from tcaudit.analysis.scalar import M32, M64, Rng, Scalar
@@ -125,7 +126,7 @@ def refine(source: Value, kind: str, refined: Value) -> Value | None:
             if kp:
                 out.append(kp)
         elif _identity_on(kind, p):
-            m = S.meet(p, ref)
+            m = RF.meet(p, ref)
             if m is not None:
                 out.append(m)
         else:

@@ -1,0 +1,424 @@
+"""Real vendors' call shapes, in programs of our own, against the kernel.
+
+tests/bpf/callpatterns.c holds bpf-to-bpf subprograms writing the verdict through a
+pointer into the caller's stack, bpf_loop() callbacks, drop notifications tail-called
+from many sites with the exit code in skb->cb[4] (plain, or packed with an extended
+error above the low byte) and the "(int)ret < 0" sign-extension idiom. bcc keeps a
+``noinline`` function as a bpf-to-bpf call but cannot load it (the callee lands in a
+section of its own: "last insn is not an exit or jmp"), so the file is compiled by
+clang-14 and loaded with ``bpftool prog loadall`` on a private bpffs, as
+tests/test_verdicts_kernel.py does for tests/bpf/subprog.c. clang-14 merges the
+drop-notification sites of one function into a single tail call (IR sinking, then tail
+merging), so the file is compiled with both turned off: every site stays a site.
+
+A few raw-bytecode programs (tests/bpfasm.py) pin down shapes the compiler does not
+promise: a callee writing its own stack slot at the very offset where the caller keeps
+its default verdict, ten literal notification sites, and a 64-bit r0 whose upper half
+disagrees with the sign of its low half.
+
+Like tests/test_patterns_kernel.py, each program is run with BPF_PROG_TEST_RUN over a
+few hundred generated frames and contexts and checked for soundness (every value the
+kernel returned is covered), definiteness (not "unknown") and exactness (the truth in
+TRUTH), both as loaded normally and loaded with ``net.core.bpf_jit_harden=2``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tcaudit import bpfsys
+from tcaudit.analysis import insns as I
+from tcaudit.analysis.attach import VerdictAnalyser
+from tests import bpfasm as A
+from tests.bpfasm import R0, R1, R2, R3, R6, R10, Label
+from tests.conftest import require_privileged
+from tests.test_patterns_kernel import (
+    CTX_CB,
+    CTX_MARK,
+    CTX_PRIORITY,
+    Truth,
+    covers,
+    definite,
+    exact,
+    jit_harden,
+    packets,
+    ranges_of,
+    s32,
+)
+
+SOURCE = Path(__file__).resolve().parent / "bpf" / "callpatterns.c"
+CLANG = "clang-14"
+CFLAGS = (
+    "-O2",
+    "-g",
+    "-target",
+    "bpf",
+    # keep every drop-notification site a tail call of its own (see the docstring)
+    "-mllvm",
+    "-simplifycfg-sink-common=false",
+    "-mllvm",
+    "-enable-tail-merge=false",
+)
+CB_REASON, CB_EXIT = CTX_CB + 2 * 4, CTX_CB + 4 * 4
+BPF_FUNC_LOOP = 181
+NOTIFY_SLOTS = {"notify": 0, "notify_packed": 1}
+
+# -- raw bytecode ------------------------------------------------------------------------
+
+
+def sub_alias_raw(calls_fd: int) -> tuple[I.Insn, ...]:
+    """The caller keeps its default verdict (mark & 2: OK or SHOT) at r10-8 and hands
+    r10-16 (UNSPEC) to a subprogram; the subprogram stores 99 at ITS r10-8 and
+    REDIRECT through the pointer when the priority is odd. The caller returns the
+    struct's verdict unless still UNSPEC, else its default. Exact {OK, SHOT, REDIRECT}."""
+    del calls_fd
+    return A.asm(
+        A.mov(R6, R1),
+        A.ldx(4, R2, R1, CTX_MARK),
+        A.and_(R2, 2),
+        A.stx(4, R10, -8, R2),
+        A.st(4, R10, -16, -1),
+        A.mov(R1, R6),
+        A.mov(R2, R10),
+        A.add(R2, -16),
+        A.pseudo_call("callee"),
+        A.ldx(4, R0, R10, -16),
+        A.jmp32("ne", R0, -1, "out"),
+        A.ldx(4, R0, R10, -8),
+        Label("out"),
+        A.exit_(),
+        Label("callee"),
+        A.st(8, R10, -8, 99),
+        A.ldx(4, R3, R1, CTX_PRIORITY),
+        A.jmp("set", R3, 1, "redirect"),
+        A.ja("done"),
+        Label("redirect"),
+        A.st(4, R2, 0, 7),
+        Label("done"),
+        A.mov(R0, 0),
+        A.exit_(),
+    )
+
+
+# reason (cb[2]) and extended error for each site; the mark (1..10) picks the site
+SITES = tuple((100 + i, 0x10 * i + 1) for i in range(1, 11))
+
+
+def _notify_sites(calls_fd: int, slot: int, cb4: Callable[[int, int], int]) -> tuple[I.Insn, ...]:
+    dispatch = [A.jmp("eq", R2, mark, f"site{mark}") for mark in range(1, len(SITES) + 1)]
+    sites = []
+    for mark, (reason, ext) in enumerate(SITES, start=1):
+        code = 0 if mark == len(SITES) and slot == 1 else 2  # one "audit" site: OK
+        sites += [
+            Label(f"site{mark}"),
+            A.st(4, R6, CB_REASON, reason),
+            A.st(4, R6, CB_EXIT, cb4(ext, code)),
+            A.mov(R1, R6),
+            A.ld_imm64(R2, calls_fd, src=I.BPF_PSEUDO_MAP_FD, imm2=0),
+            A.mov(R3, slot),
+            A.tail_call(),
+            A.mov(R0, code),
+            A.exit_(),
+        ]
+    return A.asm(
+        A.mov(R6, R1),
+        A.ldx(4, R2, R1, CTX_MARK),
+        *dispatch,
+        A.mov(R0, 0),
+        A.exit_(),
+        *sites,
+    )
+
+
+def drops_raw(calls_fd: int) -> tuple[I.Insn, ...]:
+    """Ten literal tail-call sites into notify, each with its own reason in cb[2] and
+    SHOT in cb[4]; a failed call returns SHOT; no site: OK. Exact {OK, SHOT}."""
+    return _notify_sites(calls_fd, 0, lambda ext, code: code)
+
+
+def drops_packed_raw(calls_fd: int) -> tuple[I.Insn, ...]:
+    """Ten sites into notify_packed with cb[4] = ext << 8 | code, each ext its own; the
+    last site's code is OK (audit), the others SHOT. Exact {OK, SHOT}."""
+    return _notify_sites(calls_fd, 1, lambda ext, code: ext << 8 | code)
+
+
+def sext_raw(calls_fd: int) -> tuple[I.Insn, ...]:
+    """r0 is one of 0x1_00000007, 0x80000000, -22 and 0xffffffff_00000000 (the mark
+    picks); r1 = r0 sign-extended from 32 bits; SHOT if r1 s< 0, else r0 itself. The
+    64-bit sign of r0 disagrees with its low half for three of the four.
+    Exact {OK, SHOT, REDIRECT}."""
+    del calls_fd
+    return A.asm(
+        A.ldx(4, R2, R1, CTX_MARK),
+        A.and_(R2, 3),
+        A.ld_imm64(R0, 0x1_0000_0007),
+        A.jmp("eq", R2, 0, "test"),
+        A.ld_imm64(R0, 0x8000_0000),
+        A.jmp("eq", R2, 1, "test"),
+        A.mov(R0, -22),
+        A.jmp("eq", R2, 2, "test"),
+        A.ld_imm64(R0, 0xFFFF_FFFF_0000_0000),
+        Label("test"),
+        A.mov(R1, R0),
+        A.lsh(R1, 32),
+        A.alu("arsh", R1, 32),
+        A.jmp("slt", R1, 0, "shot"),
+        A.exit_(),
+        Label("shot"),
+        A.mov(R0, 2),
+        A.exit_(),
+    )
+
+
+RAW: dict[str, Callable[[int], tuple[I.Insn, ...]]] = {
+    "sub_alias_raw": sub_alias_raw,
+    "drops_raw": drops_raw,
+    "drops_packed_raw": drops_packed_raw,
+    "sext_raw": sext_raw,
+}
+
+# -- the truth ---------------------------------------------------------------------------
+
+TRUTH: dict[str, Truth] = {
+    # 1. a subprogram writes the verdict into the caller's struct
+    "sub_ptr": exact(0, 2),
+    # 2. ... while the caller keeps its default in a slot of its own
+    "sub_keep": exact(0, 2, 7),
+    "sub_alias_raw": exact(0, 2, 7),
+    # 3. bpf_loop() callback writing into the caller's context struct
+    "loop_verdict": exact(0, 2),
+    "loop_decide": exact(-1, 7),
+    # 4. many notification sites, one exit code in cb[4]
+    "drops_many": exact(0, 2),
+    "drops_raw": exact(0, 2),
+    "notify": Truth(anything=True),
+    # 5. cb[4] = ext << 8 | exitcode, the target returns cb[4] & 0xff
+    "drops_packed": exact(0, 2),
+    "drops_packed_raw": exact(0, 2),
+    "notify_packed": Truth(ranges=((0, 255),)),
+    # 6. the sign-extended copy is tested, the original returned
+    "sext_ret": exact(0, 2, 7),
+    "sext_raw": exact(0, 2, 7),
+}
+C_PROGRAMS = tuple(name for name in TRUTH if name not in RAW)
+NAMES = tuple(TRUTH)
+SUBPROGRAMS = ("sub_ptr", "sub_keep", "sub_alias_raw", "sext_ret")
+LOOPS = ("loop_verdict", "loop_decide")
+# program -> (notify program, how many tail-call sites it has at least)
+NOTIFIERS = {
+    "drops_many": ("notify", 11),
+    "drops_raw": ("notify", 10),
+    "drops_packed": ("notify_packed", 10),
+    "drops_packed_raw": ("notify_packed", 10),
+}
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def _compile(out: Path) -> None:
+    if not (shutil.which(CLANG) and shutil.which("bpftool")):
+        pytest.fail(f"{CLANG} and bpftool are installed by make setup")
+    subprocess.run(
+        [
+            CLANG,
+            *CFLAGS,
+            f"-I/usr/include/{os.uname().machine}-linux-gnu",
+            "-c",
+            str(SOURCE),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+@dataclass
+class Loaded:
+    harden: int | None
+    fds: dict[str, int]
+    seen: dict[str, set[int]]
+
+    def observed(self, name: str) -> set[int]:
+        if name not in self.seen:
+            fd = self.fds[name]
+            self.seen[name] = {
+                s32(bpfsys.prog_test_run(fd, d, ctx=c).retval)
+                for d, c in packets(sum(map(ord, name)))
+            }
+        return self.seen[name]
+
+    def analysis(self, name: str) -> object:
+        result = VerdictAnalyser().analysis(bpfsys.prog_info(self.fds[name]).id)
+        assert not isinstance(result, str), result
+        return result
+
+    def xlated(self, name: str) -> tuple[I.Insn, ...]:
+        return tuple(I.decode(bpfsys.prog_info(self.fds[name], with_code=True).xlated or b""))
+
+
+@pytest.fixture(scope="module", params=[None, 2], ids=["plain", "harden2"])
+def loaded(request: pytest.FixtureRequest) -> Iterator[Loaded]:
+    """callpatterns.c through bpftool (programs and maps pinned on a private bpffs,
+    unpinned right after: the fds keep them) plus the raw programs, the notify
+    programs put in their slots; bpf_jit_harden as the param says while loading."""
+    require_privileged()
+    work = Path(tempfile.mkdtemp(prefix="tcacp-", dir="/tmp"))
+    mount = work / "fs"
+    mount.mkdir()
+    fds: dict[str, int] = {}
+    mounted = False
+    try:
+        obj = work / "callpatterns.o"
+        _compile(obj)
+        subprocess.run(["mount", "-t", "bpf", "bpf", str(mount)], check=True)
+        mounted = True
+        progs, maps = mount / "progs", mount / "maps"
+        with jit_harden(request.param):
+            done = subprocess.run(
+                ["bpftool", "prog", "loadall", str(obj), str(progs), "pinmaps", str(maps)],
+                capture_output=True,
+                text=True,
+            )
+            assert done.returncode == 0, done.stderr[-4000:]
+            for name in C_PROGRAMS:
+                fds[name] = bpfsys.obj_get(str(progs / name))
+            fds["calls"] = bpfsys.obj_get(str(maps / "calls"))
+            for name, build in RAW.items():
+                code = I.encode(build(fds["calls"]))
+                fds[name] = bpfsys.prog_load(code, name=name)
+        for name, slot in NOTIFY_SLOTS.items():
+            bpfsys.map_update(fds["calls"], struct.pack("=I", slot), struct.pack("=I", fds[name]))
+        shutil.rmtree(progs)
+        shutil.rmtree(maps)
+        yield Loaded(request.param, fds, {})
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        if mounted:
+            subprocess.run(["umount", str(mount)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- the code is what the patterns say ---------------------------------------------------
+
+
+def _pseudo_calls(code: tuple[I.Insn, ...]) -> int:
+    return sum(1 for x in code if x.code == I.BPF_JMP | I.BPF_CALL and x.src == I.BPF_PSEUDO_CALL)
+
+
+def _helper_calls(code: tuple[I.Insn, ...], helper: int) -> int:
+    return sum(
+        1 for x in code if x.code == I.BPF_JMP | I.BPF_CALL and x.src == 0 and x.imm == helper
+    )
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", SUBPROGRAMS)
+def test_subprogram_stays_a_bpf_to_bpf_call(loaded: Loaded, name: str) -> None:
+    require_privileged()
+    assert _pseudo_calls(loaded.xlated(name)) >= 1
+    starts = bpfsys.prog_info(loaded.fds[name], with_code=True).func_starts
+    if name != "sub_alias_raw":  # raw bytecode carries no BTF, hence no func_info
+        assert starts is not None and len(starts) == 2, starts
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", LOOPS)
+def test_bpf_loop_is_inlined_into_a_callback_call(loaded: Loaded, name: str) -> None:
+    """The verifier replaced bpf_loop() (flags 0, one callback) by a loop calling the
+    callback as a subprogram; were it not inlined, the helper call would remain."""
+    require_privileged()
+    code = loaded.xlated(name)
+    assert _helper_calls(code, BPF_FUNC_LOOP) == 0
+    assert _pseudo_calls(code) == 1
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", sorted(NOTIFIERS))
+def test_many_sites_reach_the_notify_program(loaded: Loaded, name: str) -> None:
+    require_privileged()
+    target, at_least = NOTIFIERS[name]
+    assert _helper_calls(loaded.xlated(name), I.BPF_FUNC_TAIL_CALL) >= at_least
+    analysis = loaded.analysis(name)
+    notify = bpfsys.prog_info(loaded.fds[target]).id
+    sites = [s for s in getattr(analysis, "tail_calls", ()) if notify in s.targets]
+    assert len(sites) >= at_least, f"{name}: {getattr(analysis, 'tail_calls', None)}"
+
+
+@pytest.mark.privileged
+def test_sext_ret_tests_a_sign_extended_copy(loaded: Loaded) -> None:
+    """clang-14 emitted the idiom: a copy of r0 shifted left 32 and arithmetically
+    right 32, then a signed test on the copy."""
+    require_privileged()
+    code = loaded.xlated("sext_ret")
+    shapes = [(x.code, x.imm) for x in code]
+    lsh = (I.BPF_ALU64 | I.BPF_LSH | I.BPF_K, 32)
+    arsh = (I.BPF_ALU64 | I.BPF_ARSH | I.BPF_K, 32)
+    at = shapes.index(lsh)
+    if loaded.harden is None:
+        assert shapes[at + 1] == arsh, code[at - 1 : at + 3]
+        assert code[at - 1].code == I.BPF_ALU64 | I.BPF_MOV | I.BPF_X
+        assert code[at - 1].src == 0 and code[at].dst == code[at - 1].dst
+
+
+# -- the checks --------------------------------------------------------------------------
+
+
+def _got(analysis: object) -> str:
+    return (
+        f"possible={getattr(analysis, 'possible', None)} ranges={ranges_of(analysis)}"
+        f" reason={getattr(analysis, 'reason', None)}"
+    )
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", NAMES)
+def test_sound(loaded: Loaded, name: str) -> None:
+    """Every value the kernel returns is covered by the answer."""
+    require_privileged()
+    analysis = loaded.analysis(name)
+    missed = sorted(v for v in loaded.observed(name) if not covers(analysis, v))
+    assert not missed, f"{name}: kernel returned {missed}, answer {_got(analysis)}"
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", [n for n in NAMES if not TRUTH[n].anything])
+def test_definite(loaded: Loaded, name: str) -> None:
+    require_privileged()
+    analysis = loaded.analysis(name)
+    assert definite(analysis), f"{name}: unknown ({getattr(analysis, 'reason', None)})"
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("name", NAMES)
+def test_exact(loaded: Loaded, name: str) -> None:
+    """The answer is the truth stated in TRUTH (and the kernel shows that truth)."""
+    require_privileged()
+    truth = TRUTH[name]
+    analysis = loaded.analysis(name)
+    seen = loaded.observed(name)
+    possible = getattr(analysis, "possible", None)
+    ranges = ranges_of(analysis)
+    if truth.values is not None:
+        assert seen == truth.values, f"{name}: the kernel returned {sorted(seen)}"
+        assert possible == truth.values, f"{name}: {_got(analysis)}"
+    elif truth.ranges is not None:
+        assert all(any(lo <= v <= hi for lo, hi in truth.ranges) for v in seen), seen
+        assert len(seen) > 10, seen
+        assert ranges == truth.ranges, f"{name}: {_got(analysis)}"
+        assert possible is None  # more than 64 values
+    else:
+        assert truth.anything
+        assert len(seen) > 5  # cb[4] from the context comes back
+        assert possible is None, f"{name}: {_got(analysis)}"
+        assert ranges is None or ranges == ((-(1 << 31), (1 << 31) - 1),), _got(analysis)

@@ -35,6 +35,7 @@ BPF_PROG_GET_FD_BY_ID = 13
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
+BPF_MAP_FREEZE = 22
 BPF_LINK_CREATE = 28
 BPF_LINK_GET_FD_BY_ID = 30
 BPF_LINK_DETACH = 34
@@ -434,12 +435,23 @@ def readonly_array_value(map_id: int) -> bytes | None:
         os.close(fd)
 
 
-def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, name: str) -> int:
+def map_create(
+    map_type: int, key_size: int, value_size: int, max_entries: int, name: str,
+    flags: int = 0,
+) -> int:
     attr = _attr()
-    struct.pack_into("=IIIII", attr, 0, map_type, key_size, value_size, max_entries, 0)
+    struct.pack_into("=IIIII", attr, 0, map_type, key_size, value_size, max_entries, flags)
     # map_name sits after map_flags, inner_map_fd and numa_node (offset 28)
     struct.pack_into("=16s", attr, 28, name.encode()[:15])
     return _bpf(BPF_MAP_CREATE, attr, f"BPF_MAP_CREATE {name}")
+
+
+def map_freeze(fd: int) -> None:
+    """BPF_MAP_FREEZE: no more changes from user space (programs see it read-only when
+    the map also has BPF_F_RDONLY_PROG)."""
+    attr = _attr()
+    struct.pack_into("=I", attr, 0, fd)
+    _bpf(BPF_MAP_FREEZE, attr, "BPF_MAP_FREEZE")
 
 
 class _Statfs(ctypes.Structure):

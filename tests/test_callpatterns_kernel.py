@@ -39,7 +39,7 @@ from tcaudit import bpfsys
 from tcaudit.analysis import insns as I
 from tcaudit.analysis.attach import VerdictAnalyser
 from tests import bpfasm as A
-from tests.bpfasm import R0, R1, R2, R3, R6, R10, Label
+from tests.bpfasm import R0, R1, R2, R3, R6, R7, R10, Label
 from tests.conftest import require_privileged
 from tests.test_patterns_kernel import (
     CTX_CB,
@@ -104,6 +104,67 @@ def sub_alias_raw(calls_fd: int) -> tuple[I.Insn, ...]:
         Label("redirect"),
         A.st(4, R2, 0, 7),
         Label("done"),
+        A.mov(R0, 0),
+        A.exit_(),
+    )
+
+
+def sub_upper_raw(calls_fd: int) -> tuple[I.Insn, ...]:
+    """sub_keep's struct as clang sets it up: one 64-bit store puts reason 0 in r10-16
+    and UNSPEC in r10-12; the subprogram writes REDIRECT into the upper half (r10-12)
+    only when the priority is odd. The caller returns r10-12. Exact {UNSPEC, REDIRECT}."""
+    del calls_fd
+    return A.asm(
+        A.ld_imm64(R2, 0xFFFF_FFFF_0000_0000),
+        A.stx(8, R10, -16, R2),
+        A.mov(R2, R10),
+        A.add(R2, -16),
+        A.pseudo_call("callee"),
+        A.ldx(4, R0, R10, -12),
+        A.exit_(),
+        Label("callee"),
+        A.ldx(4, R3, R1, CTX_PRIORITY),
+        A.jmp("set", R3, 1, "redirect"),
+        A.ja("done"),
+        Label("redirect"),
+        A.st(4, R2, 4, 7),
+        Label("done"),
+        A.mov(R0, 0),
+        A.exit_(),
+    )
+
+
+def loop_count_raw(calls_fd: int) -> tuple[I.Insn, ...]:
+    """loop_verdict without bpf_loop: a plain bounded loop (4 rounds) calls a subprogram
+    with the round and r10-16 (want = mark & 7, verdict OK, steps 0); the subprogram
+    bumps steps and sets SHOT when the round is the wanted one. Exact {OK, SHOT}."""
+    del calls_fd
+    return A.asm(
+        A.ldx(4, R3, R1, CTX_MARK),
+        A.and_(R3, 7),
+        A.stx(4, R10, -16, R3),
+        A.st(4, R10, -12, 0),
+        A.st(4, R10, -8, 0),
+        A.mov(R7, 0),
+        Label("top"),
+        A.jmp("ge", R7, 4, "out"),
+        A.mov(R1, R7),
+        A.mov(R2, R10),
+        A.add(R2, -16),
+        A.pseudo_call("step"),
+        A.add(R7, 1),
+        A.ja("top"),
+        Label("out"),
+        A.ldx(4, R0, R10, -12),
+        A.exit_(),
+        Label("step"),
+        A.ldx(4, R3, R2, 8),
+        A.add(R3, 1),
+        A.stx(4, R2, 8, R3),
+        A.ldx(4, R3, R2, 0),
+        A.jmp("ne", R3, R1, "skip"),
+        A.st(4, R2, 4, 2),
+        Label("skip"),
         A.mov(R0, 0),
         A.exit_(),
     )
@@ -181,6 +242,8 @@ def sext_raw(calls_fd: int) -> tuple[I.Insn, ...]:
 
 RAW: dict[str, Callable[[int], tuple[I.Insn, ...]]] = {
     "sub_alias_raw": sub_alias_raw,
+    "sub_upper_raw": sub_upper_raw,
+    "loop_count_raw": loop_count_raw,
     "drops_raw": drops_raw,
     "drops_packed_raw": drops_packed_raw,
     "sext_raw": sext_raw,
@@ -194,9 +257,14 @@ TRUTH: dict[str, Truth] = {
     # 2. ... while the caller keeps its default in a slot of its own
     "sub_keep": exact(0, 2, 7),
     "sub_alias_raw": exact(0, 2, 7),
+    # (sub_keep's stack layout alone: a 64-bit store, the upper half maybe rewritten)
+    "sub_upper_raw": exact(-1, 7),
     # 3. bpf_loop() callback writing into the caller's context struct
     "loop_verdict": exact(0, 2),
     "loop_decide": exact(-1, 7),
+    "loop_nocount": exact(0, 2),
+    # (the same without bpf_loop: a bounded loop calling a subprogram)
+    "loop_count_raw": exact(0, 2),
     # 4. many notification sites, one exit code in cb[4]
     "drops_many": exact(0, 2),
     "drops_raw": exact(0, 2),
@@ -211,8 +279,15 @@ TRUTH: dict[str, Truth] = {
 }
 C_PROGRAMS = tuple(name for name in TRUTH if name not in RAW)
 NAMES = tuple(TRUTH)
-SUBPROGRAMS = ("sub_ptr", "sub_keep", "sub_alias_raw", "sext_ret")
-LOOPS = ("loop_verdict", "loop_decide")
+SUBPROGRAMS = (
+    "sub_ptr",
+    "sub_keep",
+    "sub_alias_raw",
+    "sub_upper_raw",
+    "loop_count_raw",
+    "sext_ret",
+)
+LOOPS = ("loop_verdict", "loop_decide", "loop_nocount")
 # program -> (notify program, how many tail-call sites it has at least)
 NOTIFIERS = {
     "drops_many": ("notify", 11),
@@ -240,6 +315,11 @@ def _compile(out: Path) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def _kernel_version() -> tuple[int, int]:
+    major, minor = os.uname().release.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 @dataclass
@@ -272,6 +352,8 @@ def loaded(request: pytest.FixtureRequest) -> Iterator[Loaded]:
     unpinned right after: the fds keep them) plus the raw programs, the notify
     programs put in their slots; bpf_jit_harden as the param says while loading."""
     require_privileged()
+    if _kernel_version() < (5, 17):
+        pytest.skip("bpf_loop() (helper 181) needs Linux 5.17; callpatterns.c is one object")
     work = Path(tempfile.mkdtemp(prefix="tcacp-", dir="/tmp"))
     mount = work / "fs"
     mount.mkdir()
@@ -328,7 +410,7 @@ def test_subprogram_stays_a_bpf_to_bpf_call(loaded: Loaded, name: str) -> None:
     require_privileged()
     assert _pseudo_calls(loaded.xlated(name)) >= 1
     starts = bpfsys.prog_info(loaded.fds[name], with_code=True).func_starts
-    if name != "sub_alias_raw":  # raw bytecode carries no BTF, hence no func_info
+    if name not in RAW:  # raw bytecode carries no BTF, hence no func_info
         assert starts is not None and len(starts) == 2, starts
 
 
@@ -364,11 +446,10 @@ def test_sext_ret_tests_a_sign_extended_copy(loaded: Loaded) -> None:
     shapes = [(x.code, x.imm) for x in code]
     lsh = (I.BPF_ALU64 | I.BPF_LSH | I.BPF_K, 32)
     arsh = (I.BPF_ALU64 | I.BPF_ARSH | I.BPF_K, 32)
-    at = shapes.index(lsh)
-    if loaded.harden is None:
-        assert shapes[at + 1] == arsh, code[at - 1 : at + 3]
-        assert code[at - 1].code == I.BPF_ALU64 | I.BPF_MOV | I.BPF_X
-        assert code[at - 1].src == 0 and code[at].dst == code[at - 1].dst
+    at = shapes.index(lsh)  # constant blinding leaves shifts alone
+    assert shapes[at + 1] == arsh, code[at - 1 : at + 3]
+    assert code[at - 1].code == I.BPF_ALU64 | I.BPF_MOV | I.BPF_X
+    assert code[at - 1].src == 0 and code[at].dst == code[at - 1].dst == code[at + 1].dst
 
 
 # -- the checks --------------------------------------------------------------------------

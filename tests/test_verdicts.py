@@ -14,9 +14,11 @@ from tcaudit.analysis.meaning import (
     TC_ACT_SHOT,
     TC_ACT_UNSPEC,
     effective,
+    effective_ranges,
     verdict_names,
 )
 from tests.bpfasm import (
+    HELPERS,
     R0,
     R1,
     R2,
@@ -1004,3 +1006,170 @@ def test_kernel_internal_probe_loads_are_unknown() -> None:
     assert a.possible is None and a.reason == "value loaded from kernel memory"
     code2 = (*code[:-2], *program(ldx(8, R0, R10, -8), exit_()).insns)
     assert analyse(ProgramCode(None, "probe", code2), FakeSource()).possible == {2}
+
+
+# ------------------------------------------------------------- engine v2 semantics
+
+THROW_HELPERS = {**HELPERS, 9001: "bpf_throw"}
+
+
+def test_bpf_throw_returns_the_cookie() -> None:
+    # bpf_throw ends the whole program with the cookie (default exception callback),
+    # even from a subprogram
+    prog = program(
+        pseudo_call("f"),
+        mov(R0, TC_ACT_OK),
+        exit_(),
+        Label("f"),
+        mov(R1, TC_ACT_SHOT),
+        kfunc_call(9001),
+        mov(R0, 5),
+        exit_(),
+        func_labels=["f"],
+    )
+    a = analyse(prog, FakeSource(helpers=THROW_HELPERS))
+    assert a.possible == {TC_ACT_SHOT}  # f never returns: the code after the call is dead
+
+
+def test_bpf_throw_with_an_exception_callback_uses_its_return() -> None:
+    # a function nothing calls may be the exception callback: it gets the cookie in r1
+    prog = program(
+        mov(R1, 3),
+        kfunc_call(9001),
+        mov(R0, TC_ACT_OK),
+        exit_(),
+        Label("cb"),
+        mov(R0, R1),
+        add(R0, 4),
+        exit_(),
+        func_labels=["cb"],
+    )
+    a = analyse(prog, FakeSource(helpers=THROW_HELPERS))
+    assert a.possible == {3, 7}  # the default (the cookie) or the callback's r1 + 4
+
+
+def test_ld_abs_failure_in_a_subprogram_returns_zero_to_the_caller() -> None:
+    # the failed load returns 0 from the subprogram only; the caller maps 0 to SHOT
+    prog = program(
+        mov(R6, R1),
+        pseudo_call("f"),
+        jmp("eq", R0, 0, "zero"),
+        mov(R0, TC_ACT_OK),
+        exit_(),
+        Label("zero"),
+        mov(R0, TC_ACT_SHOT),
+        exit_(),
+        Label("f"),
+        ld_abs(1, 12),
+        mov(R0, 1),
+        exit_(),
+        func_labels=["f"],
+    )
+    a = analyse(prog, FakeSource())
+    assert a.possible == {TC_ACT_OK, TC_ACT_SHOT}
+
+
+def test_no_reachable_exit_is_unknown() -> None:
+    a = run(Label("top"), mov(R0, 1), jmp("eq", R0, 1, "top"), exit_())
+    assert a.possible is None and a.ranges is None
+    assert a.reason == "no exit is reachable"
+
+
+def test_more_than_64_values_become_ranges() -> None:
+    a = run(call(5), and_(R0, 0x7F), add(R0, 100), exit_())
+    assert a.possible is None
+    assert a.ranges == ((100, 227),)
+    assert a.reason == "more than 64 values, see ranges"
+
+
+def test_a_bound_covering_every_32_bit_value_is_unknown() -> None:
+    a = run(call(5), exit_())
+    assert a.possible is None and a.ranges is None
+    assert a.reason == "return value of helper bpf_ktime_get_ns"
+
+
+def test_errno_range_and_constants_stay_apart() -> None:
+    # a helper's 0-or-errno joined with {2, 7} at one exit: no STOLEN (4) in between
+    a = run(
+        mov(R1, R1),
+        call(26),  # skb_load_bytes: 0 or a negative errno
+        jmp("eq", R0, 0, "ok"),
+        ja("out"),
+        Label("ok"),
+        mov(R1, 3),
+        mov(R2, 0),
+        call(23),  # redirect: SHOT or REDIRECT
+        Label("out"),
+        exit_(),
+    )
+    assert a.ranges == ((-4095, -1), (2, 2), (7, 7))
+    assert effective_ranges(a.ranges, "direct-action") == ("continue", "drop", "redirect")
+
+
+def test_sign_extended_copy_refines_the_original() -> None:
+    # clang's `(int)ret < 0` test on a copy; the original register is returned
+    a = run(
+        call(26),
+        mov(R6, R0),
+        mov(R1, R6),
+        lsh(R1, 32),
+        alu("arsh", R1, 32),
+        jmp("slt", R1, 0, "err"),
+        mov(R0, R6),
+        exit_(),
+        Label("err"),
+        mov(R0, TC_ACT_SHOT),
+        exit_(),
+    )
+    assert a.possible == {TC_ACT_OK, TC_ACT_SHOT}
+
+
+def test_an_engine_exception_is_one_program_unknown_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tcaudit.analysis import attach
+    from tcaudit.model import Entry, Program
+
+    class Code:
+        def cache_key(self, prog_id: int) -> str:
+            return f"k{prog_id}"
+
+        def program(self, prog_id: int) -> ProgramCode:
+            return program(mov(R0, 0), exit_())
+
+        def error(self, prog_id: int) -> None:
+            return None
+
+    def boom(*_a: object, **_k: object) -> Analysis:
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(attach, "analyse", boom)
+    analyser = attach.VerdictAnalyser(Code())  # type: ignore[arg-type]
+    prog = Program(id=7, name="x", tag="00", type="sched_cls", insns=2, maps=(),
+                   holders=(), btf_id=None, loaded_at=None, uid=None)
+    entry = Entry(pref=1, handle=1, chain=0, protocol="all", kind="bpf", direct_action=True,
+                  filter_name="x", program=prog)
+    v = analyser.verdict(entry)
+    assert v.possible is None and v.effective is None and v.ranges is None
+    assert v.reason == "internal error: IndexError: list index out of range"
+    assert analyser.internal_errors == [
+        "program 7: verdict analysis failed (internal error: IndexError: list index out "
+        "of range); its verdict is unknown"
+    ]
+
+
+def test_snapshot_verdicts_read_back_with_ranges() -> None:
+    from tcaudit.snapshot import _verdict
+
+    new = _verdict({"possible": None, "ranges": [[-4095, 0], [7, 7]],
+                    "effective": ["accept", "continue", "redirect"], "basis": "static",
+                    "reason": "more than 64 values, see ranges"})
+    assert new is not None and new.ranges == ((-4095, 0), (7, 7))
+    assert new.may_return(-14) is True and new.may_return(2) is False
+    # a snapshot written before ranges existed: derived from possible, merged
+    old = _verdict({"possible": [-1, 0, 2], "effective": ["accept", "continue", "drop"],
+                    "basis": "static", "reason": None})
+    assert old is not None and old.ranges == ((-1, 0), (2, 2))
+    unknown = _verdict({"possible": None, "effective": None, "basis": "static",
+                        "reason": "value loaded from ctx"})
+    assert unknown is not None and unknown.ranges is None and unknown.may_return(0) is None

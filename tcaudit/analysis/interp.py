@@ -427,10 +427,7 @@ class ProgAnalyser(Memory):
                     steps = 0
                     name = env.helper_name(imm)
                     if H.is_throw(name):
-                        if prep.func_starts - prep.callees - {0}:
-                            self._fail("bpf_throw in a program that may set an exception callback")
-                        else:
-                            self.extra.append(D.as_scalar(regs[1]))
+                        self._throw(D.as_scalar(regs[1]))
                         break
                     frame_args = any(D.may_be_frame(regs[r]) for r in range(1, 6))
                     self._invalidate_unknown(regs, slots, ())
@@ -461,6 +458,19 @@ class ProgAnalyser(Memory):
         if cb_unknown:
             cb_out = ()
         return Func(ret, exits, cb_out, cf_out, effect)
+
+    def _throw(self, cookie: Value) -> None:
+        """bpf_throw(cookie) ends the whole program: the default exception callback
+        returns the cookie (kernel/bpf/helpers.c bpf_throw); a program's own callback is
+        a subprogram nothing calls, given the cookie as r1: each such one is analysed
+        (the kernel appends its default callback the same way)."""
+        self.extra.append(cookie)
+        for start in sorted(self.prep.func_starts - self.prep.callees - {0}):
+            handler = self.function(start, False, (cookie,), (), ())
+            if handler is None:
+                self._fail("bpf_throw inside its own exception callback")
+            elif handler.ret is not None:
+                self.extra.append(handler.ret)
 
     def _fail(self, msg: str) -> None:
         if self.problem is None:

@@ -174,6 +174,32 @@ int loop_decide(struct __sk_buff *skb)
 	return TC_ACT_UNSPEC;
 }
 
+/* the same callback without the step counter */
+static int find_step(__u32 index, void *data)
+{
+	struct walk *w = data;
+
+	if (index == w->want) {
+		w->verdict = TC_ACT_SHOT;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Why: loop_verdict without the counter the callback bumps in a field next
+ * to the verdict, to tell a loss caused by the loop from one caused by the
+ * counter. Exact: {OK, SHOT}.
+ */
+SEC("tc")
+int loop_nocount(struct __sk_buff *skb)
+{
+	struct walk w = { .want = skb->mark & 7, .verdict = TC_ACT_OK };
+
+	bpf_loop(4, find_step, &w, 0);
+	return w.verdict;
+}
+
 /*
  * A drop notification: the reason in cb[2], the exit code in cb[4], then a
  * tail call to the notify program; should that fail, the exit code itself.

@@ -14,7 +14,8 @@ merging), so the file is compiled with both turned off: every site stays a site.
 A few raw-bytecode programs (tests/bpfasm.py) pin down shapes the compiler does not
 promise: a callee writing its own stack slot at the very offset where the caller keeps
 its default verdict, ten literal notification sites, and a 64-bit r0 whose upper half
-disagrees with the sign of its low half.
+disagrees with the sign of its low half; two more (sub_upper_raw, loop_count_raw) cut
+sub_keep's and loop_verdict's shapes down to what they need (as does loop_nocount in C).
 
 Like tests/test_patterns_kernel.py, each program is run with BPF_PROG_TEST_RUN over a
 few hundred generated frames and contexts and checked for soundness (every value the
@@ -176,7 +177,7 @@ SITES = tuple((100 + i, 0x10 * i + 1) for i in range(1, 11))
 
 def _notify_sites(calls_fd: int, slot: int, cb4: Callable[[int, int], int]) -> tuple[I.Insn, ...]:
     dispatch = [A.jmp("eq", R2, mark, f"site{mark}") for mark in range(1, len(SITES) + 1)]
-    sites = []
+    sites: list[A.Item] = []
     for mark, (reason, ext) in enumerate(SITES, start=1):
         code = 0 if mark == len(SITES) and slot == 1 else 2  # one "audit" site: OK
         sites += [

@@ -451,3 +451,39 @@ def test_an_unreadable_program_leaves_its_entry_with_a_reason(
     assert program["id"] == prog.id and program["name"] is None and program["tag"] is None
     assert "unreadable" in program["error"]
     assert entry["verdict"]["possible"] is None and entry["verdict"]["reason"]
+
+
+def test_an_engine_crash_on_one_program_does_not_end_the_scan(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one program whose analysis raises (a tcaudit bug) gets an unknown verdict with
+    # the reason; the others keep theirs, the scan exits 0 and says so in one line
+    from tcaudit.analysis import attach
+
+    host, _pod = pod_pair(box)
+    bad = box.load_returning(0, "tcat_crashes")
+    good = box.load_returning(-1, "tcat_fine")
+    box.attach(host, "veth0", "ingress", bad, pref=1, handle=1)
+    box.attach(host, "veth0", "ingress", good, pref=2, handle=1)
+    bad_id = bpfsys.prog_info(bad.fd).id
+    real = attach.analyse
+
+    def flaky(code: Any, source: Any, **kw: Any) -> Any:
+        if code.prog_id == bad_id:
+            raise IndexError("list assignment index out of range")
+        return real(code, source, **kw)
+
+    monkeypatch.setattr(attach, "analyse", flaky)
+    code, out, err = run(capsys, "scan", "--format", "json", "--netns", host.name)
+    assert code == 0, err
+    doc = json.loads(out)
+    validate(doc)
+    entries = {e["pref"]: e for e in hook_of(doc, host, "veth0", "clsact/ingress")["entries"]}
+    assert entries[1]["verdict"]["possible"] is None
+    assert entries[1]["verdict"]["reason"] == (
+        "internal error: IndexError: list assignment index out of range"
+    )
+    assert entries[1]["program"]["error"] is None
+    assert entries[2]["verdict"]["possible"] == [-1]
+    lines = [line for line in err.splitlines() if "internal error" in line]
+    assert len(lines) == 1 and lines[0].startswith("tcaudit: warning: program ")

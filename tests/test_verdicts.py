@@ -1173,3 +1173,14 @@ def test_snapshot_verdicts_read_back_with_ranges() -> None:
     unknown = _verdict({"possible": None, "effective": None, "basis": "static",
                         "reason": "value loaded from ctx"})
     assert unknown is not None and unknown.ranges is None and unknown.may_return(0) is None
+
+
+def test_union_whose_hull_is_a_few_constants() -> None:
+    # regression: a union of bounds (not normalised, as widening leaves them) and a set
+    # whose hull is at most 64 values used to be turned into a set of the bounds' fields
+    from tcaudit.analysis import scalar as S
+
+    wide = S.Rng(0, S.S64_MAX, 0, S.M64, 0, 15, "loop")
+    out = S.union((wide, frozenset(range(16, 32))))
+    assert all(isinstance(x, int) for x in out) if isinstance(out, frozenset) else True
+    assert S.contains(out, 3) and S.contains(out, 20)

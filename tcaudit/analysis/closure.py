@@ -30,6 +30,7 @@ from tcaudit.analysis.interp import (
     ProgAnalyser,
     Site,
     cb_join,
+    widen_state,
 )
 from tcaudit.analysis.prepare import Prepared
 from tcaudit.analysis.scalar import Rng
@@ -155,20 +156,6 @@ def to_possible(ranges: Ranges | None) -> frozenset[int] | None:
     return frozenset(x for lo, hi in ranges for x in range(lo, hi + 1))
 
 
-def _widen_cb(old: CbState, new: CbState) -> CbState:
-    """Values of cb bytes that keep growing jump to their bounds' extremes."""
-    before = {(off, sz): v for off, sz, v in old}
-    out = []
-    for off, sz, v in new:
-        o = before.get((off, sz))
-        if o is None:
-            continue
-        if o != v and D.is_scalar(o) and D.is_scalar(v):
-            v = S.widen(S.as_rng(o)._replace(parts=()), S.as_rng(v)._replace(parts=()))  # type: ignore[arg-type]
-        out.append((off, sz, v))
-    return tuple(out)
-
-
 _Key = int | None
 _Node = tuple[_Key, CbState]
 
@@ -254,7 +241,7 @@ class _Ctx:
             if grown > MAX_SUMMARIES:
                 new = ()
             elif grown > WIDEN_SUMMARIES and old is not None:
-                new = _widen_cb(old, new)
+                new = widen_state(old, new)
             self.summary[key] = new
         return (key, new)
 

@@ -42,6 +42,9 @@ class CfEffect:
 
     writes: set[tuple[int, int]] = field(default_factory=set)
     """(caller offset, size) ranges written through pointers the callee was given."""
+    values: dict[tuple[int, int], Value | None] = field(default_factory=dict)
+    """The join of every value stored to each range by a plain store (None: written by
+    a helper or an atomic, value unknown)."""
     anywhere: bool = False
     """Written through a pointer that may point anywhere outside the callee's frame."""
 
@@ -207,9 +210,69 @@ def apply_effect(slots: Slots, effect: CfEffect, cf_out: CfState | None) -> None
     if not effect.writes:
         return
     known = {(off, sz): v for off, sz, v in cf_out or ()}
+    before = dict(slots)
     for off, size in sorted(effect.writes):
         for k in [k for k, (sz, _) in slots.items() if k < 0 and k < off + size and k + sz > off]:
             del slots[k]
     for (off, size), v in known.items():
         if any(w_off <= off and off + size <= w_off + w_sz for w_off, w_sz in effect.writes):
             slots[off] = (size, to_caller(v))
+    # a range the callee wrote on some paths only: the old value or one it stored, when
+    # nothing else it wrote overlaps that range
+    for (off, size), stored in effect.values.items():
+        old = before.get(off)
+        if (off, size) in known or stored is None or old is None or old[0] != size:
+            continue
+        if any((w_off, w_sz) != (off, size) and w_off < off + size and off < w_off + w_sz
+               for w_off, w_sz in effect.writes):
+            continue
+        slots[off] = (size, D.join(old[1], to_caller(stored)))
+
+
+def widen_state(old: CbState, new: CbState) -> CbState:
+    """Values of known bytes that keep growing jump to their bounds' extremes."""
+    before = {(off, sz): v for off, sz, v in old}
+    out = []
+    for off, sz, v in new:
+        o = before.get((off, sz))
+        if o is None:
+            continue
+        if o != v and D.is_scalar(o) and D.is_scalar(v):
+            ro = S.as_rng(o)._replace(parts=())  # type: ignore[arg-type]
+            rv = S.as_rng(v)._replace(parts=())  # type: ignore[arg-type]
+            v = S.widen(ro, rv)
+        out.append((off, sz, v))
+    return tuple(out)
+
+
+def join_slots(a: Slots, b: Slots) -> Slots:
+    """The slots known in both states (a wider entry on one side supplies the part the
+    other side knows as a narrower one), their values joined."""
+    out: Slots = {}
+    for k, (sz, v) in a.items():
+        e = b.get(k)
+        if e is None:
+            e = _cover(b, k, sz)
+        if e is not None:
+            out[k] = (sz, D.join(v, e[1])) if e[0] == sz else narrow_join(sz, v, e[0], e[1])
+    for k, (sz, v) in b.items():
+        if k in a or k in out:
+            continue
+        e = _cover(a, k, sz)
+        if e is not None:
+            out[k] = (sz, D.join(e[1], v))
+    return out
+
+
+def _cover(slots: Slots, k: int, size: int) -> tuple[int, Value] | None:
+    """[k, k + size) cut out of a wider entry that holds it, if one does."""
+    for j in range(k - 7, k):
+        e = slots.get(j)
+        if e is not None and j + e[0] >= k + size:
+            bits = 8 * size
+            shift = 8 * (k - j)
+            v = e[1]
+            if type(v) is frozenset:
+                return size, frozenset((x >> shift) & ((1 << bits) - 1) for x in v)
+            return size, S.sized(bits, "part of a wider value")
+    return None

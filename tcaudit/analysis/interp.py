@@ -72,6 +72,7 @@ Slots = F.Slots
 CbState = F.CbState
 CfState = F.CfState
 cb_join = F.cb_join
+widen_state = F.widen_state
 
 _FAILED_TAIL = S.full("return value of a failed bpf_tail_call")
 _PKT_LOAD = "value loaded from packet"
@@ -145,6 +146,8 @@ class ProgAnalyser(Memory):
         self.entry_cb = entry_cb
         self.funcs: dict[_FuncKey, Func] = {}
         self.contexts: dict[int, int] = {}
+        self.summaries: dict[tuple[int, _Args], tuple[CbState, CfState]] = {}
+        self.growths: dict[tuple[int, _Args], int] = {}
         self.active: set[_FuncKey] = set()
         self.sites: list[Site] = []
         self.extra: list[Value] = []  # values that end the whole program (bpf_throw)
@@ -166,10 +169,10 @@ class ProgAnalyser(Memory):
 
     def function(self, start: int, is_main: bool, args: _Args, cb: CbState,
                  cf: CfState) -> Func | None:
-        if not is_main and (cb or cf):
+        if not is_main and (cb or cf) and (start, args, cb, cf) not in self.funcs:
             seen = self.contexts.get(start, 0)
             if seen >= MAX_CONTEXTS:
-                cb = cf = ()
+                cb, cf = self._summary(start, args, cb, cf)
         key = (start, args, cb, cf)
         done = self.funcs.get(key)
         if done is not None:
@@ -249,14 +252,7 @@ class ProgAnalyser(Memory):
                 changed = changed or jr != ort
             js = ost
             if slots is not ost and slots != ost:
-                js = {}
-                for k, (sz, v) in ost.items():
-                    e = slots.get(k)
-                    if e is not None:
-                        if e[0] == sz:
-                            js[k] = (sz, join(v, e[1]))
-                        else:
-                            js[k] = F.narrow_join(sz, v, e[0], e[1])
+                js = F.join_slots(ost, slots)
                 changed = changed or js != ost
             if changed:
                 c = visits.get(tpc, 0) + 1
@@ -458,6 +454,23 @@ class ProgAnalyser(Memory):
         if cb_unknown:
             cb_out = ()
         return Func(ret, exits, cb_out, cf_out, effect)
+
+    def _summary(self, start: int, args: _Args, cb: CbState,
+                 cf: CfState) -> tuple[CbState, CfState]:
+        """Past MAX_CONTEXTS entry states, a subprogram is analysed against the join of
+        the states since (widened after a few growths, nothing known in the end): each
+        call is then covered by an analysis of a state that includes its own."""
+        old = self.summaries.get((start, args))
+        new = (cb, cf) if old is None else (cb_join(old[0], cb), cb_join(old[1], cf))
+        if new != old:
+            grown = self.growths.get((start, args), 0) + 1
+            self.growths[(start, args)] = grown
+            if grown > 24:
+                new = ((), ())
+            elif grown > 4 and old is not None:
+                new = (F.widen_state(old[0], new[0]), F.widen_state(old[1], new[1]))
+            self.summaries[(start, args)] = new
+        return new
 
     def _throw(self, cookie: Value) -> None:
         """bpf_throw(cookie) ends the whole program: the default exception callback

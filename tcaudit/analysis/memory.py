@@ -107,7 +107,14 @@ class Memory:
                     F.clear_cf(slots)
                 else:
                     F.slot_store(slots, CFK + poff + off, size, v)
-                    self.effect.writes.add((poff + off, size))
+                    at = (poff + off, size)
+                    self.effect.writes.add(at)
+                    values = self.effect.values
+                    if at not in values:
+                        values[at] = v
+                    else:
+                        seen = values[at]
+                        values[at] = None if seen is None else D.join(seen, v)
                 return
             if kind != "ctx":
                 return  # map values: not tracked (read-only maps cannot be written)
@@ -200,7 +207,9 @@ class Memory:
                 self.effect.anywhere = True
                 return
             base = CFK
-            self.effect.writes.add((low, -low if length is None else length))
+            at = (low, -low if length is None else length)
+            self.effect.writes.add(at)
+            self.effect.values[at] = None
         elif t is SP:
             low = ptr.off  # type: ignore[union-attr]
             if low is None:

@@ -246,8 +246,8 @@ def union(items: tuple[Scalar, ...]) -> Scalar:
     hull = parts[0]
     for p in parts[1:]:
         hull = _hull(hull, p)
-    if type(hull) is frozenset:  # only sets left, no bounds: one set
-        return make_set(frozenset().union(*parts), f"more than {CAP} possible values")  # type: ignore[arg-type]
+    if type(hull) is frozenset:  # at most CAP values in all: the hull is exact enough
+        return hull
     h = as_rng(hull)
     return Rng(h.smin, h.smax, h.umin, h.umax, h.tv, h.tm, h.reason,
                tuple(sorted(parts, key=lambda p: as_rng(p).smin)))
@@ -282,9 +282,15 @@ def widen(old: Scalar, new: Scalar) -> Scalar:
     smax = rj.smax if rj.smax <= ro.smax else S64_MAX
     umin = rj.umin if rj.umin >= ro.umin else 0
     umax = rj.umax if rj.umax <= ro.umax else M64
-    # the known bits are kept: they can only be lost, one at a time (finite height)
+    # known bits below the lowest one just lost stay known (a packed exit code in the
+    # low byte survives); from it upwards they go at once, so a counter settles now
+    tv, tm = rj.tv, rj.tm
+    lost = tm & ~ro.tm
+    if lost:
+        tm |= M64 & ~((lost & -lost) - 1)
+        tv &= ~tm
     reason = rj.reason or "value varies across loop iterations"
-    return Rng(smin, smax, umin, umax, rj.tv, rj.tm, reason)
+    return Rng(smin, smax, umin, umax, tv, tm, reason)
 
 
 def contains(v: Scalar, x: int) -> bool:

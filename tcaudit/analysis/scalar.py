@@ -94,6 +94,7 @@ def norm(
 ) -> Scalar | None:
     """Sync the views (reg_bounds_sync); None if they contradict; small ranges become sets."""
     for _ in range(2):
+        before = (smin, smax, umin, umax, tv, tm)
         # known bits -> unsigned bounds
         if umin < tv:
             umin = tv
@@ -133,6 +134,8 @@ def norm(
         nv = (tv | rv) & M64
         nm = tm & rm
         tv, tm = nv & ~nm & M64, nm
+        if (smin, smax, umin, umax, tv, tm) == before:
+            break  # nothing changed: a second round would not either
     if umax - umin < CAP or smax - smin < CAP:
         if umax - umin <= smax - smin:
             cands = range(umin, umax + 1)
@@ -199,6 +202,16 @@ def join(a: Scalar, b: Scalar) -> Scalar:
         return u if len(u) <= CAP else make_set(u, f"more than {CAP} possible values")
     if a == b:
         return a
+    # fast paths: a value inside the other, and two overlapping plain bounds
+    if type(a) is Rng and not a.parts:
+        if type(b) is frozenset:
+            if all(contains(a, x) for x in b):
+                return a
+        elif not b.parts and b.smin <= a.smax + 1 and a.smin <= b.smax + 1:  # type: ignore[union-attr]
+            return _hull(a, b)
+    elif (type(b) is Rng and not b.parts and type(a) is frozenset
+          and all(contains(b, x) for x in a)):
+        return b
     return union((*parts_of(a), *parts_of(b)))
 
 

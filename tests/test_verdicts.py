@@ -44,6 +44,7 @@ from tests.bpfasm import (
     jmp32,
     kfunc_call,
     ld_abs,
+    ld_func,
     ld_imm64,
     ld_map,
     ld_map_value,
@@ -1184,3 +1185,76 @@ def test_union_whose_hull_is_a_few_constants() -> None:
     out = S.union((wide, frozenset(range(16, 32))))
     assert all(isinstance(x, int) for x in out) if isinstance(out, frozenset) else True
     assert S.contains(out, 3) and S.contains(out, 20)
+
+
+# ------------------------------------------------------------- review counterexamples
+# Each was a confirmed unsound answer (kernel or reference interpreter) in a review of
+# the engine; the expected sets are the kernel's.
+
+REVIEW_HELPERS = {**HELPERS, 65912: "bpf_throw", 181: "bpf_loop"}
+
+
+def _review(prog: ProgramCode, **kw: object) -> Analysis:
+    return analyse(prog, FakeSource(helpers=REVIEW_HELPERS, **kw))  # type: ignore[arg-type]
+
+
+def test_review_tail_call_from_a_subprogram_returns_its_writes() -> None:
+    tgt = program(mov(R0, 2), exit_(), prog_id=2)
+    p = program(
+        mov(R2, R10), add(R2, -8), st(8, R10, -8, 7), pseudo_call("sub"),
+        ldx(8, R0, R10, -8), exit_(),
+        Label("sub"), mov(R6, R2), st(8, R6, 0, 0),
+        ld_map(R2, 5), mov(R3, 0), tail_call(),
+        st(8, R6, 0, -1), mov(R0, 0), exit_(), func_labels=["sub"], prog_id=1,
+    )
+    a = _review(p, programs={1: p, 2: tgt}, arrays={5: {0: 2}})
+    assert a.possible is None or {0, -1} <= a.possible
+
+
+def test_review_escape_restart_keeps_a_callee_throw() -> None:
+    p = program(
+        pseudo_call("sub"), stx(8, R10, -8, R10), mov(R0, -1), exit_(),
+        Label("sub"), call(7), jmp("set", R0, 1, "throw"), mov(R0, 0), exit_(),
+        Label("throw"), mov(R1, 0), kfunc_call(65912), mov(R0, 0), exit_(),
+        func_labels=["sub"],
+    )
+    a = _review(p)
+    assert a.possible is None or {0, -1} <= a.possible
+
+
+def test_review_load_acquire_ends_the_links_of_its_destination() -> None:
+    p = program(
+        call(7), and_(R0, 2), mov(R6, R0),
+        call(7), and_(R0, 2), stx(8, R10, -8, R0),
+        mov(R2, R6), atomic(8, "load_acq", R2, -8, R10),
+        jmp("eq", R2, 2, "out"), mov(R6, 9), Label("out"), mov(R0, R6), exit_(),
+    )
+    a = _review(p)
+    assert a.possible is None or {0, 2, 9} <= a.possible
+
+
+def test_review_throw_keeps_the_effect_of_the_current_function() -> None:
+    p = program(
+        st(8, R10, -8, -1), mov(R2, R10), add(R2, -8), pseudo_call("sub"),
+        ldx(8, R0, R10, -8), exit_(),
+        Label("sub"), mov(R6, R2), call(7), jmp("set", R0, 1, "write"),
+        mov(R1, 3), kfunc_call(65912), exit_(),
+        Label("write"), st(8, R6, 0, 0), mov(R0, 0), exit_(),
+        Label("handler"), mov(R0, 5), exit_(), func_labels=["sub", "handler"],
+    )
+    a = _review(p)
+    assert a.possible is None or {0, 3} <= a.possible
+
+
+def test_review_narrow_store_into_the_caller_is_cut_to_its_size() -> None:
+    p = program(
+        st(2, R10, -8, 7), mov(R1, R10), add(R1, -8), pseudo_call("sub"),
+        ldx(2, R0, R10, -8), exit_(),
+        Label("sub"), mov(R6, R1), call(7), jmp("set", R0, 1, "B"),
+        mov(R2, 0x10000), stx(2, R6, 0, R2), mov(R0, 0), exit_(),
+        Label("B"), mov(R1, 1), ld_func(R2, "cb"), mov(R3, 0), mov(R4, 0), call(181),
+        mov(R0, 0), exit_(),
+        Label("cb"), mov(R0, 1), exit_(), func_labels=["sub", "cb"],
+    )
+    a = _review(p)
+    assert a.possible is None or 0 in a.possible

@@ -263,12 +263,9 @@ class _Ctx:
                 prep = self.preps[key] = Prepared(code.insns, code.func_starts)
             self.active.add(node)
             try:
-                loc = ProgAnalyser(prep, self.env, cb).run()
+                loc = ProgAnalyser(prep, self.env, cb, code.map_ids).run()
             finally:
                 self.active.discard(node)
-            for site in loc.sites:
-                if site.map_id is None:
-                    site.candidates = code.map_ids
         self.locals[node] = loc
         return loc
 

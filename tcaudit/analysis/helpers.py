@@ -54,7 +54,9 @@ _TABLE: Mapping[str, Contract] = MappingProxyType(
         "skb_store_bytes": Contract(*_ERR0),
         "l3_csum_replace": Contract(*_ERR0),
         "l4_csum_replace": Contract(*_ERR0),
-        "clone_redirect": Contract(*_ERR0),
+        # the result of dev_queue_xmit / netif_rx: also positive codes (NET_XMIT_DROP 1,
+        # NET_XMIT_CN 2), "not defined" by the uapi documentation
+        "clone_redirect": Contract(-MAX_ERRNO, S.S32_MAX),
         "skb_vlan_push": Contract(*_ERR0),
         "skb_vlan_pop": Contract(*_ERR0),
         "skb_change_proto": Contract(*_ERR0),

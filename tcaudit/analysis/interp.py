@@ -140,7 +140,9 @@ class ProgAnalyser(Memory):
 
     env: Env
 
-    def __init__(self, prep: Prepared, env: Env, entry_cb: CbState = ()) -> None:
+    def __init__(self, prep: Prepared, env: Env, entry_cb: CbState = (),
+                 map_ids: tuple[int, ...] = ()) -> None:
+        self.map_ids = map_ids
         self.prep = prep
         self.env = env
         self.entry_cb = entry_cb
@@ -165,7 +167,10 @@ class ProgAnalyser(Memory):
                 exits[pc] = v if old is None else D.join(old, v)
         if main is not None:
             values.extend(main.exits.values())
-        return Local(values, exits, self.sites, self.problem)
+        sites: dict[tuple[int, int | None, tuple[int, ...] | None, bool, CbState], Site] = {}
+        for site in self.sites:
+            sites.setdefault((site.pc, site.map_id, site.indexes, site.main, site.cb), site)
+        return Local(values, exits, list(sites.values()), self.problem)
 
     def function(self, start: int, is_main: bool, args: _Args, cb: CbState,
                  cf: CfState) -> Func | None:
@@ -183,13 +188,11 @@ class ProgAnalyser(Memory):
             self.contexts[start] = self.contexts.get(start, 0) + 1
         self.active.add(key)
         try:
-            nsites = len(self.sites)
-            nextra = len(self.extra)
             try:
                 res = self._run(start, is_main, args, cb, cf, False)
             except _Escaped:
-                del self.sites[nsites:]
-                del self.extra[nextra:]
+                # what the aborted run found stays: callees it analysed are cached and
+                # not run again, so their throws and tail-call sites are only there
                 res = self._run(start, is_main, args, cb, cf, True)
         finally:
             self.active.discard(key)
@@ -360,7 +363,9 @@ class ProgAnalyser(Memory):
                         if extra is not None:
                             ret = extra if ret is None else join(ret, extra)
                         if not is_main:
+                            # a successful one returns to our caller from here
                             cb_unknown = True
+                            cf_out = F.cf_join_slots(cf_out, slots)
                     else:
                         if H.has_callbacks(name) and not escaped:
                             raise _Escaped
@@ -406,7 +411,7 @@ class ProgAnalyser(Memory):
                         links = L.drop(links, dst)
                 elif kind == K_ATOMIC:
                     if links:
-                        links = L.drop_many(links, (0, src))
+                        links = L.drop_many(links, (0, src, dst))
                     if not escaped and D.may_be_frame(regs[src]) and op != I.BPF_LOAD_ACQ:
                         raise _Escaped
                     if not self._atomic(op, dst, src, off, imm, regs, slots, escaped):
@@ -425,6 +430,8 @@ class ProgAnalyser(Memory):
                     if H.is_throw(name):
                         self._throw(D.as_scalar(regs[1]))
                         break
+                    if name is None:  # kallsyms hidden: it may be bpf_throw
+                        self._throw(S.full(f"kfunc #{imm} tcaudit cannot name (may throw)"))
                     frame_args = any(D.may_be_frame(regs[r]) for r in range(1, 6))
                     self._invalidate_unknown(regs, slots, ())
                     label = name or f"#{imm}"
@@ -434,6 +441,10 @@ class ProgAnalyser(Memory):
                 elif kind == K_LDABS:
                     if links:
                         links = L.drop_many(links, _CALL_CLOBBERS)
+                    # a failed load returns 0 from here, with this state
+                    cb_out = F.cb_join_slots(cb_out, slots)
+                    if not is_main:
+                        cf_out = F.cf_join_slots(cf_out, slots)
                     regs[0] = S.sized(8 * imm, _PKT_LOAD)
                     regs[1] = regs[2] = regs[3] = regs[4] = regs[5] = regs[11] = D.CLOBBER
                     zero_exit = True
@@ -478,8 +489,10 @@ class ProgAnalyser(Memory):
         a subprogram nothing calls, given the cookie as r1: each such one is analysed
         (the kernel appends its default callback the same way)."""
         self.extra.append(cookie)
+        effect = self.effect
         for start in sorted(self.prep.func_starts - self.prep.callees - {0}):
             handler = self.function(start, False, (cookie,), (), ())
+            self.effect = effect
             if handler is None:
                 self._fail("bpf_throw inside its own exception callback")
             elif handler.ret is not None:
@@ -498,7 +511,8 @@ class ProgAnalyser(Memory):
         idx: tuple[int, ...] | None = None
         if type(r3) is frozenset:
             idx = tuple(sorted({x & S.M32 for x in r3}))
-        site = Site(pc, map_id, idx, is_main, F.cb_state(slots))
+        site = Site(pc, map_id, idx, is_main, F.cb_state(slots),
+                    self.map_ids if map_id is None else ())
         self.sites.append(site)
         extra = None if is_main else self.env.tail_value(site)
         regs[0] = _FAILED_TAIL
@@ -510,7 +524,8 @@ class ProgAnalyser(Memory):
         reason = f"return value of helper {label}"
         c = H.contract(name)
         if H.has_callbacks(name):
-            slots.clear()
+            slots.clear()  # the callbacks get pointers: our frame, cb[], our caller's
+            self.effect.anywhere = True
         if c is not None:
             for p, ln in c.writes:
                 self._invalidate(regs[p], helper_length(regs, ln), slots)

@@ -110,6 +110,8 @@ class Memory:
                     at = (poff + off, size)
                     self.effect.writes.add(at)
                     values = self.effect.values
+                    if size < 8:
+                        v = F.narrow(v, 8 * size)  # what the slot holds (slot_store's cut)
                     if at not in values:
                         values[at] = v
                     else:

@@ -138,7 +138,7 @@ def as_scalar(v: Value) -> Scalar:
 
 def join(a: Value, b: Value) -> Value:
     """Least upper bound."""
-    if a == b:
+    if a is b or a == b:
         return a
     ta = type(a)
     tb = type(b)

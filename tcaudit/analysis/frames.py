@@ -249,18 +249,27 @@ def join_slots(a: Slots, b: Slots) -> Slots:
     """The slots known in both states (a wider entry on one side supplies the part the
     other side knows as a narrower one), their values joined."""
     out: Slots = {}
-    for k, (sz, v) in a.items():
+    shared = 0
+    for k, ent in a.items():
         e = b.get(k)
         if e is None:
-            e = _cover(b, k, sz)
-        if e is not None:
-            out[k] = (sz, D.join(v, e[1])) if e[0] == sz else narrow_join(sz, v, e[0], e[1])
-    for k, (sz, v) in b.items():
-        if k in a or k in out:
-            continue
-        e = _cover(a, k, sz)
-        if e is not None:
-            out[k] = (sz, D.join(e[1], v))
+            e = _cover(b, k, ent[0])
+            if e is None:
+                continue
+        else:
+            shared += 1
+            if e == ent:
+                out[k] = ent
+                continue
+        sz, v = ent
+        out[k] = (sz, D.join(v, e[1])) if e[0] == sz else narrow_join(sz, v, e[0], e[1])
+    if shared < len(b):  # some of b's slots are not a's keys: a wider entry may hold them
+        for k, (sz, v) in b.items():
+            if k in a or k in out:
+                continue
+            e = _cover(a, k, sz)
+            if e is not None:
+                out[k] = (sz, D.join(e[1], v))
     return out
 
 

@@ -169,7 +169,18 @@ def from_set(vals: frozenset[int], reason: str = "") -> Rng:
 
 
 def as_rng(v: Scalar) -> Rng:
-    return v if type(v) is Rng else from_set(v)  # type: ignore[arg-type]
+    if type(v) is Rng:
+        return v
+    got = _SET_BOUNDS.get(v)  # type: ignore[arg-type]
+    if got is None:
+        if len(_SET_BOUNDS) > 4096:
+            _SET_BOUNDS.clear()
+        got = _SET_BOUNDS[v] = from_set(v)  # type: ignore[index, arg-type]
+    return got
+
+
+_SET_BOUNDS: dict[frozenset[int], Rng] = {}
+"""as_rng's memo: the same few sets of constants are converted again and again."""
 
 
 def make_set(vals: frozenset[int] | set[int], reason: str) -> Scalar:

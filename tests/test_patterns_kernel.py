@@ -380,62 +380,73 @@ def loaded(request: pytest.FixtureRequest) -> Iterator[Loaded]:
 # -- the checks -------------------------------------------------------------------------
 
 
+def check_sound(analysis: object, seen: set[int], name: str) -> None:
+    """Every value the kernel returned is covered by the answer."""
+    missed = sorted(v for v in seen if not covers(analysis, v))
+    assert not missed, f"{name}: kernel returned {missed}, answer {got_text(analysis)}"
+
+
+def check_definite(analysis: object, name: str) -> None:
+    assert definite(analysis), f"{name}: unknown ({getattr(analysis, 'reason', None)})"
+
+
+def got_text(analysis: object) -> str:
+    return (
+        f"possible={getattr(analysis, 'possible', None)} ranges={ranges_of(analysis)}"
+        f" reason={getattr(analysis, 'reason', None)}"
+    )
+
+
+def check_exact(truth: Truth, analysis: object, seen: set[int], name: str) -> None:
+    """The answer is the stated truth (and the kernel shows that truth)."""
+    possible = getattr(analysis, "possible", None)
+    ranges = ranges_of(analysis)
+    got = f"{name}: {got_text(analysis)}"
+    if truth.values is not None:
+        assert seen == truth.values, f"{name}: the kernel returned {sorted(seen)}"
+        assert possible == truth.values, got
+    elif truth.ranges is not None:
+        assert all(any(lo <= v <= hi for lo, hi in truth.ranges) for v in seen), seen
+        assert len(seen) > 10, seen
+        assert ranges == truth.ranges, got
+        assert possible is None  # more than 64 values
+    elif truth.within is not None:
+        lo, hi = truth.within
+        assert truth.including <= seen <= set(range(lo, hi + 1)), seen
+        assert definite(analysis), got
+        assert all(covers(analysis, v) for v in truth.including), got
+        # no positive value (the words alone would not catch, say, 1 or 3); how far down
+        # the errnos go is the helper contract's business (-MAX_ERRNO is what is justified)
+        low_high = bounds(analysis)
+        assert low_high is not None and low_high[1] <= hi, got
+        assert words(analysis) == truth.meaning, got
+    else:
+        assert truth.anything
+        assert len(seen) > 5  # cb from the context comes back
+        # unknown, or every 32-bit value: never a small definite set
+        assert possible is None, got
+        assert ranges is None or ranges == ((S32_MIN, S32_MAX),), got
+
+
 @pytest.mark.privileged
 @pytest.mark.parametrize("name", NAMES)
 def test_sound(loaded: Loaded, name: str) -> None:
-    """Every value the kernel returns is covered by the answer."""
     require_privileged()
-    analysis = loaded.analysis(name)
-    missed = sorted(v for v in loaded.observed(name) if not covers(analysis, v))
-    assert not missed, (
-        f"{name}: kernel returned {missed}, answer possible={getattr(analysis, 'possible', None)}"
-        f" ranges={ranges_of(analysis)} reason={getattr(analysis, 'reason', None)}"
-    )
+    check_sound(loaded.analysis(name), loaded.observed(name), name)
 
 
 @pytest.mark.privileged
 @pytest.mark.parametrize("name", [n for n in NAMES if not TRUTH[n].anything])
 def test_definite(loaded: Loaded, name: str) -> None:
     require_privileged()
-    analysis = loaded.analysis(name)
-    assert definite(analysis), f"{name}: unknown ({getattr(analysis, 'reason', None)})"
+    check_definite(loaded.analysis(name), name)
 
 
 @pytest.mark.privileged
 @pytest.mark.parametrize("name", NAMES)
 def test_exact(loaded: Loaded, name: str) -> None:
-    """The answer is the truth stated in TRUTH (and the kernel shows that truth)."""
     require_privileged()
-    truth = TRUTH[name]
-    analysis = loaded.analysis(name)
-    seen = loaded.observed(name)
-    possible = getattr(analysis, "possible", None)
-    ranges = ranges_of(analysis)
-    got = f"possible={possible} ranges={ranges} reason={getattr(analysis, 'reason', None)}"
-    if truth.values is not None:
-        assert seen == truth.values, f"{name}: the kernel returned {sorted(seen)}"
-        assert possible == truth.values, f"{name}: {got}"
-    elif truth.ranges is not None:
-        assert all(any(lo <= v <= hi for lo, hi in truth.ranges) for v in seen), seen
-        assert len(seen) > 10, seen
-        assert ranges == truth.ranges, f"{name}: {got}"
-        assert possible is None  # more than 64 values
-    elif truth.within is not None:
-        lo, hi = truth.within
-        assert truth.including <= seen <= set(range(lo, hi + 1)), seen
-        assert definite(analysis), f"{name}: {got}"
-        assert all(covers(analysis, v) for v in truth.including), f"{name}: {got}"
-        # no positive value (the words alone would not catch, say, 1 or 3); how far down
-        # the errnos go is the helper contract's business (-MAX_ERRNO is what is justified)
-        low_high = bounds(analysis)
-        assert low_high is not None and low_high[1] <= hi, f"{name}: {got}"
-        assert words(analysis) == truth.meaning, f"{name}: {got}"
-    else:
-        assert truth.anything
-        assert len(seen) > 5  # cb[1] from the context comes back
-        # unknown, or every 32-bit value: never a small definite set
-        assert possible is None, f"{name}: {got}"
-        assert ranges is None or ranges == ((S32_MIN, S32_MAX),), f"{name}: {got}"
+    check_exact(TRUTH[name], loaded.analysis(name), loaded.observed(name), name)
 
 
 @pytest.mark.privileged

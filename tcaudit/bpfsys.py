@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import platform
 import struct
@@ -84,6 +85,7 @@ class BpfError(OSError):
         self.log = log
 
 
+@functools.cache
 def _syscall_nr() -> int:
     machine = platform.machine()
     try:
@@ -392,11 +394,22 @@ def prog_array_slots(map_id: int) -> dict[int, int]:
         info = map_info(fd)
         if info.type != BPF_MAP_TYPE_PROG_ARRAY:
             raise BpfError(errno.EINVAL, f"map {map_id} is not a prog array")
+        # one set of buffers and a bare syscall per slot: vendors' prog arrays have up to
+        # hundreds of thousands of slots (a user-space lookup gives the program id)
         slots: dict[int, int] = {}
+        key = ctypes.create_string_buffer(4)
+        value = ctypes.create_string_buffer(max(info.value_size, 4))
+        attr = _attr()
+        struct.pack_into("=IIQQ", attr, 0, fd, 0, ctypes.addressof(key), ctypes.addressof(value))
+        nr = _syscall_nr()
+        call = _libc.syscall
+        pack = struct.pack_into
         for index in range(info.max_entries):
-            value = map_lookup(fd, struct.pack("=I", index), info.value_size)
-            if value is not None:
+            pack("=I", key, 0, index)
+            if call(nr, BPF_MAP_LOOKUP_ELEM, attr, _ATTR_SIZE) == 0:
                 slots[index] = struct.unpack_from("=I", value)[0]
+            elif ctypes.get_errno() != errno.ENOENT:
+                raise BpfError(ctypes.get_errno(), f"BPF_MAP_LOOKUP_ELEM map {map_id}")
         return slots
     finally:
         os.close(fd)

@@ -71,6 +71,7 @@ class Reading:
 
     selection: Selection
     vendor_files: tuple[str, ...]
+    use_cache: bool = True
 
 
 def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,6 +87,7 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 hooks=hooks_for(kwargs.pop("hooks"), None if direction == "both" else direction),
             ),
             vendor_files=kwargs.pop("vendor_files"),
+            use_cache=not kwargs.pop("no_cache"),
         )
         return func(reading=reading, **kwargs)
 
@@ -115,6 +117,13 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="FILE",
             type=click.Path(dir_okay=False),
             help="Extra vendor fingerprints (JSON, the shape of the shipped registry). Repeatable.",
+        ),
+        click.option(
+            "--no-cache",
+            "no_cache",
+            is_flag=True,
+            help="Analyse every program again instead of reusing verdicts from "
+            "$TCAUDIT_CACHE_DIR (default /var/cache/tcaudit).",
         ),
     ]
     for option in reversed(options):
@@ -182,7 +191,9 @@ def scan_cmd(reading: Reading, fmt: str, show_all: bool) -> None:
     one pref the most recently added first.
     """
     privileges.require("scan")
-    result = inventory(reading.selection, vendor_files=reading.vendor_files)
+    result = inventory(
+        reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
+    )
     _warn(result.warnings)
     _emit(scan_json(result) if fmt == "json" else scan_table(result, show_all=show_all))
 
@@ -251,7 +262,9 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     from tcaudit.reports import recommend_json, recommend_text
 
     privileges.require("recommend")
-    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    scan = inventory(
+        reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
+    )
     _warn(scan.warnings)
     result = recommend(scan, priority=priority)
     _emit(recommend_json(result) if fmt == "json" else recommend_text(result))
@@ -289,7 +302,9 @@ def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) ->
     from tcaudit.reports import check_json, check_junit, check_markdown, check_text, failing
 
     privileges.require("check")
-    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    scan = inventory(
+        reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
+    )
     _warn(scan.warnings)
     result = recommend(scan, priority=priority)
     renderers: dict[str, Callable[[Any, str], Any]] = {
@@ -321,7 +336,9 @@ Examples:
 def snapshot_cmd(reading: Reading, output: str) -> None:
     """Save the whole inventory, with verdicts and vendors, for diff and merge."""
     privileges.require("snapshot")
-    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    scan = inventory(
+        reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
+    )
     _warn(scan.warnings)
     text = dumps(scan_json(scan), pretty=True)
     if output == "-":
@@ -409,7 +426,9 @@ def probe_cmd(
             "observers attach to clsact hooks; TCX programs are seen through them",
             param_hint="--hook",
         )
-    scan = inventory(reading.selection, vendor_files=reading.vendor_files)
+    scan = inventory(
+        reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
+    )
     _warn(scan.warnings)
     where = probe.plan(scan, at=at, priority=priority)
     for skipped in where.skipped:

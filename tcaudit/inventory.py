@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tcaudit.analysis.attach import add_verdicts
+from tcaudit.analysis.attach import VerdictAnalyser, add_verdicts
 from tcaudit.model import Scan
 from tcaudit.namespaces import LabResolver
 from tcaudit.scan import Selection, scan
@@ -17,8 +17,18 @@ def inventory(
     *,
     vendor_files: Sequence[str | Path] = (),
     lab_resolver: LabResolver | None = None,
+    use_cache: bool = False,
 ) -> Scan:
-    """Everything on the selected hooks, in execution order, with verdicts and vendors."""
+    """Everything on the selected hooks, in execution order, with verdicts and vendors.
+
+    ``use_cache``: reuse (and keep) verdict analyses in the persistent cache
+    (``analysis.cache``); the CLI turns it on unless ``--no-cache`` is given.
+    """
     registry = load_registry(vendor_files)  # first: a bad --vendors file fails before reading
     found = scan(selection or Selection(), lab_resolver=lab_resolver)
-    return add_vendors(add_verdicts(found), registry)
+    cache = None
+    if use_cache:
+        from tcaudit.analysis.cache import open_cache
+
+        cache = open_cache()
+    return add_vendors(add_verdicts(found, VerdictAnalyser(cache=cache)), registry)

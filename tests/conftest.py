@@ -75,3 +75,10 @@ def validate(doc: dict[str, Any]) -> None:
     name = doc["schema"].split("/")[1]
     schema = json.loads((SCHEMAS / f"{name}-v1.json").read_text())
     jsonschema.validate(doc, schema)
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's verdict cache is a private directory (never /var/cache/tcaudit)."""
+    directory = tmp_path_factory.mktemp("cache") / "tcaudit"
+    monkeypatch.setenv("TCAUDIT_CACHE_DIR", str(directory))

@@ -487,3 +487,42 @@ def test_an_engine_crash_on_one_program_does_not_end_the_scan(
     assert entries[2]["verdict"]["possible"] == [-1]
     lines = [line for line in err.splitlines() if "internal error" in line]
     assert len(lines) == 1 and lines[0].startswith("tcaudit: warning: program ")
+
+
+def test_the_verdict_cache_is_reused_and_never_stale(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a second scan reuses the first one's analysis without reading the code again; a
+    # vendor re-pointing a prog-array slot makes it analyse again; read-only on hooks
+    import struct
+
+    from tcaudit.bpf import source_path
+
+    from tcaudit.analysis import attach
+
+    host, _pod = pod_pair(box)
+    programs, table = box.load_tree(
+        source_path("lab/verdicts.c"), ("tail_root", "tail_ok", "tail_shot"), "verdict_jmp",
+        {"tail_ok": 0},
+    )
+    box.attach(host, "veth0", "ingress", programs["tail_root"], pref=1, handle=1)
+    runs: list[int] = []
+    real = attach.analyse
+
+    def counting(code: Any, source: Any, **kw: Any) -> Any:
+        runs.append(code.prog_id)
+        return real(code, source, **kw)
+
+    monkeypatch.setattr(attach, "analyse", counting)
+
+    def verdict() -> list[int]:
+        doc = scan_doc(capsys, host)
+        (entry,) = hook_of(doc, host, "veth0", "clsact/ingress")["entries"]
+        return list(entry["verdict"]["possible"])
+
+    assert verdict() == [-1, 0] and len(runs) == 1
+    assert verdict() == [-1, 0] and len(runs) == 1  # from the cache
+    bpfsys.map_update(table, struct.pack("=I", 1), struct.pack("=I", programs["tail_shot"].fd))
+    assert verdict() == [-1, 0, 2] and len(runs) == 2  # the slots changed: analysed again
+    code, _out, _err = run(capsys, "scan", "--format", "json", "--no-cache", "--netns", host.name)
+    assert code == 0 and len(runs) == 3

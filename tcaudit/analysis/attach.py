@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
+from tcaudit.analysis.cache import VerdictCache
 from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
 from tcaudit.analysis.kernelcode import KernelCode
 from tcaudit.analysis.meaning import Mode, effective_ranges
@@ -22,8 +23,15 @@ from tcaudit.model import Entry, Scan, Verdict, map_entries
 class VerdictAnalyser:
     """Analyses programs for one scan, each distinct (code, maps, slots) once."""
 
-    def __init__(self, code: KernelCode | None = None, *, step_budget: int = 2_000_000) -> None:
+    def __init__(
+        self,
+        code: KernelCode | None = None,
+        *,
+        step_budget: int = 2_000_000,
+        cache: VerdictCache | None = None,
+    ) -> None:
         self.code = code or KernelCode()
+        self.cache = cache
         self._budget = step_budget
         self._by_key: dict[str, Analysis] = {}
         self._by_id: dict[int, Analysis | str] = {}
@@ -32,6 +40,10 @@ class VerdictAnalyser:
 
     def analysis(self, prog_id: int) -> Analysis | str:
         """The program's analysis, or why it could not be read."""
+        if prog_id not in self._by_id and self.cache is not None:
+            cached = self.cache.get(prog_id, self.code)
+            if cached is not None:
+                self._by_id[prog_id] = cached
         if prog_id not in self._by_id:
             key = self.code.cache_key(prog_id)
             program = self.code.program(prog_id)
@@ -41,6 +53,11 @@ class VerdictAnalyser:
                 if key not in self._by_key:
                     self._by_key[key] = self._analyse(prog_id, program)
                 self._by_id[prog_id] = self._by_key[key]
+                result = self._by_key[key]
+                if self.cache is not None and not (result.reason or "").startswith(
+                    "internal error"
+                ):
+                    self.cache.put(prog_id, result, self.code)
         return self._by_id[prog_id]
 
     def _analyse(self, prog_id: int, program: ProgramCode) -> Analysis:

@@ -75,6 +75,7 @@ class KernelCode:
         self._raw: dict[int, bytes] = {}
         self._arrays: dict[int, Mapping[int, int] | None] = {}
         self._rodata: dict[int, bytes | None] = {}
+        self._load_times: dict[int, int | None] = {}
         self._cb: tuple[int, int] | bool | None = False
 
     # -- CodeSource -----------------------------------------------------------------------
@@ -96,6 +97,22 @@ class KernelCode:
         if prog_id not in self._code:
             self._code[prog_id] = self._read(prog_id)
         return self._code[prog_id]
+
+    def load_time(self, prog_id: int) -> int | None:
+        """The program's load time (CLOCK_BOOTTIME ns): with the id, it names the code."""
+        if prog_id not in self._load_times:
+            try:
+                fd = bpfsys.prog_fd_by_id(prog_id)
+            except OSError:
+                self._load_times[prog_id] = None
+            else:
+                try:
+                    self._load_times[prog_id] = bpfsys.prog_info(fd).load_time_ns
+                except OSError:
+                    self._load_times[prog_id] = None
+                finally:
+                    os.close(fd)
+        return self._load_times[prog_id]
 
     def rodata(self, map_id: int) -> bytes | None:
         """Element 0 of a frozen, program-read-only array map (bpf_map_is_rdonly)."""

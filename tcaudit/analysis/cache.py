@@ -1,0 +1,280 @@
+"""A persistent cache of verdict analyses, for repeated runs (CI loops, the DaemonSet).
+
+What a program's analysis depends on, and how a cached one is checked before it is used:
+
+* the program's code: immutable for a program id within one boot, so a record is
+  filed under (engine version, boot id, program id, load time) and never read back for
+  another program or after a reboot;
+* every program of its tail-call tree (id and load time, compared again) and the slots
+  of every prog array the answer went through (read again and compared): a slot that
+  changed, or a target that was reloaded, makes the record stale;
+* read-only map contents (frozen: they cannot change) and the kernel's symbol names
+  and BTF (fixed for a boot).
+
+The directory is ``$TCAUDIT_CACHE_DIR`` (default ``/var/cache/tcaudit``). It is used only
+when it is a real directory owned by the current user with no group or other access
+(it is created 0700 when missing); records are regular files owned by the current user
+and not writable by group or others, opened with O_NOFOLLOW, written through a rename,
+and at most ``MAX_RECORDS`` are kept. Anything else — a missing or unwritable directory,
+a corrupt or foreign file — means no cache and no error: the analysis is done again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from tcaudit import __version__
+from tcaudit.analysis.closure import Analysis, TailCall
+
+ENGINE_VERSION = f"{__version__}/engine-2"
+"""Part of every key: a new engine never reads an old engine's answers."""
+DEFAULT_DIR = "/var/cache/tcaudit"
+MAX_RECORDS = 4096
+MAX_RECORD_BYTES = 4 << 20
+
+
+class CacheSource(Protocol):
+    """What checking a record reads from the kernel (``kernelcode.KernelCode``)."""
+
+    def load_time(self, prog_id: int) -> int | None: ...
+
+    def prog_array(self, map_id: int) -> Mapping[int, int] | None: ...
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    stale: int = 0
+    writes: int = 0
+
+
+def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def open_cache(directory: str | None = None) -> VerdictCache | None:
+    """The cache in ``directory`` (else $TCAUDIT_CACHE_DIR, else the default), or None
+    when it cannot be used safely."""
+    path = Path(directory or os.environ.get("TCAUDIT_CACHE_DIR") or DEFAULT_DIR)
+    boot = boot_id()
+    if boot is None:
+        return None
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        return None
+    if not os.access(path, os.W_OK | os.X_OK):
+        return None
+    return VerdictCache(path, boot)
+
+
+class VerdictCache:
+    """Records of analyses in one safe directory (see the module docstring)."""
+
+    def __init__(self, path: Path, boot: str) -> None:
+        self.path = path
+        self.boot = boot
+        self.stats = CacheStats()
+
+    def _file(self, prog_id: int, load_time: int) -> Path:
+        key = f"{ENGINE_VERSION}:{self.boot}:{prog_id}:{load_time}"
+        return self.path / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+
+    def get(self, prog_id: int, source: CacheSource) -> Analysis | None:
+        load_time = source.load_time(prog_id)
+        if load_time is None:
+            return None
+        record = _read(self._file(prog_id, load_time))
+        if record is None:
+            self.stats.misses += 1
+            return None
+        try:
+            if (record["engine"] != ENGINE_VERSION or record["boot"] != self.boot
+                    or record["root"] != [prog_id, load_time]):
+                self.stats.misses += 1
+                return None
+            for pid, when in record["programs"]:
+                if source.load_time(pid) != when:
+                    self.stats.stale += 1
+                    return None
+            for mid, slots in record["arrays"].items():
+                now = source.prog_array(int(mid))
+                if now is None or sorted(now.items()) != [tuple(s) for s in slots]:
+                    self.stats.stale += 1
+                    return None
+            analysis = analysis_from_json(record["analysis"])
+        except (KeyError, TypeError, ValueError):
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return analysis
+
+    def put(self, prog_id: int, analysis: Analysis, source: CacheSource) -> None:
+        load_time = source.load_time(prog_id)
+        if load_time is None or analysis.reason == "step budget exhausted":
+            return
+        programs = []
+        for pid in sorted(_tree_programs(analysis)):
+            when = source.load_time(pid)
+            if when is None:
+                return  # a target went away while we looked: nothing to vouch for
+            programs.append([pid, when])
+        arrays: dict[str, list[list[int]]] = {}
+        for mid in sorted(_tree_arrays(analysis)):
+            slots = source.prog_array(mid)
+            if slots is None:
+                return
+            arrays[str(mid)] = [[k, v] for k, v in sorted(slots.items())]
+        record = {
+            "engine": ENGINE_VERSION,
+            "boot": self.boot,
+            "root": [prog_id, load_time],
+            "programs": programs,
+            "arrays": arrays,
+            "analysis": analysis_to_json(analysis),
+        }
+        if _write(self.path, self._file(prog_id, load_time), record):
+            self.stats.writes += 1
+            self._prune()
+
+    def _prune(self) -> None:
+        try:
+            entries = [e for e in os.scandir(self.path) if e.name.endswith(".json")]
+        except OSError:
+            return
+        if len(entries) <= MAX_RECORDS:
+            return
+        entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime)
+        for entry in entries[: len(entries) - MAX_RECORDS * 3 // 4]:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid()
+                or st.st_mode & 0o022 or st.st_size > MAX_RECORD_BYTES):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_RECORD_BYTES + 1)
+        doc = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return doc if isinstance(doc, dict) else None
+
+
+def _write(directory: Path, path: Path, record: dict[str, Any]) -> bool:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, separators=(",", ":"))
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False
+
+
+def _walk(analysis: Analysis) -> Iterator[Analysis]:
+    yield analysis
+    for call in analysis.tail_calls:
+        for inner in call.analyses:
+            if inner is not None:
+                yield from _walk(inner)
+
+
+def _tree_programs(analysis: Analysis) -> set[int]:
+    return {t for a in _walk(analysis) for call in a.tail_calls for t in call.targets}
+
+
+def _tree_arrays(analysis: Analysis) -> set[int]:
+    out = {m for a in _walk(analysis) for m in a.prog_arrays}
+    out |= {c.map_id for a in _walk(analysis) for c in a.tail_calls if c.map_id is not None}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Analysis <-> JSON
+# ---------------------------------------------------------------------------------------
+
+
+def _ranges(r: Any) -> tuple[tuple[int, int], ...] | None:
+    return None if r is None else tuple((int(lo), int(hi)) for lo, hi in r)
+
+
+def analysis_to_json(a: Analysis) -> dict[str, Any]:
+    return {
+        "possible": sorted(a.possible) if a.possible is not None else None,
+        "ranges": [list(r) for r in a.ranges] if a.ranges is not None else None,
+        "reason": a.reason,
+        "exits": [[pc, sorted(v) if v is not None else None] for pc, v in a.exits.items()],
+        "exit_ranges": [
+            [pc, [list(x) for x in r] if r is not None else None]
+            for pc, r in a.exit_ranges.items()
+        ],
+        "tail_calls": [
+            {
+                "pc": t.pc, "map_id": t.map_id, "index": t.index, "targets": list(t.targets),
+                "analyses": [analysis_to_json(x) if x is not None else None for x in t.analyses],
+                "indexes": list(t.indexes) if t.indexes is not None else None,
+                "in_subprogram": t.in_subprogram,
+            }
+            for t in a.tail_calls
+        ],
+        "prog_arrays": list(a.prog_arrays),
+        "steps": a.steps,
+    }
+
+
+def analysis_from_json(d: dict[str, Any]) -> Analysis:
+    def opt_set(v: Any) -> frozenset[int] | None:
+        return None if v is None else frozenset(int(x) for x in v)
+
+    tail: Callable[[dict[str, Any]], TailCall] = lambda t: TailCall(  # noqa: E731
+        pc=int(t["pc"]),
+        map_id=t["map_id"],
+        index=t["index"],
+        targets=tuple(int(x) for x in t["targets"]),
+        analyses=tuple(analysis_from_json(x) if x is not None else None for x in t["analyses"]),
+        indexes=tuple(t["indexes"]) if t["indexes"] is not None else None,
+        in_subprogram=bool(t["in_subprogram"]),
+    )
+    return Analysis(
+        possible=opt_set(d["possible"]),
+        reason=d["reason"],
+        exits=MappingProxyType({int(pc): opt_set(v) for pc, v in d["exits"]}),
+        tail_calls=tuple(tail(t) for t in d["tail_calls"]),
+        prog_arrays=tuple(int(x) for x in d["prog_arrays"]),
+        steps=int(d["steps"]),
+        ranges=_ranges(d["ranges"]),
+        exit_ranges=MappingProxyType({int(pc): _ranges(r) for pc, r in d["exit_ranges"]}),
+    )

@@ -1,0 +1,173 @@
+"""The persistent verdict cache: reused only for the same code, targets and slots, and
+never from a directory or file someone else could have written."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tcaudit.analysis import cache as C
+from tcaudit.analysis.closure import Analysis, analyse
+from tests.bpfasm import FakeSource, Label, call, exit_, jmp, ld_map, mov, program, tail_call
+from tests.conftest import require_privileged
+
+R0_SHOT = 2
+
+
+class Kernel:
+    """What the cache checks against: load times and prog-array slots."""
+
+    def __init__(self) -> None:
+        self.times = {1: 100, 2: 200, 3: 300}
+        self.arrays: dict[int, dict[int, int]] = {9: {0: 2}}
+
+    def load_time(self, prog_id: int) -> int | None:
+        return self.times.get(prog_id)
+
+    def prog_array(self, map_id: int) -> Mapping[int, int] | None:
+        return self.arrays.get(map_id)
+
+
+def tree(kernel: Kernel) -> Analysis:
+    from tests.bpfasm import R0, R2, R3
+
+    root = program(call(5), jmp("eq", R0, 0, "tail"), mov(R0, 7), exit_(), Label("tail"),
+                   ld_map(R2, 9), mov(R3, 0), tail_call(), mov(R0, -1), exit_(), prog_id=1)
+    shot = program(mov(R0, R0_SHOT), exit_(), prog_id=2)
+    ok = program(mov(R0, 0), exit_(), prog_id=3)
+    src = FakeSource(programs={1: root, 2: shot, 3: ok}, arrays=kernel.arrays)
+    return analyse(root, src)
+
+
+@pytest.fixture()
+def cache(tmp_path: Path) -> C.VerdictCache:
+    got = C.open_cache(str(tmp_path / "c"))
+    assert got is not None
+    return got
+
+
+def test_round_trip_and_hit(cache: C.VerdictCache) -> None:
+    kernel = Kernel()
+    a = tree(kernel)
+    assert a.possible == {-1, 2, 7}
+    cache.put(1, a, kernel)
+    b = cache.get(1, kernel)
+    assert b == a and b is not None and b.tail_calls == a.tail_calls
+    assert cache.stats.hits == 1 and cache.stats.writes == 1
+    doc = json.loads(json.dumps(C.analysis_to_json(a)))
+    assert C.analysis_from_json(doc) == a
+
+
+def test_a_changed_slot_or_a_reloaded_target_is_stale(cache: C.VerdictCache) -> None:
+    kernel = Kernel()
+    cache.put(1, tree(kernel), kernel)
+    kernel.arrays[9] = {0: 3}  # the vendor pointed the slot at another program
+    assert cache.get(1, kernel) is None and cache.stats.stale == 1
+    kernel.arrays[9] = {0: 2}
+    kernel.times[2] = 201  # the target was reloaded under the same id (or id reuse)
+    assert cache.get(1, kernel) is None and cache.stats.stale == 2
+    kernel.times[2] = 200
+    assert cache.get(1, kernel) is not None
+    kernel.times[1] = 101  # the root itself is another program now
+    assert cache.get(1, kernel) is None
+
+
+def test_another_boot_or_engine_never_matches(cache: C.VerdictCache,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = Kernel()
+    cache.put(1, tree(kernel), kernel)
+    monkeypatch.setattr(C, "ENGINE_VERSION", "0.0.0/engine-1")
+    assert cache.get(1, kernel) is None
+    monkeypatch.undo()
+    other = C.VerdictCache(cache.path, "another-boot")
+    assert other.get(1, kernel) is None
+
+
+def _record(cache: C.VerdictCache) -> Path:
+    files = [p for p in cache.path.iterdir() if p.suffix == ".json"]
+    assert len(files) == 1
+    return files[0]
+
+
+def test_corrupt_group_writable_or_linked_records_are_ignored(cache: C.VerdictCache,
+                                                               tmp_path: Path) -> None:
+    kernel = Kernel()
+    cache.put(1, tree(kernel), kernel)
+    rec = _record(cache)
+    good = rec.read_bytes()
+    rec.write_bytes(b'{"engine": ')
+    assert cache.get(1, kernel) is None
+    rec.write_bytes(good)
+    os.chmod(rec, 0o620)  # group-writable: someone else could have planted it
+    assert cache.get(1, kernel) is None
+    os.chmod(rec, 0o600)
+    assert cache.get(1, kernel) is not None
+    elsewhere = tmp_path / "planted.json"
+    elsewhere.write_bytes(good)
+    rec.unlink()
+    rec.symlink_to(elsewhere)  # O_NOFOLLOW
+    assert cache.get(1, kernel) is None
+
+
+@pytest.mark.privileged
+def test_a_record_owned_by_another_user_is_ignored(cache: C.VerdictCache) -> None:
+    require_privileged()  # chown
+    kernel = Kernel()
+    cache.put(1, tree(kernel), kernel)
+    rec = _record(cache)
+    os.chown(rec, 65534, 65534)
+    assert cache.get(1, kernel) is None
+
+
+def test_unsafe_or_unwritable_directories_mean_no_cache(tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    os.chmod(loose, 0o755)
+    assert C.open_cache(str(loose)) is None  # group/other access
+    link = tmp_path / "link"
+    tight = tmp_path / "tight"
+    tight.mkdir(mode=0o700)
+    link.symlink_to(tight)
+    assert C.open_cache(str(link)) is None  # a link
+    assert C.open_cache(str(tight)) is not None
+    assert C.open_cache("/proc/tcaudit-cannot-be-here") is None
+
+
+def test_the_cache_is_bounded(cache: C.VerdictCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(C, "MAX_RECORDS", 8)
+    kernel = Kernel()
+    a = tree(kernel)
+    for pid in range(10, 30):
+        kernel.times[pid] = pid
+        cache.put(pid, a, kernel)
+    assert len(list(cache.path.glob("*.json"))) <= 8
+
+
+def test_cli_reuses_and_no_cache_bypasses(monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    from tcaudit import inventory as inv
+    from tcaudit.analysis import attach
+
+    seen: list[Any] = []
+    real = attach.VerdictAnalyser
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        seen.append(kw.get("cache"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(inv, "VerdictAnalyser", spy)
+    monkeypatch.setattr(inv, "scan", lambda *_a, **_k: _empty_scan())
+    inv.inventory(use_cache=True)
+    inv.inventory(use_cache=False)
+    assert isinstance(seen[0], C.VerdictCache) and seen[1] is None
+
+
+def _empty_scan() -> Any:
+    from tcaudit.model import Host, Scan
+
+    return Scan(host=Host(hostname="h", kernel="k", tcx=True), namespaces=(), warnings=())

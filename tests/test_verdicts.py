@@ -1258,3 +1258,25 @@ def test_review_narrow_store_into_the_caller_is_cut_to_its_size() -> None:
     )
     a = _review(p)
     assert a.possible is None or 0 in a.possible
+
+
+def test_widening_a_slot_cut_out_of_a_wider_one() -> None:
+    # a loop whose body overwrites the upper half of an 8-byte slot on some paths: the
+    # join cuts the half out of the wider entry, and widening must cope with the new key
+    prog = program(
+        st(8, R10, -16, 0),
+        mov(R6, 0),
+        Label("loop"),
+        jmp("gt", R6, 100, "out"),
+        add(R6, 1),
+        call(5),
+        jmp("eq", R0, 0, "skip"),
+        stx(4, R10, -12, R6),
+        Label("skip"),
+        ja("loop"),
+        Label("out"),
+        ldx(4, R0, R10, -12),
+        exit_(),
+    )
+    a = sound(prog)  # analyse() has no guard here: an exception fails the test
+    assert a.possible is None or 0 in a.possible

@@ -262,7 +262,10 @@ class ProgAnalyser(Memory):
                 visits[tpc] = c
                 if c > WIDEN_AFTER:
                     jr = tuple(map(D.widen, ort, jr))
-                    js = {k: (sz, D.widen(ost[k][1], v)) for k, (sz, v) in js.items()}
+                    js = {
+                        k: (sz, D.widen(ost[k][1], v) if ost.get(k, (0,))[0] == sz else v)
+                        for k, (sz, v) in js.items()
+                    }
                 states[tpc] = (jr, js, jl)
                 if tpc not in queued:
                     queued.add(tpc)

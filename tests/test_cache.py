@@ -171,3 +171,14 @@ def _empty_scan() -> Any:
     from tcaudit.model import Host, Scan
 
     return Scan(host=Host(hostname="h", kernel="k", tcx=True), namespaces=(), warnings=())
+
+
+def test_records_of_the_wrong_shape_are_ignored(cache: C.VerdictCache) -> None:
+    kernel = Kernel()
+    cache.put(1, tree(kernel), kernel)
+    rec = _record(cache)
+    doc = json.loads(rec.read_text())
+    for bad in ({"programs": 5}, {"arrays": []}, {"analysis": {"possible": "x"}},
+                {"arrays": {"9": 3}}, {"analysis": []}):
+        rec.write_text(json.dumps({**doc, **bad}))
+        assert cache.get(1, kernel) is None

@@ -121,7 +121,7 @@ class VerdictCache:
                     self.stats.stale += 1
                     return None
             analysis = analysis_from_json(record["analysis"])
-        except (KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError):
             self.stats.misses += 1
             return None
         self.stats.hits += 1

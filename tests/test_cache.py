@@ -182,3 +182,20 @@ def test_records_of_the_wrong_shape_are_ignored(cache: C.VerdictCache) -> None:
                 {"arrays": {"9": 3}}, {"analysis": []}):
         rec.write_text(json.dumps({**doc, **bad}))
         assert cache.get(1, kernel) is None
+
+
+def test_hostile_records_are_misses_never_errors(cache: C.VerdictCache) -> None:
+    # ids the kernel calls would choke on, deep nesting, and a FIFO in a record's place
+    kernel = Kernel()
+    cache.put(1, tree(kernel), kernel)
+    rec = _record(cache)
+    doc = json.loads(rec.read_text())
+    for bad in ({"programs": [[-1, 5]]}, {"programs": [["1", 5]]},
+                {"analysis": json.loads("[" * 500 + "]" * 500)}):
+        rec.write_text(json.dumps({**doc, **bad}))
+        assert cache.get(1, kernel) is None
+    rec.write_text('{"analysis": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    assert cache.get(1, kernel) is None
+    rec.unlink()
+    os.mkfifo(rec, 0o600)
+    assert cache.get(1, kernel) is None  # O_NONBLOCK: no hang, and not a regular file

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from tcaudit import __version__
 from tcaudit.analysis.closure import Analysis, TailCall
 
-ENGINE_VERSION = f"{__version__}/engine-2"
+ENGINE_VERSION = f"{__version__}/engine-3"
 """Part of every key: a new engine never reads an old engine's answers."""
 DEFAULT_DIR = "/var/cache/tcaudit"
 MAX_RECORDS = 4096
@@ -99,6 +99,14 @@ class VerdictCache:
         return self.path / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
 
     def get(self, prog_id: int, source: CacheSource) -> Analysis | None:
+        """The cached analysis, checked; None (a miss) for anything else."""
+        try:
+            return self._get(prog_id, source)
+        except Exception:
+            self.stats.misses += 1
+            return None
+
+    def _get(self, prog_id: int, source: CacheSource) -> Analysis | None:
         load_time = source.load_time(prog_id)
         if load_time is None:
             return None
@@ -121,13 +129,20 @@ class VerdictCache:
                     self.stats.stale += 1
                     return None
             analysis = analysis_from_json(record["analysis"])
-        except (AttributeError, KeyError, TypeError, ValueError):
+        except Exception:
             self.stats.misses += 1
             return None
         self.stats.hits += 1
         return analysis
 
     def put(self, prog_id: int, analysis: Analysis, source: CacheSource) -> None:
+        """Keep the analysis; failing to (a race, a full disk) is not an error."""
+        try:
+            self._put(prog_id, analysis, source)
+        except Exception:
+            return
+
+    def _put(self, prog_id: int, analysis: Analysis, source: CacheSource) -> None:
         load_time = source.load_time(prog_id)
         if load_time is None or analysis.reason == "step budget exhausted":
             return
@@ -162,7 +177,13 @@ class VerdictCache:
             return
         if len(entries) <= MAX_RECORDS:
             return
-        entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime)
+        def mtime(entry: os.DirEntry[str]) -> float:
+            try:
+                return entry.stat(follow_symlinks=False).st_mtime
+            except OSError:  # removed meanwhile by another tcaudit
+                return 0.0
+
+        entries.sort(key=mtime)
         for entry in entries[: len(entries) - MAX_RECORDS * 3 // 4]:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -170,7 +191,7 @@ class VerdictCache:
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:
@@ -181,7 +202,7 @@ def _read(path: Path) -> dict[str, Any] | None:
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(MAX_RECORD_BYTES + 1)
         doc = json.loads(data)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     finally:
         os.close(fd)
@@ -190,7 +211,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _write(directory: Path, path: Path, record: dict[str, Any]) -> bool:
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
     except OSError:
         return False
     try:

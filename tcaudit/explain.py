@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tcaudit.analysis.attach import VerdictAnalyser
 from tcaudit.analysis.closure import Analysis
 from tcaudit.analysis.insns import disassemble
-from tcaudit.analysis.meaning import verdict_names
+from tcaudit.analysis.meaning import ranges_text, verdict_names
 from tcaudit.errors import UsageError
 from tcaudit.inventory import inventory
 from tcaudit.model import Entry, Program, Scan
@@ -176,15 +176,11 @@ def _listing(
     )
 
 
-def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
-    return ", ".join(str(lo) if lo == hi else f"[{lo}, {hi}]" for lo, hi in ranges)
-
-
 def _summary(root: ProgramListing, attachments: list[Attachment]) -> str:
     name = root.program.name or "(no name)"
     head = f"Program {root.program.id} ({name}, tag {root.program.tag})"
     if root.possible is None and root.ranges is not None:
-        text = f"{head} can return values in {_ranges_text(root.ranges)}"
+        text = f"{head} can return values in {ranges_text(root.ranges)}"
         text += "."
     elif root.possible is None:
         text = (

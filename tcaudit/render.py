@@ -9,7 +9,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from tcaudit import __version__
-from tcaudit.analysis.meaning import verdict_names
+from tcaudit.analysis.meaning import ranges_text, verdict_names
 from tcaudit.model import Entry, Hook, Interface, Netns, Program, Scan, Verdict
 from tcaudit.vendors import vendor_json
 
@@ -355,11 +355,6 @@ def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
             text = f"{text:<48} ; returns {returns}"
         out.append(text)
     return out
-
-
-def ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:
-    """``[-4095, 0], 2, 7``: raw values, ranges written out as [lo, hi]."""
-    return ", ".join(str(lo) if lo == hi else f"[{lo}, {hi}]" for lo, hi in ranges)
 
 
 def explain_text(explanation: Explanation, *, code: bool = True) -> str:

@@ -20,6 +20,7 @@ from typing import Protocol
 from tcaudit.analysis import domain as D
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import Value
+from tcaudit.analysis.frames import Summaries
 from tcaudit.analysis.insns import Insn
 from tcaudit.analysis.interp import (
     MAX_CONTEXTS,
@@ -29,8 +30,6 @@ from tcaudit.analysis.interp import (
     Local,
     ProgAnalyser,
     Site,
-    cb_join,
-    widen_state,
 )
 from tcaudit.analysis.prepare import Prepared
 from tcaudit.analysis.scalar import Rng
@@ -174,8 +173,7 @@ class _Ctx:
         self.preps: dict[_Key, Prepared] = {}
         self.locals: dict[_Node, Local] = {}
         self.exact: dict[_Key, set[CbState]] = {}
-        self.summary: dict[_Key, CbState] = {}
-        self.growths: dict[_Key, int] = {}
+        self.summaries = Summaries()
         self.active: set[_Node] = set()
         self.built: dict[_Key, Analysis] = {}
         self.rodatas: dict[int, bytes | None] = {}
@@ -223,8 +221,8 @@ class _Ctx:
     def node(self, key: _Key, cb: CbState) -> _Node:
         """The node a tail call entering ``key`` with ``cb`` known is analysed as: its own
         for the first MAX_CONTEXTS states, then one shared summary (the join of the
-        states since), analysed again whenever it grows; after MAX_SUMMARIES growths
-        the summary is "nothing known", which covers every state."""
+        states since), analysed again whenever it grows; after frames.MAX_SUMMARIES growths
+        the summary is "nothing known", which covers every state (frames.Summaries)."""
         if not cb:
             return (key, cb)
         exact = self.exact.setdefault(key, set())
@@ -233,17 +231,8 @@ class _Ctx:
         if len(exact) < MAX_CONTEXTS:
             exact.add(cb)
             return (key, cb)
-        old = self.summary.get(key)
-        new = cb if old is None else cb_join(old, cb)
-        if new != old:
-            grown = self.growths.get(key, 0) + 1
-            self.growths[key] = grown
-            if grown > MAX_SUMMARIES:
-                new = ()
-            elif grown > WIDEN_SUMMARIES and old is not None:
-                new = widen_state(old, new)
-            self.summary[key] = new
-        return (key, new)
+        (summary,) = self.summaries.add(key, (cb,))
+        return (key, summary)
 
     def local(self, node: _Node) -> Local | None:
         """Local analysis of one program entered with known cb bytes; None while it is

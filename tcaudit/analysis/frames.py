@@ -285,3 +285,37 @@ def _cover(slots: Slots, k: int, size: int) -> tuple[int, Value] | None:
                 return size, frozenset((x >> shift) & ((1 << bits) - 1) for x in v)
             return size, S.sized(bits, "part of a wider value")
     return None
+
+
+MAX_SUMMARIES = 24
+"""Growths of a summary before it becomes "nothing known"."""
+WIDEN_SUMMARIES = 4
+"""Growths after which a summary's growing values are widened (so it settles)."""
+
+
+class Summaries:
+    """Entry states past the first few, joined into one per key: the state each later
+    entry is analysed with, which includes its own. Growing values are widened after
+    WIDEN_SUMMARIES growths, and after MAX_SUMMARIES nothing is known any more, which
+    covers every state. Used for tail-call targets (cb) and subprograms (cb, caller
+    frame)."""
+
+    def __init__(self) -> None:
+        self._state: dict[object, tuple[CbState, ...]] = {}
+        self._growths: dict[object, int] = {}
+
+    def add(self, key: object, parts: tuple[CbState, ...]) -> tuple[CbState, ...]:
+        old = self._state.get(key)
+        if old is None:
+            new = parts
+        else:
+            new = tuple(cb_join(o, p) for o, p in zip(old, parts, strict=True))
+        if new != old:
+            grown = self._growths.get(key, 0) + 1
+            self._growths[key] = grown
+            if grown > MAX_SUMMARIES:
+                new = tuple(() for _ in parts)
+            elif grown > WIDEN_SUMMARIES and old is not None:
+                new = tuple(widen_state(o, n) for o, n in zip(old, new, strict=True))
+            self._state[key] = new
+        return new

@@ -71,8 +71,6 @@ Regs = tuple[Value, ...]
 Slots = F.Slots
 CbState = F.CbState
 CfState = F.CfState
-cb_join = F.cb_join
-widen_state = F.widen_state
 
 _FAILED_TAIL = S.full("return value of a failed bpf_tail_call")
 _PKT_LOAD = "value loaded from packet"
@@ -131,9 +129,6 @@ class Env:
     budget: list[int] = field(default_factory=lambda: [2_000_000])
 
 
-def _problem(msg: str) -> Top:
-    return Top(msg)
-
 
 class ProgAnalyser(Memory):
     """Analyses one program: its main function and every reachable subprogram."""
@@ -148,8 +143,7 @@ class ProgAnalyser(Memory):
         self.entry_cb = entry_cb
         self.funcs: dict[_FuncKey, Func] = {}
         self.contexts: dict[int, int] = {}
-        self.summaries: dict[tuple[int, _Args], tuple[CbState, CfState]] = {}
-        self.growths: dict[tuple[int, _Args], int] = {}
+        self.summaries = F.Summaries()
         self.active: set[_FuncKey] = set()
         self.sites: list[Site] = []
         self.extra: list[Value] = []  # values that end the whole program (bpf_throw)
@@ -474,17 +468,8 @@ class ProgAnalyser(Memory):
         """Past MAX_CONTEXTS entry states, a subprogram is analysed against the join of
         the states since (widened after a few growths, nothing known in the end): each
         call is then covered by an analysis of a state that includes its own."""
-        old = self.summaries.get((start, args))
-        new = (cb, cf) if old is None else (cb_join(old[0], cb), cb_join(old[1], cf))
-        if new != old:
-            grown = self.growths.get((start, args), 0) + 1
-            self.growths[(start, args)] = grown
-            if grown > 24:
-                new = ((), ())
-            elif grown > 4 and old is not None:
-                new = (F.widen_state(old[0], new[0]), F.widen_state(old[1], new[1]))
-            self.summaries[(start, args)] = new
-        return new
+        new_cb, new_cf = self.summaries.add((start, args), (cb, cf))
+        return new_cb, new_cf
 
     def _throw(self, cookie: Value) -> None:
         """bpf_throw(cookie) ends the whole program: the default exception callback

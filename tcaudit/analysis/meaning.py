@@ -17,7 +17,7 @@ __all__ = [
     "TCX_DROP", "TCX_NAMES", "TCX_NEXT", "TCX_PASS", "TCX_REDIRECT", "TC_ACT_NAMES",
     "TC_ACT_OK", "TC_ACT_PIPE", "TC_ACT_QUEUED", "TC_ACT_RECLASSIFY", "TC_ACT_REDIRECT",
     "TC_ACT_REPEAT", "TC_ACT_SHOT", "TC_ACT_STOLEN", "TC_ACT_TRAP", "TC_ACT_UNSPEC",
-    "Mode", "effective", "effective_one", "effective_ranges", "verdict_names",
+    "Mode", "effective", "effective_one", "effective_ranges", "ranges_text", "verdict_names",
 ]
 
 TC_ACT_UNSPEC = -1
@@ -158,3 +158,8 @@ def effective_ranges(
 
 
 _OTHER: Mapping[str, int] = MappingProxyType({"direct-action": 1, "tcx": 1, "classic": 1})
+
+
+def ranges_text(ranges: Sequence[tuple[int, int]]) -> str:
+    """``[-4095, 0], 2, 7``: raw values, ranges written out as [lo, hi]."""
+    return ", ".join(str(lo) if lo == hi else f"[{lo}, {hi}]" for lo, hi in ranges)

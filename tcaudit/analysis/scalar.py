@@ -78,9 +78,6 @@ def sized(bits: int, reason: str, signed: bool = False) -> Rng:
     return Rng(0, top, 0, top, 0, top, reason)
 
 
-def is_full(r: Rng) -> bool:
-    return r.tm == M64 and r.smin == S64_MIN and r.smax == S64_MAX and r.umin == 0 and r.umax == M64
-
 
 # --------------------------------------------------------------------------
 # Construction and conversion

@@ -14,9 +14,10 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from tcaudit.analysis.cache import VerdictCache
-from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
+from tcaudit.analysis.closure import Analysis, analyse
 from tcaudit.analysis.kernelcode import KernelCode
 from tcaudit.analysis.meaning import Mode, effective_ranges
+from tcaudit.analysis.shapes import Shapes
 from tcaudit.model import Entry, Scan, Verdict, map_entries
 
 
@@ -29,14 +30,33 @@ class VerdictAnalyser:
         *,
         step_budget: int = 2_000_000,
         cache: VerdictCache | None = None,
+        share: bool = True,
     ) -> None:
         self.code = code or KernelCode()
         self.cache = cache
+        self.shapes = Shapes(self.code) if share else None
+        """Copies of one program shape (one per endpoint) analysed once (``shapes``)."""
         self._budget = step_budget
         self._by_key: dict[str, Analysis] = {}
         self._by_id: dict[int, Analysis | str] = {}
         self.internal_errors: list[str] = []
         """One line per program whose analysis raised (a tcaudit bug), for stderr."""
+
+    def prefetch(self, prog_ids: list[int]) -> None:
+        """Answer what the persistent cache can, and group the trees of the rest into
+        families of copies before any of them is analysed."""
+        misses = []
+        for prog_id in dict.fromkeys(prog_ids):
+            if prog_id in self._by_id:
+                continue
+            if self.cache is not None:
+                cached = self.cache.get(prog_id, self.code)
+                if cached is not None:
+                    self._by_id[prog_id] = cached
+                    continue
+            misses.append(prog_id)
+        if self.shapes is not None and len(misses) > 1:
+            self.shapes.add_trees(misses)
 
     def analysis(self, prog_id: int) -> Analysis | str:
         """The program's analysis, or why it could not be read."""
@@ -46,12 +66,11 @@ class VerdictAnalyser:
                 self._by_id[prog_id] = cached
         if prog_id not in self._by_id:
             key = self.code.cache_key(prog_id)
-            program = self.code.program(prog_id)
-            if key is None or program is None:
+            if key is None:
                 self._by_id[prog_id] = self.code.error(prog_id) or f"program {prog_id} unreadable"
             else:
                 if key not in self._by_key:
-                    self._by_key[key] = self._analyse(prog_id, program)
+                    self._by_key[key] = self._analyse(prog_id)
                 self._by_id[prog_id] = self._by_key[key]
                 result = self._by_key[key]
                 if self.cache is not None and not (result.reason or "").startswith(
@@ -60,11 +79,11 @@ class VerdictAnalyser:
                     self.cache.put(prog_id, result, self.code)
         return self._by_id[prog_id]
 
-    def _analyse(self, prog_id: int, program: ProgramCode) -> Analysis:
+    def _analyse(self, prog_id: int) -> Analysis:
         """The engine's answer; an exception in it (a bug) becomes this one program's
         unknown verdict, so the scan of the node goes on."""
         try:
-            return analyse(program, self.code, step_budget=self._budget)
+            return analyse(prog_id, self.code, step_budget=self._budget, shared=self.shapes)
         except Exception as err:
             detail = f"{type(err).__name__}: {err}".splitlines()[0][:200]
             self.internal_errors.append(
@@ -150,6 +169,11 @@ class VerdictAnalyser:
 def add_verdicts(scan: Scan, analyser: VerdictAnalyser | None = None) -> Scan:
     """The same scan with ``verdict`` set on every entry."""
     analyser = analyser or VerdictAnalyser()
+    analyser.prefetch([
+        e.program.id
+        for ns in scan.namespaces for i in ns.interfaces for h in i.hooks for e in h.entries
+        if e.kind in ("bpf", "tcx") and e.program is not None
+    ])
     done = map_entries(scan, lambda e, _i, _h, _n: replace(e, verdict=analyser.verdict(e)))
     if analyser.internal_errors:
         done = replace(done, warnings=(*done.warnings, *analyser.internal_errors))

@@ -33,6 +33,7 @@ from tcaudit.analysis.interp import (
 )
 from tcaudit.analysis.prepare import Prepared
 from tcaudit.analysis.scalar import Rng
+from tcaudit.analysis.shapes import Shapes
 
 __all__ = ["CAP", "MAX_TAIL_CALL_CNT", "Analysis", "CodeSource", "ProgramCode", "Ranges",
            "TailCall", "analyse"]
@@ -162,11 +163,15 @@ _Node = tuple[_Key, CbState]
 class _Ctx:
     """State of one analyse() call: memo tables and the shared step budget."""
 
-    def __init__(self, source: CodeSource, budget: int, root: ProgramCode) -> None:
+    def __init__(self, source: CodeSource, budget: int, root: ProgramCode | None,
+                 root_key: _Key, shared: Shapes | None = None) -> None:
         self.source = source
         self.start_budget = budget
         self.root = root
-        self.root_key: _Key = root.prog_id
+        self.root_key: _Key = root_key
+        self.shared = shared
+        readable = getattr(source, "readable", None)
+        self._readable = readable if callable(readable) else None
         self.helpers: dict[int, str | None] = {}
         self.arrays: dict[int, Mapping[int, int] | None] = {}
         self.codes: dict[int, ProgramCode | None] = {}
@@ -211,7 +216,7 @@ class _Ctx:
         return self.arrays[map_id]
 
     def code(self, key: _Key) -> ProgramCode | None:
-        if key == self.root_key:
+        if key == self.root_key and self.root is not None:
             return self.root
         assert key is not None
         if key not in self.codes:
@@ -243,6 +248,12 @@ class _Ctx:
         if node in self.active:
             return None
         key, cb = node
+        if self.shared is not None and key is not None and (key != self.root_key
+                                                            or self.root is None):
+            loc = self.shared.local(key, cb, self)
+            if loc is not None:
+                self.locals[node] = loc
+                return loc
         code = self.code(key)
         if code is None:
             loc = Local([], {}, [], f"tail-call target prog {key} unreadable")
@@ -360,7 +371,7 @@ class _Ctx:
             targets, _problem = self.resolve(site)
             analyses: list[Analysis | None] = []
             for t in targets:
-                if t in inner or len(inner) > MAX_TAIL_CALL_CNT or self.code(t) is None:
+                if t in inner or len(inner) > MAX_TAIL_CALL_CNT or not self.readable(t):
                     analyses.append(None)
                 else:
                     analyses.append(self.build(t, inner))
@@ -390,6 +401,14 @@ class _Ctx:
         self.built[key] = res
         return res
 
+    def readable(self, key: _Key) -> bool:
+        """The program's code can be read (without decoding it when the source can)."""
+        if key == self.root_key and self.root is not None:
+            return True
+        if self._readable is not None and key is not None:
+            return bool(self._readable(key))
+        return self.code(key) is not None
+
     def _depends(self, arrays: Iterable[int]) -> str | None:
         parts = []
         for mid in sorted(arrays):
@@ -401,14 +420,27 @@ class _Ctx:
         return "tail calls via " + ", ".join(parts)
 
 
-def analyse(code: ProgramCode, source: CodeSource, *, step_budget: int = 2_000_000) -> Analysis:
-    """Possible return values of ``code`` and of every program it tail-calls.
+def analyse(
+    code: ProgramCode | int,
+    source: CodeSource,
+    *,
+    step_budget: int = 2_000_000,
+    shared: Shapes | None = None,
+) -> Analysis:
+    """Possible return values of ``code`` (or of the program with that id in
+    ``source``) and of every program it tail-calls.
+
+    ``shared``: families of copies among the scan's programs, each analysed once
+    (``shapes``); None analyses every program on its own.
 
     ``step_budget`` bounds the instructions interpreted over the whole tree;
     running out gives ``possible=None`` with reason "step budget exhausted".
     The result reflects the prog arrays' contents at the time of the call.
     """
-    ctx = _Ctx(source, step_budget, code)
+    if isinstance(code, ProgramCode):
+        ctx = _Ctx(source, step_budget, code, code.prog_id, shared)
+    else:
+        ctx = _Ctx(source, step_budget, None, code, shared)
     try:
         return ctx.build(ctx.root_key, frozenset())
     except BudgetExhausted:

@@ -127,6 +127,8 @@ class Env:
     rodata: Callable[[int], bytes | None]
     cb_range: tuple[int, int] | None
     budget: list[int] = field(default_factory=lambda: [2_000_000])
+    varying: Callable[[int], frozenset[int]] | None = None
+    """Bytes of a read-only map that differ between copies (``shapes``): unknown."""
 
 
 

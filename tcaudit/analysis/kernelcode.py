@@ -73,6 +73,9 @@ class KernelCode:
         self._errors: dict[int, str] = {}
         self._map_ids: dict[int, tuple[int, ...]] = {}
         self._raw: dict[int, bytes] = {}
+        self._names: dict[int, str] = {}
+        self._starts: dict[int, tuple[int, ...]] = {}
+        self._fetched: dict[int, bool] = {}
         self._arrays: dict[int, Mapping[int, int] | None] = {}
         self._rodata: dict[int, bytes | None] = {}
         self._load_times: dict[int, int | None] = {}
@@ -95,8 +98,33 @@ class KernelCode:
 
     def program(self, prog_id: int) -> ProgramCode | None:
         if prog_id not in self._code:
-            self._code[prog_id] = self._read(prog_id)
+            self._code[prog_id] = None
+            if self.readable(prog_id):
+                self._code[prog_id] = ProgramCode(
+                    prog_id=prog_id,
+                    name=self._names[prog_id],
+                    insns=decode(self._raw[prog_id]),
+                    func_starts=self._starts[prog_id],
+                    map_ids=self._map_ids[prog_id],
+                )
         return self._code[prog_id]
+
+    # -- raw code, not decoded (shapes.ShapeSource) -------------------------------------
+
+    def readable(self, prog_id: int) -> bool:
+        """The program's code could be read (it is read once, not decoded)."""
+        if prog_id not in self._fetched:
+            self._fetched[prog_id] = self._read(prog_id)
+        return self._fetched[prog_id]
+
+    def raw(self, prog_id: int) -> bytes | None:
+        return self._raw.get(prog_id) if self.readable(prog_id) else None
+
+    def map_ids_of(self, prog_id: int) -> tuple[int, ...]:
+        return self._map_ids.get(prog_id, ()) if self.readable(prog_id) else ()
+
+    def func_starts_of(self, prog_id: int) -> tuple[int, ...]:
+        return self._starts.get(prog_id, (0,)) if self.readable(prog_id) else (0,)
 
     def load_time(self, prog_id: int) -> int | None:
         """The program's load time (CLOCK_BOOTTIME ns): with the id, it names the code."""
@@ -138,7 +166,7 @@ class KernelCode:
         Not the tag: the tag is computed before the verifier rewrites the program, so
         equal tags can hide different code (and different map ids).
         """
-        if self.program(prog_id) is None:
+        if not self.readable(prog_id):
             return None
         digest = hashlib.sha256(self._raw[prog_id])
         for map_id in self._map_ids[prog_id]:
@@ -148,28 +176,25 @@ class KernelCode:
                 digest.update(repr(sorted(slots.items())).encode())
         return digest.hexdigest()
 
-    def _read(self, prog_id: int) -> ProgramCode | None:
+    def _read(self, prog_id: int) -> bool:
         try:
             fd = bpfsys.prog_fd_by_id(prog_id)
         except OSError as err:
             self._errors[prog_id] = f"program {prog_id} unreadable: {err.strerror}"
-            return None
+            return False
         try:
             info = bpfsys.prog_info(fd, with_code=True)
         except OSError as err:
             self._errors[prog_id] = f"program {prog_id} code unreadable: {err.strerror}"
-            return None
+            return False
         finally:
             os.close(fd)
-        if not info.xlated:
+        if not info.xlated or len(info.xlated) % 8:
             self._errors[prog_id] = f"program {prog_id}: the kernel gave no instructions"
-            return None
+            return False
         self._raw[prog_id] = info.xlated
-        self._map_ids[prog_id] = info.map_ids
-        return ProgramCode(
-            prog_id=prog_id,
-            name=info.name,
-            insns=decode(info.xlated),
-            func_starts=info.func_starts or (0,),
-            map_ids=tuple(info.map_ids),
-        )
+        self._map_ids[prog_id] = tuple(info.map_ids)
+        self._names[prog_id] = info.name
+        self._starts[prog_id] = info.func_starts or (0,)
+        self._load_times.setdefault(prog_id, info.load_time_ns)
+        return True

@@ -7,6 +7,7 @@ into its caller's frame). The slots themselves are ``frames``'s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from tcaudit.analysis import domain as D
@@ -22,6 +23,7 @@ class MemoryEnv(Protocol):
     """The part of the interpreter's environment memory accesses read."""
 
     cb_range: tuple[int, int] | None
+    varying: Callable[[int], frozenset[int]] | None
 
     def rodata(self, map_id: int) -> bytes | None: ...
 
@@ -69,6 +71,9 @@ class Memory:
             if kind == "mapval" and poff is not None and map_id is not None:
                 data = self.env.rodata(map_id)
                 a = poff + off
+                vary = self.env.varying
+                if vary is not None and any(a <= b < a + size for b in vary(map_id)):
+                    data = None  # differs between copies of this program (shapes)
                 if data is not None and a >= 0 and a + size <= len(data):
                     x = int.from_bytes(data[a:a + size], "little")
                     if sx:

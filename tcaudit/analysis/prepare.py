@@ -67,7 +67,14 @@ class Prepared:
 
     __slots__ = ("callees", "func_starts", "has_callbacks", "leader", "n", "ops")
 
-    def __init__(self, insns: tuple[Insn, ...], func_starts: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        insns: tuple[Insn, ...],
+        func_starts: tuple[int, ...],
+        unknown: frozenset[int] = frozenset(),
+    ) -> None:
+        """``unknown``: indexes of instructions whose immediate operand is analysed as
+        any value (the constants that differ between copies of one shape, ``shapes``)."""
         n = len(insns)
         self.n = n
         self.func_starts = frozenset(s for s in func_starts if 0 <= s < n)
@@ -81,6 +88,8 @@ class Prepared:
         pc = 0
         while pc < n:
             op = self._prep(insns, pc)
+            if pc in unknown:
+                op = _unknown_operand(op)
             ops.append(op)
             kind = op[0]
             if kind == K_LDIMM:
@@ -214,6 +223,26 @@ class Prepared:
                 return _INVALID
             return (K_LDABS, mode, 0, src, 0, size, _EMPTY, False, 0)
         return _INVALID
+
+
+def _unknown_operand(op: Op) -> Op:
+    """The instruction with its immediate operand replaced by an unknown value of the
+    operand's width (a superset of every copy's constant)."""
+    kind, o, dst, src, off, imm, _kval, wide, tgt = op
+    if kind in (K_MOV, K_ALU, K_JCOND) and src < 0:
+        v: Value = S.full(_VARYING) if wide else S.sized(32, _VARYING)
+    elif kind == K_ST:
+        v = S.full(_VARYING) if imm == 8 else S.sized(8 * imm, _VARYING)
+    elif kind == K_LDIMM and src == 0:
+        v = S.full(_VARYING)
+    else:
+        return op
+    if kind == K_ALU:
+        imm = 0  # links.on_alu keys on the shift amount: not a known one here
+    return (kind, o, dst, src, off, imm, v, wide, tgt)
+
+
+_VARYING = "a constant that differs between copies of this program"
 
 
 def ldimm_value(first: Insn, second: Insn) -> Value:

@@ -1,0 +1,453 @@
+"""Whether a program's answer can depend on the immediates that differ between copies.
+
+A CNI compiles one datapath per endpoint with that endpoint's constants (its id, its
+addresses, its ifindex) as immediates or in a read-only map, so a node holds hundreds of
+programs of one *shape* that differ only there (``shapes``). The engine analyses one
+copy with those immediates unknown (``Prepared(..., unknown=...)``), which is sound for
+every copy by construction. This module decides whether that answer is also the one a
+copy's own analysis would give: a forward pass over the code that follows the *taint*
+of the varying constants through registers, stack slots and subprogram calls, and says
+"depends" when a tainted value could reach anything the engine's answer is made of:
+
+* r0 at an exit (of any function: each one's values are reported), a
+  ``bpf_tail_call`` index or map, a ``bpf_throw`` cookie;
+* a store into the context (``cb[]`` carries values into tail-call targets) or through a
+  pointer that may lead into a caller's frame; a load or store at a tainted address;
+* a helper length the engine reads, a program with callbacks;
+* a conditional jump, except ``==``/``!=`` between a tainted value and an *opaque* one
+  (a full-width load from packet or map memory that no test has narrowed, at the jump's
+  width): whatever the constant, both sides of such a jump are feasible and the engine
+  learns nothing but the constant itself (the opaque value and every register linked
+  to it become tainted).
+
+Anything this pass does not understand is "depends": the caller then analyses the copy
+on its own, so the worst case is the old speed, never a different answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from tcaudit.analysis import helpers as H
+from tcaudit.analysis import insns as I
+from tcaudit.analysis.domain import Ptr
+from tcaudit.analysis.prepare import (
+    K_ALU,
+    K_ATOMIC,
+    K_CALL,
+    K_END,
+    K_EXIT,
+    K_JA,
+    K_JCOND,
+    K_KFUNC,
+    K_LDABS,
+    K_LDIMM,
+    K_LDX,
+    K_MAYGOTO,
+    K_MOV,
+    K_NEG,
+    K_NOP,
+    K_PCALL,
+    K_SLOT2,
+    K_ST,
+    K_STX,
+    K_TAILCALL,
+    NREGS,
+    Prepared,
+)
+
+# Register flags; every one joins with OR (may-properties).
+T = 1  # may hold (a function of) a varying constant
+C = 2  # may be the context pointer
+F = 4  # may point into this function's own frame
+P = 8  # may point into a caller's frame (a subprogram's pointer argument)
+A = 16  # may point into a read-only map whose contents vary between copies
+R = 32  # may point into a read-only map whose contents are known (a constant load)
+N32 = 64  # not an opaque value at 32 bits (see the module docstring)
+N64 = 128  # not an opaque value at 64 bits
+PTRS = C | F | P | A | R
+PLAIN = N32 | N64  # an ordinary scalar: not tainted, not a pointer, not opaque
+KEEP = T | C | A | R  # what a stack slot remembers of a spilled register
+FA = F | A  # pointers whose offset is followed
+
+MAX_STATES = 200_000
+
+
+class Depends(Exception):
+    """The answer may depend on a varying constant (message: where and why)."""
+
+
+# A state: (flags, origin, frame offset) per register; stack slots {offset: (size,
+# flags)}; whether an unknown stack slot may hold a tainted value or the context.
+_Regs = tuple[int, ...]
+_Orig = tuple[int | None, ...]
+_Offs = tuple[int | None, ...]
+_Slots = dict[int, tuple[int, int]]
+_State = tuple[_Regs, _Orig, _Offs, _Slots, int]
+
+
+class _Pass:
+    def __init__(
+        self,
+        prep: Prepared,
+        varying: frozenset[int],
+        abstract_maps: Mapping[int, frozenset[int]],
+        known_rodata: Callable[[int], bool],
+        helper_name: Callable[[int], str | None],
+    ) -> None:
+        self.prep = prep
+        self.varying = varying
+        self.abstract_maps = abstract_maps
+        self.varying_bytes = frozenset().union(*abstract_maps.values())
+        self.known_rodata = known_rodata
+        self.helper_name = helper_name
+        self.memo: dict[tuple[int, _Regs, bool], int] = {}
+        self.active: set[tuple[int, _Regs, bool]] = set()
+        self.work = 0
+
+    def function(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool) -> int:
+        """Flags of r0 at the function's exits (0 when it never returns)."""
+        key = (start, args, caller_tainted)
+        done = self.memo.get(key)
+        if done is not None:
+            return done
+        if key in self.active:
+            raise Depends("recursive bpf-to-bpf call")
+        self.active.add(key)
+        try:
+            ret = self._run(start, args, caller_tainted, is_main)
+        finally:
+            self.active.discard(key)
+        self.memo[key] = ret
+        return ret
+
+    def _run(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool) -> int:
+        prep = self.prep
+        ops = prep.ops
+        leader = prep.leader
+        n = prep.n
+        regs0 = [PLAIN] * NREGS
+        if is_main:
+            regs0[1] = C | PLAIN
+        else:
+            for r in range(1, 6):
+                regs0[r] = args[r - 1]
+        regs0[10] = F | PLAIN
+        offs0: list[int | None] = [None] * NREGS
+        offs0[10] = 0
+        states: dict[int, _State] = {
+            start: (tuple(regs0), (None,) * NREGS, tuple(offs0), {}, 0)
+        }
+        queue = [start]
+        queued = {start}
+        ret = 0
+
+        def merge(tpc: int, st: _State) -> None:
+            if not 0 <= tpc < n or ops[tpc][0] == K_SLOT2:
+                raise Depends(f"jump to invalid instruction index {tpc}")
+            old = states.get(tpc)
+            if old is None:
+                new = st
+            else:
+                new = _join(old, st)
+                if new == old:
+                    return
+            states[tpc] = new
+            if tpc not in queued:
+                queued.add(tpc)
+                queue.append(tpc)
+
+        while queue:
+            pc = queue.pop()
+            queued.discard(pc)
+            r0, o0, f0, s0, any0 = states[pc]
+            fl = list(r0)
+            org = list(o0)
+            fo = list(f0)
+            slots = dict(s0)
+            anyx = any0
+            while True:
+                self.work += 1
+                if self.work > MAX_STATES:
+                    raise Depends("too much code to follow")
+                if pc >= n:
+                    raise Depends("execution falls off the end")
+                kind, op, dst, src, off, imm, _kval, wide, tgt = ops[pc]
+                var = pc in self.varying
+                if kind == K_MOV:
+                    if src < 0:
+                        fl[dst] = (T | PLAIN) if var else PLAIN
+                        org[dst] = None
+                    elif wide and off == 0:
+                        fl[dst], org[dst], fo[dst] = fl[src], org[src], fo[src]
+                    elif not wide and off == 0:  # zero-extending copy: low half kept
+                        fl[dst] = (fl[src] & (T | N32)) | N64
+                        org[dst] = org[src]
+                    else:  # movsx
+                        fl[dst] = (fl[src] & T) | PLAIN
+                        org[dst] = None
+                elif kind == K_ALU:
+                    s = ((T if var else 0) if src < 0 else fl[src]) & (T | PTRS)
+                    d = fl[dst]
+                    fl[dst] = (d & (T | PTRS)) | s | PLAIN
+                    org[dst] = None
+                    if (d & (F | A) and src < 0 and not var and wide
+                            and op in (I.BPF_ADD, I.BPF_SUB)):
+                        k = imm if op == I.BPF_ADD else -imm
+                        fo[dst] = None if fo[dst] is None else fo[dst] + k  # type: ignore[operator]
+                    else:
+                        fo[dst] = None
+                elif kind in (K_NEG, K_END):
+                    fl[dst] = (fl[dst] & T) | PLAIN
+                    org[dst] = None
+                elif kind == K_LDX:
+                    fl[dst], org[dst] = self._load(pc, fl, fo, slots, anyx, caller_tainted,
+                                                   src, off, imm, op)
+                    fo[dst] = None
+                elif kind in (K_ST, K_STX):
+                    v = ((T | PLAIN) if var else PLAIN) if src < 0 else fl[src]
+                    anyx = self._store(pc, fl, fo, slots, anyx, dst, off, imm, v)
+                elif kind == K_ATOMIC:
+                    b = fl[dst]
+                    if b & T:
+                        raise Depends(f"atomic at a tainted address (insn {pc})")
+                    v = fl[src]
+                    got = PLAIN
+                    if b & F:
+                        got |= self._slot_flags(fo[dst], off, imm, slots, anyx)
+                        anyx = self._store(pc, fl, fo, slots, anyx, dst, off, imm, v | got)
+                    elif b & (C | P) and v & T:
+                        raise Depends(f"tainted value stored by an atomic (insn {pc})")
+                    if op & I.BPF_FETCH or op in (I.BPF_XCHG, I.BPF_CMPXCHG, I.BPF_LOAD_ACQ):
+                        r = 0 if op == I.BPF_CMPXCHG else src
+                        fl[r] = (got & T) | PLAIN
+                        org[r] = None
+                        fo[r] = None
+                elif kind == K_LDIMM:
+                    if src == 0:
+                        fl[dst] = (T | PLAIN) if var else PLAIN
+                    elif src == I.BPF_PSEUDO_MAP_VALUE:
+                        mid = imm & 0xFFFFFFFF
+                        if mid in self.abstract_maps:
+                            fl[dst] = A | PLAIN
+                            org[dst] = None
+                            fo[dst] = _kval.off if type(_kval) is Ptr else None
+                            pc += 2
+                            if pc >= n or leader[pc]:
+                                merge(pc, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                                break
+                            continue
+                        elif self.known_rodata(mid):
+                            fl[dst] = R | PLAIN
+                        else:
+                            fl[dst] = PLAIN
+                    elif src == I.BPF_PSEUDO_FUNC:
+                        raise Depends("a callback function")
+                    else:
+                        fl[dst] = PLAIN
+                    org[dst] = None
+                    fo[dst] = None
+                    pc += 2
+                    if pc >= n or leader[pc]:
+                        merge(pc, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                        break
+                    continue
+                elif kind == K_JCOND:
+                    self._jump(pc, op, wide, dst, src, var, fl, org)
+                    st = (tuple(fl), tuple(org), tuple(fo), slots, anyx)
+                    merge(tgt, st)
+                    merge(pc + 1, st)
+                    break
+                elif kind == K_JA:
+                    merge(tgt, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                    break
+                elif kind == K_MAYGOTO:
+                    st = (tuple(fl), tuple(org), tuple(fo), slots, anyx)
+                    merge(tgt, st)
+                    merge(pc + 1, st)
+                    break
+                elif kind == K_EXIT:
+                    if fl[0] & T:  # every function's exits are in the answer
+                        raise Depends(f"a varying constant reaches r0 at the exit at insn {pc}")
+                    ret |= fl[0]
+                    break
+                elif kind in (K_CALL, K_TAILCALL):
+                    name = "bpf_tail_call" if kind == K_TAILCALL else self.helper_name(imm)
+                    if kind == K_TAILCALL or imm == I.BPF_FUNC_TAIL_CALL or H.is_tail_call(name):
+                        if (fl[2] | fl[3]) & T:
+                            raise Depends(f"a varying constant picks a tail call (insn {pc})")
+                    elif H.has_callbacks(name):
+                        raise Depends("a helper with callbacks")
+                    else:
+                        c = H.contract(name)
+                        for _p, ln in c.writes if c is not None else ():
+                            if ln > 0 and fl[ln] & T:
+                                raise Depends(f"a varying helper length (insn {pc})")
+                    _clobber(fl, org, fo)
+                elif kind == K_KFUNC:
+                    if fl[1] & T:
+                        raise Depends(f"a varying constant reaches a kfunc (insn {pc})")
+                    _clobber(fl, org, fo)
+                elif kind == K_PCALL:
+                    tainted_frame = bool(anyx & (T | A)) or any(
+                        f & (T | A) for _s, f in slots.values())
+                    cargs = tuple(_to_callee(fl[r]) for r in range(1, 6))
+                    got = self.function(tgt, cargs, tainted_frame or caller_tainted, False)
+                    _clobber(fl, org, fo)
+                    fl[0] = (got & T) | PLAIN
+                elif kind == K_LDABS:
+                    t = fl[src] & T if op == I.BPF_IND else 0
+                    _clobber(fl, org, fo)
+                    fl[0] = t | (N64 if imm == 4 else PLAIN)
+                    org[0] = pc
+                elif kind != K_NOP:
+                    raise Depends(f"unsupported instruction at insn {pc}")
+                pc += 1
+                if leader[pc]:
+                    merge(pc, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                    break
+        return ret
+
+    # -- memory -------------------------------------------------------------------------
+
+    def _load(self, pc: int, fl: list[int], fo: list[int | None], slots: _Slots, anyx: int,
+              caller_tainted: bool, src: int, off: int, size: int,
+              mode: int) -> tuple[int, int | None]:
+        b = fl[src]
+        if b & T:
+            raise Depends(f"a load at a tainted address (insn {pc})")
+        got = 0
+        if b & F:
+            got |= self._slot_flags(fo[src], off, size, slots, anyx)
+        if b & P:  # the caller's frame: what it may hold
+            got |= C | R | ((T | A) if caller_tainted else 0)
+        if b & A:
+            at = fo[src]
+            if at is None or any(at + off <= x < at + off + size for x in self.varying_bytes):
+                got |= T
+        if b & PTRS:
+            return got | PLAIN, None
+        # packet, map value or other kernel memory: a full-width value the engine
+        # knows nothing about
+        if size == 8:
+            return got, pc
+        if size == 4:
+            return got | N64, pc
+        return got | PLAIN, None
+
+    @staticmethod
+    def _slot_flags(base: int | None, off: int, size: int, slots: _Slots, anyx: int) -> int:
+        if base is None:
+            got = anyx
+            for _s, f in slots.values():
+                got |= f
+            return got & KEEP
+        lo = base + off
+        got = anyx
+        for k, (s, f) in slots.items():
+            if k < lo + size and lo < k + s:
+                got |= f
+        return got & KEEP
+
+    def _store(self, pc: int, fl: list[int], fo: list[int | None], slots: _Slots, anyx: int,
+               dst: int, off: int, size: int, v: int) -> int:
+        b = fl[dst]
+        if b & T:
+            raise Depends(f"a store at a tainted address (insn {pc})")
+        if v & (F | P):
+            raise Depends(f"a frame pointer stored to memory (insn {pc})")
+        if b & (C | P | A | R) and v & T:
+            raise Depends(f"a varying constant stored outside the stack (insn {pc})")
+        if b & F:
+            keep = v & KEEP
+            base = fo[dst]
+            if base is None:
+                return anyx | keep
+            lo = base + off
+            for k in [k for k, (s, _f) in slots.items() if k < lo + size and lo < k + s]:
+                s, f = slots[k]
+                if lo <= k and k + s <= lo + size:
+                    del slots[k]  # wholly overwritten
+                elif not keep:
+                    slots[k] = (s, f)  # partly: the old flags stay (conservative)
+            if keep:
+                slots[lo] = (size, keep)
+        return anyx
+
+    # -- jumps --------------------------------------------------------------------------
+
+    def _jump(self, pc: int, op: int, wide: bool, dst: int, src: int, var: bool,
+              fl: list[int], org: list[int | None]) -> None:
+        ta = bool(fl[dst] & T)
+        tb = var if src < 0 else bool(fl[src] & T)
+        narrowed = [dst] if src < 0 else [dst, src]
+        if ta or tb:
+            if ta and tb:
+                raise Depends(f"two varying values compared (insn {pc})")
+            other = src if ta else dst
+            if other < 0 or op not in (I.BPF_JEQ, I.BPF_JNE):
+                raise Depends(f"a varying constant decides a branch (insn {pc})")
+            need = N64 if wide else N32
+            if fl[other] & (need | PTRS):
+                raise Depends(f"a varying constant decides a branch (insn {pc})")
+        add = T if ta or tb else 0
+        origins = {org[r] for r in narrowed} - {None}
+        for r in range(NREGS):
+            if r in narrowed or (org[r] is not None and org[r] in origins):
+                fl[r] |= add | PLAIN
+                org[r] = None
+
+
+def _join(a: _State, b: _State) -> _State:
+    ra, oa, fa, sa, xa = a
+    rb, ob, fb, sb, xb = b
+    regs = tuple(x | y for x, y in zip(ra, rb, strict=True))
+    orig = tuple(x if x == y else None for x, y in zip(oa, ob, strict=True))
+    offs = tuple(
+        None if (ra[i] | rb[i]) & FA == FA
+        else x if x == y else (x if not rb[i] & FA else y if not ra[i] & FA else None)
+        for i, (x, y) in enumerate(zip(fa, fb, strict=True))
+    )
+    slots = dict(sa)
+    for k, (s, f) in sb.items():
+        old = slots.get(k)
+        slots[k] = (s, f) if old is None else (max(s, old[0]), f | old[1])
+    return regs, orig, offs, slots, xa | xb
+
+
+def _clobber(fl: list[int], org: list[int | None], fo: list[int | None]) -> None:
+    for r in (0, 1, 2, 3, 4, 5, 11):
+        fl[r] = PLAIN
+        org[r] = None
+        fo[r] = None
+
+
+def _to_callee(f: int) -> int:
+    """A caller's register as a callee's argument: its frame becomes the caller's."""
+    if f & F:
+        f = (f & ~F) | P
+    return f | PLAIN if f & PTRS else f
+
+
+def depends(
+    prep: Prepared,
+    varying: frozenset[int],
+    abstract_maps: Mapping[int, frozenset[int]],
+    *,
+    known_rodata: Callable[[int], bool],
+    helper_name: Callable[[int], str | None],
+) -> str | None:
+    """Why the program's answer may depend on the varying immediates (the insn indexes
+    in ``varying``) and the varying bytes of read-only maps (``abstract_maps``: map id
+    -> byte offsets); None when it cannot."""
+    if not varying and not abstract_maps:
+        return None
+    if prep.has_callbacks:
+        return "a callback function"
+    try:
+        _Pass(prep, varying, abstract_maps, known_rodata, helper_name).function(
+            0, (), False, True
+        )
+    except Depends as why:
+        return str(why)
+    return None

@@ -1,0 +1,341 @@
+"""Copies of one program shape across a node, analysed once.
+
+A CNI loads one datapath per endpoint, compiled (or patched at load time) with that
+endpoint's constants: on a node with 100 pods there are 100 copies of each program that
+differ only in some immediates, in the ids of their own maps (each endpoint has its own
+prog array) and in the contents of a read-only config map. A cache keyed by code misses
+every one of them. This module groups the programs of the trees being scanned by
+*shape* (the code with every immediate masked, the function starts and the number of
+maps) and checks each copy against the family's representative (the lowest id):
+
+* an immediate that differs must be a value (an ALU or jump operand, a store, a 64-bit
+  constant): it joins the family's *varying* positions, analysed as an unknown value;
+* a map reference that differs must follow the two programs' map lists position by
+  position, and maps at one position must be of one kind; a read-only (frozen) map whose
+  contents differ joins the family's *abstract* maps, whose loads are unknown values;
+* anything else (a different helper, call offset, value offset) leaves the copy out: it
+  is analysed on its own.
+
+For each family and entry ``cb`` state the engine runs once on the representative's code
+with the varying operands unknown and the abstract maps unreadable (sound for every
+copy), and ``dependence.depends`` checks that no varying value can reach anything the
+answer is made of. When it can, or when the program tail-calls from a subprogram (its
+answer then includes its own tree's), every copy is analysed on its own as before. The
+shared answer is given to each copy with its own map ids put back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from tcaudit.analysis import insns as I
+from tcaudit.analysis import scalar as S
+from tcaudit.analysis.dependence import depends
+from tcaudit.analysis.domain import Ptr, Value
+from tcaudit.analysis.frames import CbState
+from tcaudit.analysis.insns import decode
+from tcaudit.analysis.interp import Env, Local, ProgAnalyser, Site
+from tcaudit.analysis.prepare import Prepared
+
+MAX_DIFFS = 512
+"""A copy differing in more immediates than this is not treated as a copy."""
+MAX_TREE = 4096
+"""Programs followed per scan when looking for copies."""
+
+
+class ShapeSource(Protocol):
+    """What grouping reads (``kernelcode.KernelCode``): raw code, no decoding."""
+
+    def raw(self, prog_id: int) -> bytes | None: ...
+
+    def map_ids_of(self, prog_id: int) -> tuple[int, ...]: ...
+
+    def func_starts_of(self, prog_id: int) -> tuple[int, ...]: ...
+
+    def prog_array(self, map_id: int) -> Mapping[int, int] | None: ...
+
+    def rodata(self, map_id: int) -> bytes | None: ...
+
+
+class TreeContext(Protocol):
+    """What an analysis needs from the tree it runs for (``closure._Ctx``)."""
+
+    env: Env
+
+    def helper_name(self, imm: int) -> str | None: ...
+
+    def rodata(self, map_id: int) -> bytes | None: ...
+
+
+@dataclass
+class Family:
+    rep: int
+    insns: tuple[I.Insn, ...]
+    func_starts: tuple[int, ...]
+    map_ids: tuple[int, ...]
+    varying: set[int] = field(default_factory=set)
+    abstract_maps: dict[int, set[int]] = field(default_factory=dict)
+    """Read-only map (the representative's id) -> byte offsets that differ."""
+    members: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Copy -> its map ids (position by position with ``map_ids``)."""
+    prep: Prepared | None = None
+    depends: str | bool | None = False  # False: not checked yet
+    locals: dict[CbState, Local | None] = field(default_factory=dict)
+
+
+@dataclass
+class ShapeStats:
+    programs: int = 0
+    families: int = 0
+    copies: int = 0
+    shared: int = 0  # analyses given to a copy from its family
+    dependent: int = 0  # families analysed copy by copy (their answer may differ)
+
+
+class Shapes:
+    """Families of copies among the programs of the trees of one scan."""
+
+    def __init__(self, source: ShapeSource) -> None:
+        self.source = source
+        self.stats = ShapeStats()
+        self._seen: set[int] = set()
+        self._groups: dict[bytes, list[int]] = {}
+        self._family: dict[int, Family | None] = {}
+        self._built = False
+
+    # -- grouping --------------------------------------------------------------------
+
+    def add_trees(self, roots: Iterable[int]) -> None:
+        """Register every program of the trees of ``roots`` (following prog arrays)."""
+        todo = [r for r in roots if r not in self._seen]
+        while todo and len(self._seen) < MAX_TREE:
+            pid = todo.pop()
+            if pid in self._seen:
+                continue
+            self._seen.add(pid)
+            key = self._key(pid)
+            if key is None:
+                continue
+            self.stats.programs += 1
+            self._groups.setdefault(key, []).append(pid)
+            for mid in self.source.map_ids_of(pid):
+                slots = self.source.prog_array(mid)
+                if slots:
+                    todo.extend(t for t in slots.values() if t not in self._seen)
+        self._built = False
+
+    def _key(self, pid: int) -> bytes | None:
+        raw = self.source.raw(pid)
+        if raw is None:
+            return None
+        digest = hashlib.blake2b(digest_size=20)
+        for k in range(4):  # opcode, registers, offset: everything but the immediate
+            digest.update(raw[k::8])
+        starts = self.source.func_starts_of(pid)
+        digest.update(struct.pack(f"=I{len(starts)}I", len(self.source.map_ids_of(pid)),
+                                  *starts))
+        return digest.digest()
+
+    def _build(self) -> None:
+        for ids in self._groups.values():
+            if len(ids) < 2 or all(i in self._family for i in ids):
+                continue
+            ids = sorted(ids)
+            fam = self._family_for(ids[0])
+            if fam is None:
+                continue
+            for pid in ids[1:]:
+                if self._join(fam, pid):
+                    fam.members[pid] = self.source.map_ids_of(pid)
+            if len(fam.members) < 2:
+                for pid in fam.members:
+                    self._family[pid] = None
+                continue
+            self.stats.families += 1
+            self.stats.copies += len(fam.members)
+            for pid in fam.members:
+                self._family[pid] = fam
+        self._built = True
+
+    def _family_for(self, rep: int) -> Family | None:
+        raw = self.source.raw(rep)
+        if raw is None:
+            return None
+        maps = self.source.map_ids_of(rep)
+        fam = Family(rep, decode(raw), self.source.func_starts_of(rep), maps)
+        fam.members[rep] = maps
+        return fam
+
+    def _join(self, fam: Family, pid: int) -> bool:
+        """Add the copy's differences to the family; False when it is not a copy."""
+        raw = self.source.raw(pid)
+        maps = self.source.map_ids_of(pid)
+        rep_raw = self.source.raw(fam.rep)
+        if raw is None or rep_raw is None or len(maps) != len(fam.map_ids):
+            return False
+        remap = dict(zip(fam.map_ids, maps, strict=True))
+        abstract: dict[int, set[int]] = {}
+        for rm, mm in remap.items():
+            if rm == mm:
+                continue
+            ra, ma = self.source.prog_array(rm), self.source.prog_array(mm)
+            if (ra is None) != (ma is None):
+                return False
+            rr, mr = self.source.rodata(rm), self.source.rodata(mm)
+            if (rr is None) != (mr is None):
+                return False
+            if rr is not None and mr is not None and rr != mr:
+                if len(rr) != len(mr):
+                    return False
+                abstract[rm] = {i for i, (x, y) in enumerate(zip(rr, mr, strict=True))
+                                if x != y}
+        diffs = _differing(rep_raw, raw)
+        if diffs is None:
+            return False
+        insns = fam.insns
+        second = _second_halves(insns)
+        varying: set[int] = set()
+        for p in diffs:
+            first = p - 1 if p in second else p
+            ins = insns[first]
+            if ins.code == I.BPF_LD | I.BPF_IMM | I.BPF_DW:
+                if ins.src == 0:
+                    varying.add(first)
+                    continue
+                if first == p and ins.src in (I.BPF_PSEUDO_MAP_FD, I.BPF_PSEUDO_MAP_VALUE):
+                    mine = struct.unpack_from("=i", raw, 8 * p + 4)[0] & 0xFFFFFFFF
+                    if remap.get(ins.imm & 0xFFFFFFFF) == mine:
+                        continue
+                return False
+            if not _value_operand(ins):
+                return False
+            varying.add(p)
+        fam.varying |= varying
+        for mid, offs in abstract.items():
+            fam.abstract_maps.setdefault(mid, set()).update(offs)
+        return True
+
+    # -- sharing ---------------------------------------------------------------------
+
+    def local(self, prog_id: int, cb: CbState, ctx: TreeContext) -> Local | None:
+        """The family's answer for this copy entered with ``cb``, or None: analyse it on
+        its own."""
+        if not self._built:
+            self._build()
+        fam = self._family.get(prog_id)
+        if fam is None or any(_has_map(v) for _o, _s, v in cb):
+            return None
+        if fam.depends is False:
+            fam.prep = Prepared(fam.insns, fam.func_starts, frozenset(fam.varying))
+            fam.depends = depends(
+                fam.prep,
+                frozenset(fam.varying),
+                {m: frozenset(o) for m, o in fam.abstract_maps.items()},
+                known_rodata=lambda m: ctx.rodata(m) is not None,
+                helper_name=ctx.helper_name,
+            )
+            if fam.depends is not None:
+                self.stats.dependent += 1
+        if fam.depends is not None or fam.prep is None:
+            return None
+        if cb not in fam.locals:
+            fam.locals[cb] = self._analyse(fam, cb, ctx)
+        loc = fam.locals[cb]
+        if loc is None:
+            return None
+        self.stats.shared += prog_id != fam.rep
+        return _remap(loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
+                      fam.members[prog_id])
+
+    def _analyse(self, fam: Family, cb: CbState, ctx: TreeContext) -> Local | None:
+        used_tree = []
+
+        def tail_value(site: Site) -> Value | None:
+            used_tree.append(site)  # a subprogram's tail call returns its tree's values
+            return S.full("tail call from a subprogram")
+
+        varying = {m: frozenset(o) for m, o in fam.abstract_maps.items()}
+        none: frozenset[int] = frozenset()
+
+        base = ctx.env
+        env = Env(ctx.helper_name, tail_value, ctx.rodata, base.cb_range, base.budget,
+                  lambda m: varying.get(m, none))
+        assert fam.prep is not None
+        loc = ProgAnalyser(fam.prep, env, cb, fam.map_ids).run()
+        return None if used_tree else loc
+
+
+def _differing(a: bytes, b: bytes) -> list[int] | None:
+    """Indexes of the instructions whose immediates differ (same-shape code)."""
+    n = len(a) // 8
+    if len(b) != len(a):
+        return None
+    out: set[int] = set()
+    for k in range(4, 8):
+        x = int.from_bytes(a[k::8], "little") ^ int.from_bytes(b[k::8], "little")
+        while x:
+            low = x & -x
+            out.add((low.bit_length() - 1) // 8)
+            x ^= low
+            if len(out) > MAX_DIFFS:
+                return None
+    return sorted(i for i in out if i < n)
+
+
+def _second_halves(insns: tuple[I.Insn, ...]) -> set[int]:
+    out = set()
+    pc = 0
+    while pc < len(insns):
+        if insns[pc].code == I.BPF_LD | I.BPF_IMM | I.BPF_DW:
+            out.add(pc + 1)
+            pc += 2
+        else:
+            pc += 1
+    return out
+
+
+def _value_operand(ins: I.Insn) -> bool:
+    """The immediate is a value the engine can treat as unknown (``prepare``)."""
+    cls = ins.code & 0x07
+    op = ins.code & 0xF0
+    if cls in (I.BPF_ALU, I.BPF_ALU64):
+        return not ins.code & I.BPF_X and op not in (I.BPF_NEG, I.BPF_END)
+    if cls in (I.BPF_JMP, I.BPF_JMP32):
+        return not ins.code & I.BPF_X and op not in (
+            I.BPF_JA, I.BPF_CALL, I.BPF_EXIT, I.BPF_JCOND, I.BPF_TAIL_CALL)
+    return cls == I.BPF_ST and ins.code & 0xE0 == I.BPF_MEM
+
+
+def _has_map(v: Value) -> bool:
+    return type(v) is Ptr and v[0] in ("map", "mapval")
+
+
+def _remap_value(v: Value, mp: Mapping[int, int]) -> Value:
+    if type(v) is Ptr and v.kind in ("map", "mapval") and v.map_id is not None:
+        return Ptr(v.kind, mp.get(v.map_id, v.map_id), v.off)
+    return v
+
+
+def _remap(loc: Local, mp: Mapping[int, int], maps: tuple[int, ...]) -> Local:
+    if all(k == v for k, v in mp.items()):
+        return loc
+    sites = [
+        replace(
+            s,
+            map_id=mp.get(s.map_id, s.map_id) if s.map_id is not None else None,
+            candidates=maps if s.candidates else (),
+            cb=tuple((o, z, _remap_value(v, mp)) for o, z, v in s.cb),
+        )
+        for s in loc.sites
+    ]
+    return Local(
+        [_remap_value(v, mp) for v in loc.values],
+        {pc: _remap_value(v, mp) for pc, v in loc.exits.items()},
+        sites,
+        loc.problem,
+    )
+

@@ -1,0 +1,333 @@
+"""Copies of one program shape (one per endpoint) analysed once (tcaudit.analysis.shapes).
+
+Every test compares the shared answer with each copy's own analysis (``shared=None``):
+sharing may only make the scan faster, never change an answer. A constant that decides
+the verdict (a returned value, a tail-call index, a branch, a read-only map value) makes
+the family fall back to analysing each copy on its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
+from tcaudit.analysis.dependence import depends
+from tcaudit.analysis.insns import Insn, encode
+from tcaudit.analysis.prepare import Prepared
+from tcaudit.analysis.shapes import Shapes
+from tests.bpfasm import (
+    HELPERS,
+    R0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R6,
+    R7,
+    R10,
+    FakeSource,
+    Item,
+    Label,
+    add,
+    call,
+    exit_,
+    jmp,
+    jmp32,
+    ld_map,
+    ld_map_value,
+    ldx,
+    mov,
+    program,
+    st,
+    stx,
+)
+from tests.test_verdicts_props import trees
+
+ARRAY_BASE = 500
+HASH = 900  # a map every copy shares (say, the node's policy map)
+
+
+class CopySource(FakeSource):
+    """FakeSource with the raw-code view ``shapes`` reads, and read-only maps."""
+
+    def __init__(self, programs: Mapping[int, ProgramCode], arrays: Mapping[int, Mapping[int, int]],
+                 rodata: Mapping[int, bytes] | None = None,
+                 helpers: Mapping[int, str] = HELPERS) -> None:
+        super().__init__(programs, arrays, helpers)
+        self.rodatas = dict(rodata or {})
+
+    def rodata(self, map_id: int) -> bytes | None:
+        return self.rodatas.get(map_id)
+
+    def readable(self, prog_id: int) -> bool:
+        return prog_id in self.programs
+
+    def raw(self, prog_id: int) -> bytes | None:
+        p = self.programs.get(prog_id)
+        return encode(p.insns) if p is not None else None
+
+    def map_ids_of(self, prog_id: int) -> tuple[int, ...]:
+        p = self.programs.get(prog_id)
+        return p.map_ids if p is not None else ()
+
+    def func_starts_of(self, prog_id: int) -> tuple[int, ...]:
+        p = self.programs.get(prog_id)
+        return p.func_starts if p is not None else (0,)
+
+
+def both(source: CopySource, roots: list[int]) -> tuple[dict[int, Analysis], dict[int, Analysis],
+                                                        Shapes]:
+    """Each root analysed on its own, and with the family shared."""
+    own = {r: analyse(r, source) for r in roots}
+    shapes = Shapes(source)
+    shapes.add_trees(roots)
+    shared = {r: analyse(r, source, shared=shapes) for r in roots}
+    return own, shared, shapes
+
+
+def same(a: Analysis, b: Analysis) -> None:
+    assert (a.possible, a.ranges, a.reason, dict(a.exits)) == (
+        b.possible, b.ranges, b.reason, dict(b.exits))
+    assert [(t.pc, t.map_id, t.targets) for t in a.tail_calls] == [
+        (t.pc, t.map_id, t.targets) for t in b.tail_calls]
+
+
+# -- an endpoint tree: root parses and tail-calls; targets use the endpoint's constants --
+
+def endpoint_tree(k: int, *, ip: int, ifindex: int, verdict_slot: int = 0,
+                  returned: int = 0, limit: int = 5) -> dict[int, ProgramCode]:
+    """Copy ``k``: programs 100k+0..2, prog array ARRAY_BASE+k. The endpoint's IP is
+    compared with the packet's (32-bit ==), stored on the stack as a map key and its
+    ifindex passed to bpf_redirect; ``verdict_slot``, ``returned`` and ``limit`` are
+    constants that decide the verdict."""
+    arr = ARRAY_BASE + k
+    base = 100 * k
+    root = program(
+        mov(R6, R1),
+        ldx(4, R2, R6, 76), ldx(4, R3, R6, 80),
+        mov(R4, R2), add(R4, 34), jmp("gt", R4, R3, "drop"),
+        ldx(4, R7, R2, 26),  # the packet's source address
+        jmp32("ne", R7, ip, "other"),
+        st(4, R10, -8, ip), mov(R2, R10), add(R2, -8), *ld_map(R1, HASH),
+        call("map_lookup_elem"), jmp("eq", R0, 0, "drop"),
+        Label("other"),
+        mov(R1, R6), *ld_map(R2, arr), mov(R3, verdict_slot), call("tail_call"),
+        mov(R0, 2), exit_(),
+        Label("drop"), mov(R0, 2), exit_(),
+        prog_id=base, name="root",
+    )
+    redirect = program(
+        mov(R1, ifindex), mov(R2, 0), call("redirect"), exit_(), prog_id=base + 1, name="rd")
+    decide = program(
+        mov(R2, limit), ldx(4, R3, R1, 0), jmp("gt", R2, 3, "big"),
+        mov(R0, returned), exit_(), Label("big"), mov(R0, 0), exit_(),
+        prog_id=base + 2, name="decide")
+    return {
+        p.prog_id: ProgramCode(p.prog_id, p.name, p.insns, p.func_starts, maps)  # type: ignore[misc]
+        for p, maps in ((root, (HASH, arr)), (redirect, ()), (decide, ()))
+    }
+
+
+def fleet(n: int, **vary: list[int]) -> tuple[CopySource, list[int]]:
+    programs: dict[int, ProgramCode] = {}
+    arrays: dict[int, dict[int, int]] = {}
+    for k in range(1, n + 1):
+        opts = {name: values[k - 1] for name, values in vary.items()}
+        opts.setdefault("ip", 0x0A000000 + k)
+        opts.setdefault("ifindex", 10 + k)
+        programs.update(endpoint_tree(k, **opts))
+        arrays[ARRAY_BASE + k] = {0: 100 * k + 1, 1: 100 * k + 2}
+    return CopySource(programs, arrays), [100 * k for k in range(1, n + 1)]
+
+
+def test_copies_that_differ_only_in_address_and_ifindex_share_one_analysis() -> None:
+    source, roots = fleet(6)
+    own, shared, shapes = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+        assert shared[r].possible == frozenset({2, 7})
+        # each copy's own prog array and its own targets
+        (call_,) = shared[r].tail_calls
+        assert call_.map_id == ARRAY_BASE + r // 100 and call_.targets == (r + 1,)
+    assert shapes.stats.families == 3 and shapes.stats.copies == 18
+    assert shapes.stats.dependent == 0 and shapes.stats.shared >= 10
+
+
+def test_a_returned_constant_that_differs_is_not_shared() -> None:
+    source, roots = fleet(3, verdict_slot=[1, 1, 1], returned=[0, 2, 7], limit=[1, 1, 1])
+    own, shared, shapes = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+    assert [shared[r].possible for r in roots] == [
+        frozenset({0, 2}), frozenset({2}), frozenset({2, 7})]
+    assert shapes.stats.dependent >= 1
+
+
+def test_a_tail_call_index_that_differs_is_not_shared() -> None:
+    source, roots = fleet(3, verdict_slot=[0, 1, 0], returned=[7, 7, 7])
+    own, shared, _ = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+    assert [shared[r].possible for r in roots] == [
+        frozenset({2, 7}), frozenset({0, 2}), frozenset({2, 7})]
+
+
+def test_a_branch_a_constant_decides_is_not_shared() -> None:
+    source, roots = fleet(3, verdict_slot=[1, 1, 1], returned=[2, 2, 2], limit=[1, 9, 1])
+    own, shared, _ = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+    assert [shared[r].possible for r in roots] == [
+        frozenset({2}), frozenset({0, 2}), frozenset({2})]
+
+
+def rodata_copy(k: int, value: bytes) -> tuple[dict[int, ProgramCode], dict[int, bytes]]:
+    """A copy whose config lives in a frozen read-only map (id 700+k): word 0 is the
+    endpoint id (only compared with packet data), word 1 the verdict."""
+    ro = 700 + k
+    p = program(
+        mov(R6, R1), ldx(4, R2, R6, 76), ldx(4, R3, R6, 80),
+        mov(R4, R2), add(R4, 8), jmp("gt", R4, R3, "out"),
+        ldx(4, R7, R2, 0), *ld_map_value(R1, ro, 0), ldx(4, R1, R1, 0),
+        jmp32("eq", R7, R1, "out"),
+        *ld_map_value(R1, ro, 0), ldx(4, R0, R1, 4), exit_(),
+        Label("out"), mov(R0, 2), exit_(),
+        prog_id=100 * k, name="ro",
+    )
+    return {p.prog_id: ProgramCode(p.prog_id, p.name, p.insns, p.func_starts, (ro,))}, {ro: value}
+
+
+def test_read_only_maps_whose_compared_word_differs_share_and_a_verdict_word_does_not() -> None:
+    import struct
+
+    for verdicts, dependent in (([0, 0, 0], False), ([0, 7, 2], True)):
+        programs: dict[int, ProgramCode] = {}
+        ro: dict[int, bytes] = {}
+        for k, v in enumerate(verdicts, start=1):
+            p, r = rodata_copy(k, struct.pack("=II", 1000 + k, v))
+            programs.update(p)
+            ro.update(r)
+        source = CopySource(programs, {}, rodata=ro)
+        roots = sorted(programs)
+        own, shared, shapes = both(source, roots)
+        for r in roots:
+            same(own[r], shared[r])
+        assert [shared[r].possible for r in roots] == [frozenset({2, v}) for v in verdicts]
+        assert bool(shapes.stats.dependent) is dependent
+        assert bool(shapes.stats.shared) is not dependent
+
+
+def test_copies_differing_in_a_helper_are_not_a_family() -> None:
+    a = program(mov(R0, 0), call("ktime_get_ns"), mov(R0, 0), exit_(), prog_id=1)
+    b = program(mov(R0, 0), call("get_prandom_u32"), mov(R0, 0), exit_(), prog_id=2)
+    shapes = Shapes(CopySource({1: a, 2: b}, {}))
+    shapes.add_trees([1, 2])
+    assert shapes.local(1, (), _Nothing()) is None
+    assert shapes.stats.families == 0
+
+
+class _Nothing:
+    """A tree context never consulted (the lookup stops before analysing)."""
+
+    env = None
+
+    def helper_name(self, imm: int) -> str | None:
+        raise AssertionError
+
+    def rodata(self, map_id: int) -> bytes | None:
+        raise AssertionError
+
+
+# -- the dependence pass on its own ---------------------------------------------------
+
+def why(*items: Item, varying: set[int],
+        maps: Mapping[int, frozenset[int]] | None = None) -> str | None:
+    p = program(*items)
+    return depends(Prepared(p.insns, p.func_starts, frozenset(varying)), frozenset(varying),
+                   maps or {}, known_rodata=lambda _m: False, helper_name=HELPERS.get)
+
+
+def pkt(size: int, reg: Insn) -> list[Item]:
+    """r2 = data; bounds check; reg = *(size *)(r2 + 0)"""
+    return [ldx(4, R2, R1, 76), ldx(4, R3, R1, 80), mov(R4, R2), add(R4, 8),
+            jmp("gt", R4, R3, "out"), reg]
+
+
+def test_dependence_rules() -> None:
+    out = [Label("out"), mov(R0, 0), exit_()]
+    # == against a full 32-bit packet word at 32 bits: independent
+    assert why(*pkt(4, ldx(4, R7, R2, 0)), mov(R6, 5), jmp32("eq", R7, R6, "out"),
+               mov(R0, 2), exit_(), *out, varying={6}) is None
+    # ... but at 64 bits (the constant may be out of the word's range), or after a test
+    # narrowed the word, or with a 16-bit load, or with >: it depends
+    assert why(*pkt(4, ldx(4, R7, R2, 0)), mov(R6, 5), jmp("eq", R7, R6, "out"),
+               mov(R0, 2), exit_(), *out, varying={6})
+    assert why(*pkt(4, ldx(4, R7, R2, 0)), jmp32("eq", R7, 0, "out"), mov(R6, 5),
+               jmp32("eq", R7, R6, "out"), mov(R0, 2), exit_(), *out, varying={7})
+    assert why(*pkt(2, ldx(2, R7, R2, 0)), mov(R6, 5), jmp32("eq", R7, R6, "out"),
+               mov(R0, 2), exit_(), *out, varying={6})
+    assert why(*pkt(4, ldx(4, R7, R2, 0)), mov(R6, 5), jmp32("gt", R7, R6, "out"),
+               mov(R0, 2), exit_(), *out, varying={6})
+    # a copy of the compared word is narrowed with it (the engine links copies)
+    assert why(*pkt(4, ldx(4, R7, R2, 0)), mov(R4, R7), mov(R6, 5),
+               jmp32("eq", R7, R6, "out"), mov(R0, R4), exit_(), *out, varying={7})
+    # returned, through the stack
+    assert why(mov(R6, 5), stx(8, R10, -8, R6), ldx(8, R0, R10, -8), exit_(), varying={0})
+    # overwritten before it matters: independent
+    assert why(mov(R6, 5), stx(8, R10, -8, R6), st(8, R10, -8, 0), ldx(8, R0, R10, -8),
+               exit_(), varying={0}) is None
+    # into cb[] (a tail-call target would see it): depends
+    assert why(mov(R6, 5), stx(4, R1, 48, R6), mov(R0, 0), exit_(), varying={0})
+    # a tail-call index, a helper length it sets
+    assert why(mov(R6, R1), mov(R3, 1), mov(R1, R6), *ld_map(R2, 1), call("tail_call"),
+               mov(R0, 0), exit_(), varying={1})
+    assert why(mov(R6, R1), mov(R2, 0), mov(R3, R10), add(R3, -16), mov(R4, 16),
+               call("skb_load_bytes"), mov(R0, 0), exit_(), varying={4})
+    # a load from a read-only map whose contents vary, returned
+    assert why(*ld_map_value(R1, 9, 0), ldx(4, R0, R1, 0), exit_(), varying=set(),
+               maps={9: frozenset({1})})
+    # ... but not one of its bytes that are the same in every copy
+    assert why(*ld_map_value(R1, 9, 4), ldx(4, R0, R1, 0), exit_(), varying=set(),
+               maps={9: frozenset({1})}) is None
+
+
+# -- property: sharing never changes an answer --------------------------------------
+
+def perturb(code: ProgramCode, rnd: random.Random, prog_id: int) -> ProgramCode:
+    """The same program with some value immediates changed (an endpoint's copy)."""
+    out = []
+    prev_ldimm = False
+    for ins in code.insns:
+        cls = ins.code & 7
+        value = (cls in (4, 7) and not ins.code & 8 and ins.code & 0xF0 not in (0x80, 0xD0)) or (
+            cls in (5, 6) and not ins.code & 8 and ins.code & 0xF0 not in (0x00, 0x80, 0x90, 0xE0)
+        ) or cls == 2
+        if prev_ldimm:
+            value = False
+        prev_ldimm = ins.code == 0x18
+        if value and rnd.random() < 0.3:
+            ins = Insn(ins.code, ins.dst, ins.src, ins.off, rnd.choice((0, 1, 2, 7, -1, 5, 99)))
+        out.append(ins)
+    return ProgramCode(prog_id, code.name, tuple(out), code.func_starts, code.map_ids)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(trees(tail_calls=True, subprog=True, loops=True), hs.integers(0, 1 << 30))
+def test_sharing_never_changes_an_answer(tree: object, seed: int) -> None:
+    rnd = random.Random(seed)
+    src = tree.source  # type: ignore[attr-defined]
+    root = tree.root  # type: ignore[attr-defined]
+    programs = dict(src.programs)
+    copies = [root.prog_id] + [1000 + i for i in range(3)]
+    for pid in copies[1:]:
+        programs[pid] = perturb(root, rnd, pid)
+    source = CopySource(programs, src.arrays, helpers=src.helpers)
+    own, shared, _ = both(source, copies)
+    for r in copies:
+        same(own[r], shared[r])
+

@@ -176,6 +176,25 @@ def test_a_tail_call_index_that_differs_is_not_shared() -> None:
         frozenset({2, 7}), frozenset({0, 2}), frozenset({2, 7})]
 
 
+def test_prog_arrays_the_code_loads_are_followed_even_when_the_info_lists_no_maps() -> None:
+    """Two roots of different shapes tail-call copies that return different constants;
+    the programs' info lists no maps, so only the code says which arrays they use."""
+    def root(pid: int, arr: int, extra: int) -> ProgramCode:
+        p = program(mov(R6, R1), *[mov(R7, 0)] * extra, mov(R1, R6), *ld_map(R2, arr),
+                    mov(R3, 0), call("tail_call"), mov(R0, -1), exit_(), prog_id=pid)
+        return ProgramCode(pid, "root", p.insns, p.func_starts, ())
+
+    def leaf(pid: int, verdict: int) -> ProgramCode:
+        p = program(mov(R0, verdict), exit_(), prog_id=pid)
+        return ProgramCode(pid, "leaf", p.insns, p.func_starts, ())
+    programs = {100: root(100, 1, 0), 101: root(101, 2, 1), 200: leaf(200, 0), 201: leaf(201, 2)}
+    source = CopySource(programs, {1: {0: 200}, 2: {0: 201}}, helpers=HELPERS)
+    own, shared, _ = both(source, [200, 201, 100, 101])  # the leaves attached too
+    for r in own:
+        same(own[r], shared[r])
+    assert [shared[r].possible for r in (100, 101)] == [frozenset({-1, 0}), frozenset({-1, 2})]
+
+
 def test_a_branch_a_constant_decides_is_not_shared() -> None:
     source, roots = fleet(3, verdict_slot=[1, 1, 1], returned=[2, 2, 2], limit=[1, 9, 1])
     own, shared, _ = both(source, roots)
@@ -244,11 +263,17 @@ class _Nothing:
 
 # -- the dependence pass on its own ---------------------------------------------------
 
-def why(*items: Item, varying: set[int],
-        maps: Mapping[int, frozenset[int]] | None = None) -> str | None:
+def why(*items: Item, varying: set[int], maps: Mapping[int, frozenset[int]] | None = None,
+        entry_cb: frozenset[int] = frozenset()) -> str | None:
+    return carried(*items, varying=varying, maps=maps, entry_cb=entry_cb)[0]
+
+
+def carried(*items: Item, varying: set[int], maps: Mapping[int, frozenset[int]] | None = None,
+            entry_cb: frozenset[int] = frozenset()) -> tuple[str | None, frozenset[int]]:
     p = program(*items)
     return depends(Prepared(p.insns, p.func_starts, frozenset(varying)), frozenset(varying),
-                   maps or {}, known_rodata=lambda _m: False, helper_name=HELPERS.get)
+                   maps or {}, known_rodata=lambda _m: False, helper_name=HELPERS.get,
+                   entry_cb=entry_cb, cb_range=(48, 68))
 
 
 def pkt(size: int, reg: Insn) -> list[Item]:
@@ -280,8 +305,20 @@ def test_dependence_rules() -> None:
     # overwritten before it matters: independent
     assert why(mov(R6, 5), stx(8, R10, -8, R6), st(8, R10, -8, 0), ldx(8, R0, R10, -8),
                exit_(), varying={0}) is None
-    # into cb[] (a tail-call target would see it): depends
-    assert why(mov(R6, 5), stx(4, R1, 48, R6), mov(R0, 0), exit_(), varying={0})
+    # into cb[]: followed (the bytes are handed to tail-call targets); loaded back and
+    # returned: depends; into another context field: depends
+    assert carried(mov(R6, 5), stx(4, R1, 52, R6), mov(R7, R1), mov(R1, R7), *ld_map(R2, 1),
+                   mov(R3, 0), call("tail_call"), mov(R0, 0), exit_(), varying={0}) == (
+        None, frozenset(range(52, 56)))
+    # stored but never handed on (no tail call after it): nothing carried
+    assert carried(mov(R6, 5), stx(4, R1, 52, R6), mov(R0, 0), exit_(), varying={0}) == (
+        None, frozenset())
+    assert why(mov(R6, 5), stx(4, R1, 52, R6), ldx(4, R0, R1, 52), exit_(), varying={0})
+    assert why(mov(R6, 5), stx(4, R1, 8, R6), mov(R0, 0), exit_(), varying={0})
+    # a tail-call target entered with a tainted cb[] byte: returning it depends, an
+    # untainted one does not
+    assert why(ldx(4, R0, R1, 52), exit_(), varying=set(), entry_cb=frozenset({52}))
+    assert why(ldx(4, R0, R1, 48), exit_(), varying=set(), entry_cb=frozenset({52})) is None
     # a tail-call index, a helper length it sets
     assert why(mov(R6, R1), mov(R3, 1), mov(R1, R6), *ld_map(R2, 1), call("tail_call"),
                mov(R0, 0), exit_(), varying={1})

@@ -11,8 +11,10 @@ of the varying constants through registers, stack slots and subprogram calls, an
 
 * r0 at an exit (of any function: each one's values are reported), a
   ``bpf_tail_call`` index or map, a ``bpf_throw`` cookie;
-* a store into the context (``cb[]`` carries values into tail-call targets) or through a
-  pointer that may lead into a caller's frame; a load or store at a tainted address;
+* a store into the context outside ``cb[]``, or through a pointer that may lead into a
+  caller's frame; a load or store at a tainted address (a tainted ``cb[]`` byte is
+  followed: loads from it are tainted, and so is the tail-call target's entry state,
+  see ``shapes``);
 * a helper length the engine reads, a program with callbacks;
 * a conditional jump, except ``==``/``!=`` between a tainted value and an *opaque* one
   (a full-width load from packet or map memory that no test has narrowed, at the jump's
@@ -65,8 +67,10 @@ A = 16  # may point into a read-only map whose contents vary between copies
 R = 32  # may point into a read-only map whose contents are known (a constant load)
 N32 = 64  # not an opaque value at 32 bits (see the module docstring)
 N64 = 128  # not an opaque value at 64 bits
+N8 = 256  # not an opaque value at 8 bits (any byte, zero-extended)
+N16 = 512  # not an opaque value at 16 bits
 PTRS = C | F | P | A | R
-PLAIN = N32 | N64  # an ordinary scalar: not tainted, not a pointer, not opaque
+PLAIN = N8 | N16 | N32 | N64  # an ordinary scalar: not tainted, not a pointer, not opaque
 KEEP = T | C | A | R  # what a stack slot remembers of a spilled register
 FA = F | A  # pointers whose offset is followed
 
@@ -83,7 +87,8 @@ _Regs = tuple[int, ...]
 _Orig = tuple[int | None, ...]
 _Offs = tuple[int | None, ...]
 _Slots = dict[int, tuple[int, int]]
-_State = tuple[_Regs, _Orig, _Offs, _Slots, int]
+_Key = tuple[int, tuple[int, ...], bool, frozenset[int]]
+_State = tuple[_Regs, _Orig, _Offs, _Slots, int, frozenset[int]]
 
 
 class _Pass:
@@ -94,20 +99,34 @@ class _Pass:
         abstract_maps: Mapping[int, frozenset[int]],
         known_rodata: Callable[[int], bool],
         helper_name: Callable[[int], str | None],
+        entry_cb: frozenset[int] = frozenset(),
+        cb_range: tuple[int, int] | None = None,
+        values: Mapping[int, frozenset[int]] | None = None,
     ) -> None:
+        self.values = values or {}
+        self.entry_cb = frozenset(entry_cb)
+        self.cbt: set[int] = set()  # cb[] bytes holding varying values, here
+        self.cb_out: set[int] = set()  # ... at any tail call
+        self.cb_range = cb_range
         self.prep = prep
         self.varying = varying
         self.abstract_maps = abstract_maps
         self.varying_bytes = frozenset().union(*abstract_maps.values())
         self.known_rodata = known_rodata
         self.helper_name = helper_name
-        self.memo: dict[tuple[int, _Regs, bool], int] = {}
-        self.active: set[tuple[int, _Regs, bool]] = set()
+        self.memo: dict[_Key, tuple[int, frozenset[int]]] = {}
+        self.active: set[_Key] = set()
         self.work = 0
 
-    def function(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool) -> int:
-        """Flags of r0 at the function's exits (0 when it never returns)."""
-        key = (start, args, caller_tainted)
+    def _state(self, fl: list[int], org: list[int | None], fo: list[int | None],
+               slots: _Slots, anyx: int) -> _State:
+        return (tuple(fl), tuple(org), tuple(fo), slots, anyx, frozenset(self.cbt))
+
+    def function(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool,
+                 cbt: frozenset[int]) -> tuple[int, frozenset[int]]:
+        """Flags of r0 at the function's exits (0 when it never returns) and the cb[]
+        bytes holding varying values there."""
+        key = (start, args, caller_tainted, cbt)
         done = self.memo.get(key)
         if done is not None:
             return done
@@ -115,13 +134,14 @@ class _Pass:
             raise Depends("recursive bpf-to-bpf call")
         self.active.add(key)
         try:
-            ret = self._run(start, args, caller_tainted, is_main)
+            ret = self._run(start, args, caller_tainted, is_main, cbt)
         finally:
             self.active.discard(key)
         self.memo[key] = ret
         return ret
 
-    def _run(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool) -> int:
+    def _run(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool,
+             cbt: frozenset[int]) -> tuple[int, frozenset[int]]:
         prep = self.prep
         ops = prep.ops
         leader = prep.leader
@@ -136,8 +156,9 @@ class _Pass:
         offs0: list[int | None] = [None] * NREGS
         offs0[10] = 0
         states: dict[int, _State] = {
-            start: (tuple(regs0), (None,) * NREGS, tuple(offs0), {}, 0)
+            start: (tuple(regs0), (None,) * NREGS, tuple(offs0), {}, 0, cbt)
         }
+        cb_exit: set[int] = set()
         queue = [start]
         queued = {start}
         ret = 0
@@ -160,7 +181,8 @@ class _Pass:
         while queue:
             pc = queue.pop()
             queued.discard(pc)
-            r0, o0, f0, s0, any0 = states[pc]
+            r0, o0, f0, s0, any0, c0 = states[pc]
+            self.cbt = set(c0)
             fl = list(r0)
             org = list(o0)
             fo = list(f0)
@@ -181,7 +203,7 @@ class _Pass:
                     elif wide and off == 0:
                         fl[dst], org[dst], fo[dst] = fl[src], org[src], fo[src]
                     elif not wide and off == 0:  # zero-extending copy: low half kept
-                        fl[dst] = (fl[src] & (T | N32)) | N64
+                        fl[dst] = (fl[src] & (T | N8 | N16 | N32)) | N64
                         org[dst] = org[src]
                     else:  # movsx
                         fl[dst] = (fl[src] & T) | PLAIN
@@ -234,7 +256,7 @@ class _Pass:
                             fo[dst] = _kval.off if type(_kval) is Ptr else None
                             pc += 2
                             if pc >= n or leader[pc]:
-                                merge(pc, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                                merge(pc, self._state(fl, org, fo, slots, anyx))
                                 break
                             continue
                         elif self.known_rodata(mid):
@@ -249,20 +271,20 @@ class _Pass:
                     fo[dst] = None
                     pc += 2
                     if pc >= n or leader[pc]:
-                        merge(pc, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                        merge(pc, self._state(fl, org, fo, slots, anyx))
                         break
                     continue
                 elif kind == K_JCOND:
                     self._jump(pc, op, wide, dst, src, var, fl, org)
-                    st = (tuple(fl), tuple(org), tuple(fo), slots, anyx)
+                    st = self._state(fl, org, fo, slots, anyx)
                     merge(tgt, st)
                     merge(pc + 1, st)
                     break
                 elif kind == K_JA:
-                    merge(tgt, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                    merge(tgt, self._state(fl, org, fo, slots, anyx))
                     break
                 elif kind == K_MAYGOTO:
-                    st = (tuple(fl), tuple(org), tuple(fo), slots, anyx)
+                    st = self._state(fl, org, fo, slots, anyx)
                     merge(tgt, st)
                     merge(pc + 1, st)
                     break
@@ -270,12 +292,14 @@ class _Pass:
                     if fl[0] & T:  # every function's exits are in the answer
                         raise Depends(f"a varying constant reaches r0 at the exit at insn {pc}")
                     ret |= fl[0]
+                    cb_exit |= self.cbt
                     break
                 elif kind in (K_CALL, K_TAILCALL):
                     name = "bpf_tail_call" if kind == K_TAILCALL else self.helper_name(imm)
                     if kind == K_TAILCALL or imm == I.BPF_FUNC_TAIL_CALL or H.is_tail_call(name):
                         if (fl[2] | fl[3]) & T:
                             raise Depends(f"a varying constant picks a tail call (insn {pc})")
+                        self.cb_out |= self.cbt
                     elif H.has_callbacks(name):
                         raise Depends("a helper with callbacks")
                     else:
@@ -292,21 +316,23 @@ class _Pass:
                     tainted_frame = bool(anyx & (T | A)) or any(
                         f & (T | A) for _s, f in slots.values())
                     cargs = tuple(_to_callee(fl[r]) for r in range(1, 6))
-                    got = self.function(tgt, cargs, tainted_frame or caller_tainted, False)
+                    got, after = self.function(tgt, cargs, tainted_frame or caller_tainted,
+                                               False, frozenset(self.cbt))
+                    self.cbt = set(after)
                     _clobber(fl, org, fo)
                     fl[0] = (got & T) | PLAIN
                 elif kind == K_LDABS:
                     t = fl[src] & T if op == I.BPF_IND else 0
                     _clobber(fl, org, fo)
-                    fl[0] = t | (N64 if imm == 4 else PLAIN)
+                    fl[0] = t | _OPAQUE.get(imm, PLAIN)
                     org[0] = pc
                 elif kind != K_NOP:
                     raise Depends(f"unsupported instruction at insn {pc}")
                 pc += 1
                 if leader[pc]:
-                    merge(pc, (tuple(fl), tuple(org), tuple(fo), slots, anyx))
+                    merge(pc, self._state(fl, org, fo, slots, anyx))
                     break
-        return ret
+        return ret, frozenset(cb_exit)
 
     # -- memory -------------------------------------------------------------------------
 
@@ -319,6 +345,8 @@ class _Pass:
         got = 0
         if b & F:
             got |= self._slot_flags(fo[src], off, size, slots, anyx)
+        if b & C and self.cbt and any(off <= x < off + size for x in self.cbt):
+            got |= T  # cb[] bytes a varying value was stored to (here or before a tail call)
         if b & P:  # the caller's frame: what it may hold
             got |= C | R | ((T | A) if caller_tainted else 0)
         if b & A:
@@ -328,12 +356,10 @@ class _Pass:
         if b & PTRS:
             return got | PLAIN, None
         # packet, map value or other kernel memory: a full-width value the engine
-        # knows nothing about
-        if size == 8:
-            return got, pc
-        if size == 4:
-            return got | N64, pc
-        return got | PLAIN, None
+        # knows nothing about (sign-extended ones are not zero-extended: not followed)
+        if mode == I.BPF_MEMSX and size < 8:
+            return got | PLAIN, None
+        return got | _OPAQUE.get(size, PLAIN), pc
 
     @staticmethod
     def _slot_flags(base: int | None, off: int, size: int, slots: _Slots, anyx: int) -> int:
@@ -356,7 +382,14 @@ class _Pass:
             raise Depends(f"a store at a tainted address (insn {pc})")
         if v & (F | P):
             raise Depends(f"a frame pointer stored to memory (insn {pc})")
-        if b & (C | P | A | R) and v & T:
+        if b & C and v & T and not b & (P | A | R):
+            cb = self.cb_range
+            if cb is None or not (cb[0] <= off and off + size <= cb[1]):
+                raise Depends(f"a varying constant stored into the context (insn {pc})")
+            self.cbt.update(range(off, off + size))  # carried into tail calls
+        elif b & C and not b & (P | A | R):
+            self.cbt.difference_update(range(off, off + size))  # overwritten
+        elif b & (C | P | A | R) and v & T:
             raise Depends(f"a varying constant stored outside the stack (insn {pc})")
         if b & F:
             keep = v & KEEP
@@ -387,8 +420,7 @@ class _Pass:
             other = src if ta else dst
             if other < 0 or op not in (I.BPF_JEQ, I.BPF_JNE):
                 raise Depends(f"a varying constant decides a branch (insn {pc})")
-            need = N64 if wide else N32
-            if fl[other] & (need | PTRS):
+            if not self._both_sides(fl[other], wide, pc if src < 0 and tb else None):
                 raise Depends(f"a varying constant decides a branch (insn {pc})")
         add = T if ta or tb else 0
         origins = {org[r] for r in narrowed} - {None}
@@ -398,9 +430,33 @@ class _Pass:
                 org[r] = None
 
 
+    def _both_sides(self, f: int, wide: bool, const_pc: int | None) -> bool:
+        """An == or != between a value with flags ``f`` and a varying constant (the
+        immediate at ``const_pc``, else a register) has both sides feasible whatever
+        the constant: the value is every w-bit number (zero-extended) and the constant
+        is one at the jump's width, for every copy."""
+        if f & PTRS:
+            return False
+        width = next((w for w, bit in ((64, N64), (32, N32), (16, N16), (8, N8))
+                      if not f & bit), 0)
+        if width == 0:
+            return False
+        if width == 64 or (width == 32 and not wide):
+            return True
+        values = self.values.get(const_pc) if const_pc is not None else None
+        if not values:
+            return False
+        mask = (1 << 64) - 1 if wide else 0xFFFFFFFF
+        return all(0 <= (c & mask if not wide else c) < (1 << width) for c in values)
+
+
+_OPAQUE = {8: N8 | N16, 4: N8 | N16 | N64, 2: N8 | N32 | N64, 1: N16 | N32 | N64}
+"""Flags of a load of that many bytes from memory the engine does not follow."""
+
+
 def _join(a: _State, b: _State) -> _State:
-    ra, oa, fa, sa, xa = a
-    rb, ob, fb, sb, xb = b
+    ra, oa, fa, sa, xa, ca = a
+    rb, ob, fb, sb, xb, cb = b
     regs = tuple(x | y for x, y in zip(ra, rb, strict=True))
     orig = tuple(x if x == y else None for x, y in zip(oa, ob, strict=True))
     offs = tuple(
@@ -412,7 +468,7 @@ def _join(a: _State, b: _State) -> _State:
     for k, (s, f) in sb.items():
         old = slots.get(k)
         slots[k] = (s, f) if old is None else (max(s, old[0]), f | old[1])
-    return regs, orig, offs, slots, xa | xb
+    return regs, orig, offs, slots, xa | xb, ca | cb
 
 
 def _clobber(fl: list[int], org: list[int | None], fo: list[int | None]) -> None:
@@ -436,18 +492,25 @@ def depends(
     *,
     known_rodata: Callable[[int], bool],
     helper_name: Callable[[int], str | None],
-) -> str | None:
+    entry_cb: frozenset[int] = frozenset(),
+    cb_range: tuple[int, int] | None = None,
+    values: Mapping[int, frozenset[int]] | None = None,
+) -> tuple[str | None, frozenset[int]]:
     """Why the program's answer may depend on the varying immediates (the insn indexes
     in ``varying``) and the varying bytes of read-only maps (``abstract_maps``: map id
-    -> byte offsets); None when it cannot."""
-    if not varying and not abstract_maps:
-        return None
+    -> byte offsets) and the context bytes ``entry_cb`` (cb[] bytes a varying value
+    was stored to before the tail call that enters this program); None when it cannot.
+    Also: the context bytes varying values may be in when the program tail-calls.
+    ``values``: every copy's immediate (signed 32 bits) at each varying position,
+    which lets a constant be compared with a narrower load."""
+    if not varying and not abstract_maps and not entry_cb:
+        return None, frozenset()
     if prep.has_callbacks:
-        return "a callback function"
+        return "a callback function", frozenset()
+    run = _Pass(prep, varying, abstract_maps, known_rodata, helper_name, entry_cb, cb_range,
+                values)
     try:
-        _Pass(prep, varying, abstract_maps, known_rodata, helper_name).function(
-            0, (), False, True
-        )
+        run.function(0, (), False, True, frozenset(entry_cb))
     except Depends as why:
-        return str(why)
-    return None
+        return str(why), frozenset()
+    return None, frozenset(run.cb_out)

@@ -47,6 +47,16 @@ MAX_TREE = 4096
 """Programs followed per scan when looking for copies."""
 
 
+class Code(Protocol):
+    """A program's code (``closure.ProgramCode``)."""
+
+    @property
+    def insns(self) -> tuple[I.Insn, ...]: ...
+
+    @property
+    def func_starts(self) -> tuple[int, ...]: ...
+
+
 class ShapeSource(Protocol):
     """What grouping reads (``kernelcode.KernelCode``): raw code, no decoding."""
 
@@ -60,11 +70,14 @@ class ShapeSource(Protocol):
 
     def rodata(self, map_id: int) -> bytes | None: ...
 
+    def program(self, prog_id: int) -> Code | None: ...
+
 
 class TreeContext(Protocol):
     """What an analysis needs from the tree it runs for (``closure._Ctx``)."""
 
     env: Env
+    root_key: int | None
 
     def helper_name(self, imm: int) -> str | None: ...
 
@@ -82,8 +95,9 @@ class Family:
     """Read-only map (the representative's id) -> byte offsets that differ."""
     members: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """Copy -> its map ids (position by position with ``map_ids``)."""
+    values: dict[int, frozenset[int]] = field(default_factory=dict)
+    """Every copy's immediate (signed 32 bits) at each varying position."""
     prep: Prepared | None = None
-    depends: str | bool | None = False  # False: not checked yet
     locals: dict[CbState, Local | None] = field(default_factory=dict)
 
 
@@ -103,9 +117,12 @@ class Shapes:
         self.source = source
         self.stats = ShapeStats()
         self._seen: set[int] = set()
+        self._map_refs: dict[int, tuple[int, ...]] = {}
         self._groups: dict[bytes, list[int]] = {}
         self._family: dict[int, Family | None] = {}
         self._built = False
+        self._checked: dict[tuple[int, frozenset[int]], tuple[str | None, frozenset[int]]] = {}
+        self._trees: dict[int, bool] = {}
 
     # -- grouping --------------------------------------------------------------------
 
@@ -122,11 +139,24 @@ class Shapes:
                 continue
             self.stats.programs += 1
             self._groups.setdefault(key, []).append(pid)
-            for mid in self.source.map_ids_of(pid):
+            for mid in self._maps(pid):
                 slots = self.source.prog_array(mid)
                 if slots:
                     todo.extend(t for t in slots.values() if t not in self._seen)
         self._built = False
+
+    def _maps(self, pid: int) -> tuple[int, ...]:
+        """The maps a program uses: its info's list and every map its code refers to
+        (a program whose info lists none still tail-calls through the arrays it loads)."""
+        got = self._map_refs.get(pid)
+        if got is None:
+            raw = self.source.raw(pid) or b""
+            refs = set(self.source.map_ids_of(pid))
+            for pc in range(0, len(raw) // 8 - 1):
+                if raw[8 * pc] == _LD_IMM64 and raw[8 * pc + 1] >> 4 in _MAP_REFS:
+                    refs.add(struct.unpack_from("=I", raw, 8 * pc + 4)[0])
+            got = self._map_refs[pid] = tuple(sorted(refs))
+        return got
 
     def _key(self, pid: int) -> bytes | None:
         raw = self.source.raw(pid)
@@ -155,6 +185,10 @@ class Shapes:
                 for pid in fam.members:
                     self._family[pid] = None
                 continue
+            for p in fam.varying:
+                fam.values[p] = frozenset(
+                    struct.unpack_from("=i", raw, 8 * p + 4)[0]
+                    for raw in map(self.source.raw, fam.members) if raw is not None)
             self.stats.families += 1
             self.stats.copies += len(fam.members)
             for pid in fam.members:
@@ -229,18 +263,8 @@ class Shapes:
         fam = self._family.get(prog_id)
         if fam is None or any(_has_map(v) for _o, _s, v in cb):
             return None
-        if fam.depends is False:
-            fam.prep = Prepared(fam.insns, fam.func_starts, frozenset(fam.varying))
-            fam.depends = depends(
-                fam.prep,
-                frozenset(fam.varying),
-                {m: frozenset(o) for m, o in fam.abstract_maps.items()},
-                known_rodata=lambda m: ctx.rodata(m) is not None,
-                helper_name=ctx.helper_name,
-            )
-            if fam.depends is not None:
-                self.stats.dependent += 1
-        if fam.depends is not None or fam.prep is None:
+        root = ctx.root_key
+        if root is None or not self._tree_ok(root, ctx) or fam.prep is None:
             return None
         if cb not in fam.locals:
             fam.locals[cb] = self._analyse(fam, cb, ctx)
@@ -250,6 +274,68 @@ class Shapes:
         self.stats.shared += prog_id != fam.rep
         return _remap(loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
                       fam.members[prog_id])
+
+    def _tree_ok(self, root: int, ctx: TreeContext) -> bool:
+        """No varying value of any copy in the tree can reach the answer: every
+        program of the tree (prog arrays followed) is checked, with the cb[] bytes
+        tainted by the programs that may tail-call it."""
+        done = self._trees.get(root)
+        if done is not None:
+            return done
+        ok = True
+        seen: set[tuple[int, frozenset[int]]] = set()
+        todo: list[tuple[int, frozenset[int]]] = [(root, frozenset())]
+        while todo and len(seen) < MAX_TREE:
+            pid, entry = todo.pop()
+            if (pid, entry) in seen:
+                continue
+            seen.add((pid, entry))
+            why, out = self._check(pid, entry, ctx)
+            if why is not None:
+                ok = False
+                break
+            for mid in self._maps(pid):
+                slots = self.source.prog_array(mid)
+                for t in (slots or {}).values():
+                    todo.append((t, out))
+        if todo:
+            ok = False  # too big to check
+        self._trees[root] = ok
+        if not ok:
+            self.stats.dependent += 1
+        return ok
+
+    def _check(self, pid: int, entry: frozenset[int],
+               ctx: TreeContext) -> tuple[str | None, frozenset[int]]:
+        fam = self._family.get(pid)
+        key = (id(fam) if fam is not None else -pid - 1, entry)
+        got = self._checked.get(key)
+        if got is not None:
+            return got
+        if fam is not None:
+            if fam.prep is None:
+                fam.prep = Prepared(fam.insns, fam.func_starts, frozenset(fam.varying))
+            prep = fam.prep
+            varying = frozenset(fam.varying)
+            maps = {m: frozenset(o) for m, o in fam.abstract_maps.items()}
+        elif not entry:
+            got = self._checked[key] = (None, frozenset())
+            return got
+        else:
+            code = self.source.program(pid)
+            if code is None:
+                got = self._checked[key] = ("unreadable", frozenset())
+                return got
+            prep, varying, maps = Prepared(code.insns, code.func_starts), frozenset(), {}
+        got = self._checked[key] = depends(
+            prep, varying, maps,
+            known_rodata=lambda m: ctx.rodata(m) is not None,
+            helper_name=ctx.helper_name,
+            entry_cb=entry,
+            cb_range=ctx.env.cb_range,
+            values=fam.values if fam is not None else None,
+        )
+        return got
 
     def _analyse(self, fam: Family, cb: CbState, ctx: TreeContext) -> Local | None:
         used_tree = []
@@ -284,6 +370,10 @@ def _differing(a: bytes, b: bytes) -> list[int] | None:
             if len(out) > MAX_DIFFS:
                 return None
     return sorted(i for i in out if i < n)
+
+
+_LD_IMM64 = I.BPF_LD | I.BPF_IMM | I.BPF_DW
+_MAP_REFS = (I.BPF_PSEUDO_MAP_FD, I.BPF_PSEUDO_MAP_VALUE)
 
 
 def _second_halves(insns: tuple[I.Insn, ...]) -> set[int]:

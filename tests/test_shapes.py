@@ -17,7 +17,7 @@ from hypothesis import strategies as hs
 from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
 from tcaudit.analysis.dependence import depends
 from tcaudit.analysis.insns import Insn, encode
-from tcaudit.analysis.prepare import Prepared
+from tcaudit.analysis.prepare import Prepared, operand_hull
 from tcaudit.analysis.shapes import Shapes
 from tests.bpfasm import (
     HELPERS,
@@ -41,6 +41,7 @@ from tests.bpfasm import (
     ld_map_value,
     ldx,
     mov,
+    mov32,
     program,
     st,
     stx,
@@ -271,15 +272,36 @@ def why(*items: Item, varying: set[int], maps: Mapping[int, frozenset[int]] | No
 def carried(*items: Item, varying: set[int], maps: Mapping[int, frozenset[int]] | None = None,
             entry_cb: frozenset[int] = frozenset()) -> tuple[str | None, frozenset[int]]:
     p = program(*items)
-    return depends(Prepared(p.insns, p.func_starts, frozenset(varying)), frozenset(varying),
-                   maps or {}, known_rodata=lambda _m: False, helper_name=HELPERS.get,
-                   entry_cb=entry_cb, cb_range=(48, 68))
+    reason, (cb, _exact) = depends(
+        Prepared(p.insns, p.func_starts, frozenset(varying)), frozenset(varying),
+        maps or {}, known_rodata=lambda _m: False, helper_name=HELPERS.get,
+        entry_cb=entry_cb, cb_range=(48, 68))
+    return reason, cb
 
 
 def pkt(size: int, reg: Insn) -> list[Item]:
     """r2 = data; bounds check; reg = *(size *)(r2 + 0)"""
     return [ldx(4, R2, R1, 76), ldx(4, R3, R1, 80), mov(R4, R2), add(R4, 8),
             jmp("gt", R4, R3, "out"), reg]
+
+
+def test_an_exact_varying_value_through_cb_may_decide_a_branch_alike_for_every_copy() -> None:
+    """An endpoint id (a mov immediate, 200 or 201 in the copies) stored into cb[] and
+    loaded back: a test every copy decides alike is allowed, one that tells the copies
+    apart is not; a value computed from it is no longer exact."""
+    def check(*tail: Item) -> str | None:
+        p = program(mov32(R6, 200), stx(4, R1, 52, R6), ldx(4, R3, R1, 52), *tail,
+                    mov(R0, 0), exit_(), Label("out"), mov(R0, 2), exit_())
+        hulls = {0: operand_hull(p.insns[0], {200, 201})}
+        assert hulls[0] == frozenset({200, 201})
+        return depends(Prepared(p.insns, p.func_starts, frozenset({0}), hulls),
+                       frozenset({0}), {}, known_rodata=lambda _m: False,
+                       helper_name=HELPERS.get, cb_range=(48, 68), values={0: frozenset(
+                           {200, 201})}, hulls=hulls)[0]
+    assert check(jmp32("gt", R3, 65535, "out")) is None
+    assert check(jmp32("eq", R3, 7, "out")) is None
+    assert check(jmp32("eq", R3, 201, "out"))
+    assert check(add(R3, 1), jmp32("gt", R3, 65535, "out"))
 
 
 def test_dependence_rules() -> None:

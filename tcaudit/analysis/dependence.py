@@ -20,7 +20,12 @@ of the varying constants through registers, stack slots and subprogram calls, an
   (a full-width load from packet or map memory that no test has narrowed, at the jump's
   width): whatever the constant, both sides of such a jump are feasible and the engine
   learns nothing but the constant itself (the opaque value and every register linked
-  to it become tainted).
+  to it become tainted); and except a jump that compares an *exact* varying value with
+  an immediate and that the engine decides for the set of every copy's value (the
+  operand :func:`prepare.operand_hull` gives the shared analysis): each copy's own
+  analysis decides it the same way. An exact value is a mov or store immediate that
+  differs between copies, copied between registers or through a ``cb[]`` word (also
+  into a tail-call target: the entry's exact words travel with its tainted bytes).
 
 Anything this pass does not understand is "depends": the caller then analyses the copy
 on its own, so the worst case is the old speed, never a different answer.
@@ -30,9 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from tcaudit.analysis import domain as D
 from tcaudit.analysis import helpers as H
 from tcaudit.analysis import insns as I
-from tcaudit.analysis.domain import Ptr
+from tcaudit.analysis.domain import Ptr, Value
 from tcaudit.analysis.prepare import (
     K_ALU,
     K_ATOMIC,
@@ -76,6 +82,13 @@ FA = F | A  # pointers whose offset is followed
 
 MAX_STATES = 200_000
 
+Exact = tuple[int, int, Value]
+"""A cb[] word that holds an exact varying value: (offset, size, every copy's value)."""
+Entry = tuple[frozenset[int], frozenset[Exact]]
+"""How a tail call enters a program: the cb[] bytes holding varying values, and which
+of them are exact words."""
+NO_ENTRY: Entry = (frozenset(), frozenset())
+
 
 class Depends(Exception):
     """The answer may depend on a varying constant (message: where and why)."""
@@ -102,9 +115,28 @@ class _Pass:
         entry_cb: frozenset[int] = frozenset(),
         cb_range: tuple[int, int] | None = None,
         values: Mapping[int, frozenset[int]] | None = None,
+        hulls: Mapping[int, Value] | None = None,
+        entry_exact: frozenset[Exact] = frozenset(),
+        seen_cb: Mapping[int, tuple[int, int | None]] | None = None,
     ) -> None:
         self.values = values or {}
         self.entry_cb = frozenset(entry_cb)
+        # exact varying values: id (negative, kept in ``org``) -> every copy's value;
+        # -(pc + 1) for the immediate at pc, further ids for the entry's exact words
+        self.exact: dict[int, Value] = {-(pc + 1): v for pc, v in (hulls or {}).items()}
+        # cb[] words stored with a tainted value anywhere in the program (flow-
+        # insensitive): offset -> (size, exact id, or None when not one exact value)
+        # (``seen_cb``: what an earlier run found, so a load that ran before a later store
+        # made its word inexact sees that store now; ``stale``: a word a load took for
+        # exact stopped being exact in this run, which then runs again)
+        self.cbx: dict[int, tuple[int, int | None]] = dict(seen_cb or {})
+        self.cbx_out: set[Exact] = set()
+        self.used: set[int] = set()
+        self.stale = False
+        for k, (off, size, v) in enumerate(sorted(entry_exact, key=lambda e: e[:2])):
+            eid = -(prep.n + 2 + k)
+            self.exact[eid] = v
+            self._note_cb(off, size, eid)
         self.cbt: set[int] = set()  # cb[] bytes holding varying values, here
         self.cb_out: set[int] = set()  # ... at any tail call
         self.cb_range = cb_range
@@ -199,12 +231,13 @@ class _Pass:
                 if kind == K_MOV:
                     if src < 0:
                         fl[dst] = (T | PLAIN) if var else PLAIN
-                        org[dst] = None
+                        org[dst] = -(pc + 1) if var and -(pc + 1) in self.exact else None
                     elif wide and off == 0:
                         fl[dst], org[dst], fo[dst] = fl[src], org[src], fo[src]
                     elif not wide and off == 0:  # zero-extending copy: low half kept
                         fl[dst] = (fl[src] & (T | N8 | N16 | N32)) | N64
-                        org[dst] = org[src]
+                        o = org[src]
+                        org[dst] = o if o is None or o >= 0 or self._fits(o, 4) else None
                     else:  # movsx
                         fl[dst] = (fl[src] & T) | PLAIN
                         org[dst] = None
@@ -228,7 +261,11 @@ class _Pass:
                     fo[dst] = None
                 elif kind in (K_ST, K_STX):
                     v = ((T | PLAIN) if var else PLAIN) if src < 0 else fl[src]
-                    anyx = self._store(pc, fl, fo, slots, anyx, dst, off, imm, v)
+                    if src < 0:
+                        ex = -(pc + 1) if var and -(pc + 1) in self.exact else None
+                    else:
+                        ex = org[src] if (org[src] or 0) < 0 else None
+                    anyx = self._store(pc, fl, fo, slots, anyx, dst, off, imm, v, ex)
                 elif kind == K_ATOMIC:
                     b = fl[dst]
                     if b & T:
@@ -275,7 +312,7 @@ class _Pass:
                         break
                     continue
                 elif kind == K_JCOND:
-                    self._jump(pc, op, wide, dst, src, var, fl, org)
+                    self._jump(pc, op, wide, dst, src, var, fl, org, _kval)
                     st = self._state(fl, org, fo, slots, anyx)
                     merge(tgt, st)
                     merge(pc + 1, st)
@@ -300,6 +337,7 @@ class _Pass:
                         if (fl[2] | fl[3]) & T:
                             raise Depends(f"a varying constant picks a tail call (insn {pc})")
                         self.cb_out |= self.cbt
+                        self._carry_exact()
                     elif H.has_callbacks(name):
                         raise Depends("a helper with callbacks")
                     else:
@@ -345,8 +383,15 @@ class _Pass:
         got = 0
         if b & F:
             got |= self._slot_flags(fo[src], off, size, slots, anyx)
+        exact = None
         if b & C and self.cbt and any(off <= x < off + size for x in self.cbt):
             got |= T  # cb[] bytes a varying value was stored to (here or before a tail call)
+            word = self.cbx.get(off)
+            if (word is not None and word[0] == size and word[1] is not None
+                    and all(x in self.cbt for x in range(off, off + size))
+                    and not b & (F | P | A | R) and mode != I.BPF_MEMSX):
+                exact = word[1]
+                self.used.add(off)
         if b & P:  # the caller's frame: what it may hold
             got |= C | R | ((T | A) if caller_tainted else 0)
         if b & A:
@@ -354,7 +399,13 @@ class _Pass:
             if at is None or any(at + off <= x < at + off + size for x in self.varying_bytes):
                 got |= T
         if b & PTRS:
-            return got | PLAIN, None
+            cb = self.cb_range
+            if (b & PTRS == C and cb is not None and mode != I.BPF_MEMSX
+                    and (off + size <= cb[0] or off >= cb[1])):
+                # a context field outside cb[]: the engine knows only its width
+                # (memory.py), so it is opaque like a packet load
+                return got | _OPAQUE.get(size, PLAIN), pc
+            return got | PLAIN, exact
         # packet, map value or other kernel memory: a full-width value the engine
         # knows nothing about (sign-extended ones are not zero-extended: not followed)
         if mode == I.BPF_MEMSX and size < 8:
@@ -376,7 +427,7 @@ class _Pass:
         return got & KEEP
 
     def _store(self, pc: int, fl: list[int], fo: list[int | None], slots: _Slots, anyx: int,
-               dst: int, off: int, size: int, v: int) -> int:
+               dst: int, off: int, size: int, v: int, exact: int | None = None) -> int:
         b = fl[dst]
         if b & T:
             raise Depends(f"a store at a tainted address (insn {pc})")
@@ -387,6 +438,8 @@ class _Pass:
             if cb is None or not (cb[0] <= off and off + size <= cb[1]):
                 raise Depends(f"a varying constant stored into the context (insn {pc})")
             self.cbt.update(range(off, off + size))  # carried into tail calls
+            self._note_cb(off, size, exact if exact is not None and (
+                size == 8 or self._fits(exact, size)) else None)
         elif b & C and not b & (P | A | R):
             self.cbt.difference_update(range(off, off + size))  # overwritten
         elif b & (C | P | A | R) and v & T:
@@ -410,9 +463,15 @@ class _Pass:
     # -- jumps --------------------------------------------------------------------------
 
     def _jump(self, pc: int, op: int, wide: bool, dst: int, src: int, var: bool,
-              fl: list[int], org: list[int | None]) -> None:
+              fl: list[int], org: list[int | None], kval: Value) -> None:
         ta = bool(fl[dst] & T)
         tb = var if src < 0 else bool(fl[src] & T)
+        if ta and src < 0 and not var and not fl[dst] & PTRS:
+            o = org[dst]
+            if o is not None and o < 0:
+                sides = D.branch(op, wide, self.exact[o], kval)
+                if any(side is None or None in side for side in sides):
+                    return  # decided alike for every copy's value
         narrowed = [dst] if src < 0 else [dst, src]
         if ta or tb:
             if ta and tb:
@@ -429,6 +488,40 @@ class _Pass:
                 fl[r] |= add | PLAIN
                 org[r] = None
 
+
+    def _note_cb(self, off: int, size: int, exact: int | None) -> None:
+        """Record a tainted store to cb[off:off+size]; overlapping words of another
+        size or value stop being exact."""
+        for k, (s, e) in list(self.cbx.items()):
+            if k < off + size and off < k + s and (k, s) != (off, size):
+                self._set_cb(k, s, None, e)
+                exact = None
+        old = self.cbx.get(off)
+        if old is not None and old[1] != exact:
+            # another store: still exact when it stores the same values (the same
+            # constant at another place, like an endpoint id stored on two paths)
+            same = (old[1] is not None and exact is not None
+                    and self.exact[old[1]] == self.exact[exact])
+            exact = old[1] if same else None
+        self._set_cb(off, size, exact, old[1] if old is not None else None)
+
+    def _set_cb(self, off: int, size: int, exact: int | None, was: int | None) -> None:
+        if was is not None and exact is None and off in self.used:
+            self.stale = True
+        self.cbx[off] = (size, exact)
+
+    def _fits(self, eid: int, size: int) -> bool:
+        """Every copy's value of the exact value ``eid`` fits in ``size`` bytes."""
+        v = self.exact[eid]
+        limit = 1 << (8 * size)
+        if type(v) is frozenset:
+            return all(0 <= x < limit for x in v)
+        return D.as_scalar(v).umax < limit  # type: ignore[union-attr]
+
+    def _carry_exact(self) -> None:
+        for off, (size, eid) in self.cbx.items():
+            if eid is not None and all(x in self.cbt for x in range(off, off + size)):
+                self.cbx_out.add((off, size, self.exact[eid]))
 
     def _both_sides(self, f: int, wide: bool, const_pc: int | None) -> bool:
         """An == or != between a value with flags ``f`` and a varying constant (the
@@ -495,22 +588,31 @@ def depends(
     entry_cb: frozenset[int] = frozenset(),
     cb_range: tuple[int, int] | None = None,
     values: Mapping[int, frozenset[int]] | None = None,
-) -> tuple[str | None, frozenset[int]]:
+    hulls: Mapping[int, Value] | None = None,
+    entry_exact: frozenset[Exact] = frozenset(),
+) -> tuple[str | None, Entry]:
     """Why the program's answer may depend on the varying immediates (the insn indexes
     in ``varying``) and the varying bytes of read-only maps (``abstract_maps``: map id
     -> byte offsets) and the context bytes ``entry_cb`` (cb[] bytes a varying value
     was stored to before the tail call that enters this program); None when it cannot.
     Also: the context bytes varying values may be in when the program tail-calls.
     ``values``: every copy's immediate (signed 32 bits) at each varying position,
-    which lets a constant be compared with a narrower load."""
+    which lets a constant be compared with a narrower load; ``hulls``: the operand the
+    shared analysis uses at a varying position (:func:`prepare.operand_hull`), which
+    makes the value exact; ``entry_exact``: the exact words among ``entry_cb``."""
     if not varying and not abstract_maps and not entry_cb:
-        return None, frozenset()
+        return None, NO_ENTRY
     if prep.has_callbacks:
-        return "a callback function", frozenset()
-    run = _Pass(prep, varying, abstract_maps, known_rodata, helper_name, entry_cb, cb_range,
-                values)
-    try:
-        run.function(0, (), False, True, frozenset(entry_cb))
-    except Depends as why:
-        return str(why), frozenset()
-    return None, frozenset(run.cb_out)
+        return "a callback function", NO_ENTRY
+    seen: dict[int, tuple[int, int | None]] = {}
+    for _run in range(4):
+        run = _Pass(prep, varying, abstract_maps, known_rodata, helper_name, entry_cb,
+                    cb_range, values, hulls, entry_exact, seen)
+        try:
+            run.function(0, (), False, True, frozenset(entry_cb))
+        except Depends as why:
+            return str(why), NO_ENTRY
+        if not run.stale:
+            return None, (frozenset(run.cb_out), frozenset(run.cbx_out))
+        seen = run.cbx
+    return "cb[] words whose values keep changing", NO_ENTRY

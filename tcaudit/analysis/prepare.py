@@ -9,6 +9,8 @@ context-access rewrites, constant blinding and div/mod fix-ups use in xlated cod
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from tcaudit.analysis import insns as I
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import Ptr, Value
@@ -72,9 +74,11 @@ class Prepared:
         insns: tuple[Insn, ...],
         func_starts: tuple[int, ...],
         unknown: frozenset[int] = frozenset(),
+        hulls: Mapping[int, Value] | None = None,
     ) -> None:
         """``unknown``: indexes of instructions whose immediate operand is analysed as
-        any value (the constants that differ between copies of one shape, ``shapes``)."""
+        any value (the constants that differ between copies of one shape, ``shapes``),
+        or as ``hulls[pc]`` when given (every copy's value, :func:`operand_hull`)."""
         n = len(insns)
         self.n = n
         self.func_starts = frozenset(s for s in func_starts if 0 <= s < n)
@@ -89,7 +93,7 @@ class Prepared:
         while pc < n:
             op = self._prep(insns, pc)
             if pc in unknown:
-                op = _unknown_operand(op)
+                op = _unknown_operand(op, hulls.get(pc) if hulls else None)
             ops.append(op)
             kind = op[0]
             if kind == K_LDIMM:
@@ -225,10 +229,37 @@ class Prepared:
         return _INVALID
 
 
-def _unknown_operand(op: Op) -> Op:
+def operand_hull(insn: Insn, values: Iterable[int]) -> Value | None:
+    """The set of a mov, conditional jump or store immediate over every copy's value
+    (signed 32 bits each), as the engine sees such an operand; None for other
+    instructions (their varying operand is analysed as any value)."""
+    out: set[int] = set()
+    for v in values:
+        op = _OPERAND.get(insn.code)
+        if op is None:
+            return None
+        out.add(v & op)
+    return S.make_set(out, _VARYING) if out else None
+
+
+def _operand_masks() -> dict[int, int]:
+    masks: dict[int, int] = {}
+    for cls, mask in ((I.BPF_ALU64, S.M64), (I.BPF_ALU, S.M32)):
+        masks[cls | I.BPF_MOV | I.BPF_K] = mask
+    for cls, mask in ((I.BPF_JMP, S.M64), (I.BPF_JMP32, S.M32)):
+        for op in _JCOND_OPS:
+            masks[cls | op | I.BPF_K] = mask
+    for size, nbytes in ((I.BPF_B, 1), (I.BPF_H, 2), (I.BPF_W, 4), (I.BPF_DW, 8)):
+        masks[I.BPF_ST | I.BPF_MEM | size] = S.M64 if nbytes == 8 else (1 << 8 * nbytes) - 1
+    return masks
+
+
+def _unknown_operand(op: Op, hull: Value | None = None) -> Op:
     """The instruction with its immediate operand replaced by an unknown value of the
-    operand's width (a superset of every copy's constant)."""
+    operand's width, or by ``hull`` (both supersets of every copy's constant)."""
     kind, o, dst, src, off, imm, _kval, wide, tgt = op
+    if hull is not None and kind in (K_MOV, K_JCOND, K_ST) and src < 0:
+        return (kind, o, dst, src, off, imm, hull, wide, tgt)
     if kind in (K_MOV, K_ALU, K_JCOND) and src < 0:
         v: Value = S.full(_VARYING) if wide else S.sized(32, _VARYING)
     elif kind == K_ST:
@@ -243,6 +274,9 @@ def _unknown_operand(op: Op) -> Op:
 
 
 _VARYING = "a constant that differs between copies of this program"
+_OPERAND = _operand_masks()
+"""Opcode of a mov, conditional jump or store with an immediate -> the mask the
+engine applies to the immediate (``_prep``'s ``kval``)."""
 
 
 def ldimm_value(first: Insn, second: Insn) -> Value:

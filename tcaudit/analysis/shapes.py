@@ -34,12 +34,12 @@ from typing import Protocol
 
 from tcaudit.analysis import insns as I
 from tcaudit.analysis import scalar as S
-from tcaudit.analysis.dependence import depends
+from tcaudit.analysis.dependence import NO_ENTRY, Entry, depends
 from tcaudit.analysis.domain import Ptr, Value
 from tcaudit.analysis.frames import CbState
 from tcaudit.analysis.insns import decode
 from tcaudit.analysis.interp import Env, Local, ProgAnalyser, Site
-from tcaudit.analysis.prepare import Prepared
+from tcaudit.analysis.prepare import Prepared, operand_hull
 
 MAX_DIFFS = 512
 """A copy differing in more immediates than this is not treated as a copy."""
@@ -97,6 +97,9 @@ class Family:
     """Copy -> its map ids (position by position with ``map_ids``)."""
     values: dict[int, frozenset[int]] = field(default_factory=dict)
     """Every copy's immediate (signed 32 bits) at each varying position."""
+    hulls: dict[int, Value] = field(default_factory=dict)
+    """The operand the shared analysis uses there: every copy's value, as the engine
+    sees it (mov, jump and store immediates; others are any value)."""
     prep: Prepared | None = None
     locals: dict[CbState, Local | None] = field(default_factory=dict)
 
@@ -121,7 +124,7 @@ class Shapes:
         self._groups: dict[bytes, list[int]] = {}
         self._family: dict[int, Family | None] = {}
         self._built = False
-        self._checked: dict[tuple[int, frozenset[int]], tuple[str | None, frozenset[int]]] = {}
+        self._checked: dict[tuple[int, Entry], tuple[str | None, Entry]] = {}
         self._trees: dict[int, bool] = {}
 
     # -- grouping --------------------------------------------------------------------
@@ -189,6 +192,9 @@ class Shapes:
                 fam.values[p] = frozenset(
                     struct.unpack_from("=i", raw, 8 * p + 4)[0]
                     for raw in map(self.source.raw, fam.members) if raw is not None)
+                hull = operand_hull(fam.insns[p], fam.values[p])
+                if hull is not None:
+                    fam.hulls[p] = hull
             self.stats.families += 1
             self.stats.copies += len(fam.members)
             for pid in fam.members:
@@ -283,8 +289,8 @@ class Shapes:
         if done is not None:
             return done
         ok = True
-        seen: set[tuple[int, frozenset[int]]] = set()
-        todo: list[tuple[int, frozenset[int]]] = [(root, frozenset())]
+        seen: set[tuple[int, Entry]] = set()
+        todo: list[tuple[int, Entry]] = [(root, NO_ENTRY)]
         while todo and len(seen) < MAX_TREE:
             pid, entry = todo.pop()
             if (pid, entry) in seen:
@@ -305,8 +311,8 @@ class Shapes:
             self.stats.dependent += 1
         return ok
 
-    def _check(self, pid: int, entry: frozenset[int],
-               ctx: TreeContext) -> tuple[str | None, frozenset[int]]:
+    def _check(self, pid: int, entry: Entry,
+               ctx: TreeContext) -> tuple[str | None, Entry]:
         fam = self._family.get(pid)
         key = (id(fam) if fam is not None else -pid - 1, entry)
         got = self._checked.get(key)
@@ -314,26 +320,29 @@ class Shapes:
             return got
         if fam is not None:
             if fam.prep is None:
-                fam.prep = Prepared(fam.insns, fam.func_starts, frozenset(fam.varying))
+                fam.prep = Prepared(fam.insns, fam.func_starts, frozenset(fam.varying),
+                                    fam.hulls)
             prep = fam.prep
             varying = frozenset(fam.varying)
             maps = {m: frozenset(o) for m, o in fam.abstract_maps.items()}
-        elif not entry:
-            got = self._checked[key] = (None, frozenset())
+        elif not entry[0]:
+            got = self._checked[key] = (None, NO_ENTRY)
             return got
         else:
             code = self.source.program(pid)
             if code is None:
-                got = self._checked[key] = ("unreadable", frozenset())
+                got = self._checked[key] = ("unreadable", NO_ENTRY)
                 return got
             prep, varying, maps = Prepared(code.insns, code.func_starts), frozenset(), {}
         got = self._checked[key] = depends(
             prep, varying, maps,
             known_rodata=lambda m: ctx.rodata(m) is not None,
             helper_name=ctx.helper_name,
-            entry_cb=entry,
+            entry_cb=entry[0],
             cb_range=ctx.env.cb_range,
             values=fam.values if fam is not None else None,
+            hulls=fam.hulls if fam is not None else None,
+            entry_exact=entry[1],
         )
         return got
 

@@ -63,6 +63,27 @@ def test_round_trip_and_hit(cache: C.VerdictCache) -> None:
     assert C.analysis_from_json(doc) == a
 
 
+def test_a_summary_is_the_root_verdict_without_decoding_the_nested_analyses(
+        cache: C.VerdictCache) -> None:
+    kernel = Kernel()
+    a = tree(kernel)
+    cache.put(1, a, kernel)
+    assert cache.summary(1, kernel) == C.Summary(a.possible, a.reason, a.ranges)
+    rec = _record(cache)
+    doc = json.loads(rec.read_text())
+    rec.write_text(json.dumps({**doc, "analysis": "{not json"}))
+    # the scan's path does not read the nested part; the full read is a miss
+    assert cache.summary(1, kernel) == C.Summary(a.possible, a.reason, a.ranges)
+    assert cache.get(1, kernel) is None
+    kernel.arrays[9] = {0: 3}  # checked like a full read: a changed slot is stale
+    assert cache.summary(1, kernel) is None
+    kernel.arrays[9] = {0: 2}
+    for bad in ({"summary": {"possible": ["x"], "reason": None, "ranges": None}},
+                {"summary": {"possible": None, "reason": 5, "ranges": None}}, {"summary": 3}):
+        rec.write_text(json.dumps({**doc, **bad}))
+        assert cache.summary(1, kernel) is None
+
+
 def test_a_changed_slot_or_a_reloaded_target_is_stale(cache: C.VerdictCache) -> None:
     kernel = Kernel()
     cache.put(1, tree(kernel), kernel)

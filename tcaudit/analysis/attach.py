@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from types import MappingProxyType
 
-from tcaudit.analysis.cache import VerdictCache
+from tcaudit.analysis.cache import Summary, VerdictCache
 from tcaudit.analysis.closure import Analysis, analyse
 from tcaudit.analysis.kernelcode import KernelCode
 from tcaudit.analysis.meaning import Mode, effective_ranges
@@ -39,6 +39,8 @@ class VerdictAnalyser:
         self._budget = step_budget
         self._by_key: dict[str, Analysis] = {}
         self._by_id: dict[int, Analysis | str] = {}
+        self._summaries: dict[int, Summary] = {}
+        """Root verdicts the cache answered without the nested analyses (a scan's need)."""
         self.internal_errors: list[str] = []
         """One line per program whose analysis raised (a tcaudit bug), for stderr."""
 
@@ -47,12 +49,12 @@ class VerdictAnalyser:
         families of copies before any of them is analysed."""
         misses = []
         for prog_id in dict.fromkeys(prog_ids):
-            if prog_id in self._by_id:
+            if prog_id in self._by_id or prog_id in self._summaries:
                 continue
             if self.cache is not None:
-                cached = self.cache.get(prog_id, self.code)
+                cached = self.cache.summary(prog_id, self.code)
                 if cached is not None:
-                    self._by_id[prog_id] = cached
+                    self._summaries[prog_id] = cached
                     continue
             misses.append(prog_id)
         if self.shapes is not None and len(misses) > 1:
@@ -146,7 +148,7 @@ class VerdictAnalyser:
     def _program_verdict(self, entry: Entry) -> Verdict:
         if entry.program is None:
             return Verdict(None, None, "static", "no program id on this filter")
-        result = self.analysis(entry.program.id)
+        result = self._summaries.get(entry.program.id) or self.analysis(entry.program.id)
         if isinstance(result, str):
             return Verdict(None, None, "static", result)
         mode: Mode

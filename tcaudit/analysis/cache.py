@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from tcaudit import __version__
 from tcaudit.analysis.closure import Analysis, TailCall
 
-ENGINE_VERSION = f"{__version__}/engine-3"
+ENGINE_VERSION = f"{__version__}/engine-4"
 """Part of every key: a new engine never reads an old engine's answers."""
 DEFAULT_DIR = "/var/cache/tcaudit"
 MAX_RECORDS = 4096
@@ -49,6 +49,16 @@ class CacheSource(Protocol):
     def load_time(self, prog_id: int) -> int | None: ...
 
     def prog_array(self, map_id: int) -> Mapping[int, int] | None: ...
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a scan's verdict needs of an analysis: the root's values, why they are not
+    exact, and their ranges (a record's header: read without the nested analyses)."""
+
+    possible: frozenset[int] | None
+    reason: str | None
+    ranges: tuple[tuple[int, int], ...] | None
 
 
 @dataclass
@@ -101,12 +111,41 @@ class VerdictCache:
     def get(self, prog_id: int, source: CacheSource) -> Analysis | None:
         """The cached analysis, checked; None (a miss) for anything else."""
         try:
-            return self._get(prog_id, source)
+            record = self._get(prog_id, source)
+            if record is None:
+                return None
+            nested = record["analysis"]
+            if not isinstance(nested, str):
+                raise ValueError("analysis is not a JSON text")
+            analysis = analysis_from_json(json.loads(nested))
         except Exception:
             self.stats.misses += 1
             return None
+        self.stats.hits += 1
+        return analysis
 
-    def _get(self, prog_id: int, source: CacheSource) -> Analysis | None:
+    def summary(self, prog_id: int, source: CacheSource) -> Summary | None:
+        """The cached root verdict alone, checked like :meth:`get`: the nested
+        analyses of the tail-call targets (most of a record) are not decoded."""
+        try:
+            record = self._get(prog_id, source)
+            if record is None:
+                return None
+            head = record["summary"]
+            possible, reason = head["possible"], head["reason"]
+            if reason is not None and not isinstance(reason, str):
+                raise ValueError("reason is not a string")
+            found = Summary(
+                None if possible is None else frozenset(int(x) for x in possible),
+                reason, _ranges(head["ranges"]))
+        except Exception:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return found
+
+    def _get(self, prog_id: int, source: CacheSource) -> dict[str, Any] | None:
+        """The record of the program's current load, checked against the kernel."""
         load_time = source.load_time(prog_id)
         if load_time is None:
             return None
@@ -128,12 +167,10 @@ class VerdictCache:
                 if now is None or sorted(now.items()) != [tuple(s) for s in slots]:
                     self.stats.stale += 1
                     return None
-            analysis = analysis_from_json(record["analysis"])
         except Exception:
             self.stats.misses += 1
             return None
-        self.stats.hits += 1
-        return analysis
+        return record
 
     def put(self, prog_id: int, analysis: Analysis, source: CacheSource) -> None:
         """Keep the analysis; failing to (a race, a full disk) is not an error."""
@@ -164,7 +201,16 @@ class VerdictCache:
             "root": [prog_id, load_time],
             "programs": programs,
             "arrays": arrays,
-            "analysis": analysis_to_json(analysis),
+            # the root's verdict apart, and the nested analyses as one JSON text: a
+            # scan decodes only the first (a tree's record is hundreds of kB)
+            "summary": {
+                "possible": sorted(analysis.possible) if analysis.possible is not None
+                else None,
+                "reason": analysis.reason,
+                "ranges": [list(r) for r in analysis.ranges]
+                if analysis.ranges is not None else None,
+            },
+            "analysis": json.dumps(analysis_to_json(analysis), separators=(",", ":")),
         }
         if _write(self.path, self._file(prog_id, load_time), record):
             self.stats.writes += 1

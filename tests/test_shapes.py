@@ -26,6 +26,7 @@ from tests.bpfasm import (
     R2,
     R3,
     R4,
+    R5,
     R6,
     R7,
     R10,
@@ -288,7 +289,7 @@ def pkt(size: int, reg: Insn) -> list[Item]:
 def test_an_exact_varying_value_through_cb_may_decide_a_branch_alike_for_every_copy() -> None:
     """An endpoint id (a mov immediate, 200 or 201 in the copies) stored into cb[] and
     loaded back: a test every copy decides alike is allowed, one that tells the copies
-    apart is not; a value computed from it is no longer exact."""
+    apart is not."""
     def check(*tail: Item) -> str | None:
         p = program(mov32(R6, 200), stx(4, R1, 52, R6), ldx(4, R3, R1, 52), *tail,
                     mov(R0, 0), exit_(), Label("out"), mov(R0, 2), exit_())
@@ -301,7 +302,36 @@ def test_an_exact_varying_value_through_cb_may_decide_a_branch_alike_for_every_c
     assert check(jmp32("gt", R3, 65535, "out")) is None
     assert check(jmp32("eq", R3, 7, "out")) is None
     assert check(jmp32("eq", R3, 201, "out"))
-    assert check(add(R3, 1), jmp32("gt", R3, 65535, "out"))
+    # an immediate operation: still every copy's value (201, 202), computed as the
+    # engine computes it; a register operation: not exact any more
+    assert check(add(R3, 1), jmp32("gt", R3, 65535, "out")) is None
+    assert check(add(R3, 1), jmp32("eq", R3, 202, "out"))
+    assert check(add(R3, R6), jmp32("gt", R3, 65535, "out"))
+    # spilled and filled (8 bytes): still exact; a helper writing over the slot: not
+    assert check(stx(8, R10, -8, R3), ldx(8, R3, R10, -8), jmp32("gt", R3, 65535, "out")) is None
+    assert check(stx(8, R10, -8, R3), mov(R7, R1), mov(R1, R7), mov(R2, 0), mov(R3, R10),
+                 add(R3, -8), mov(R4, 8), call("skb_load_bytes"), ldx(8, R3, R10, -8),
+                 jmp32("gt", R3, 65535, "out"))
+    assert check(stx(8, R10, -8, R3), mov(R7, R1), mov(R1, R7), mov(R2, 0), mov(R3, R10),
+                 add(R3, -24), mov(R4, 8), call("skb_load_bytes"), ldx(8, R3, R10, -8),
+                 jmp32("gt", R3, 65535, "out")) is None
+
+
+def test_a_read_only_map_field_is_exact_when_every_copys_value_is_known() -> None:
+    """A varying .rodata field (200 or 201 in the copies) tested against an immediate:
+    decided alike for every copy when the pass and the engine are given the copies'
+    values, a dependence when not."""
+    def check(every: object, cond: str, imm: int) -> str | None:
+        p = program(*ld_map_value(R1, 9, 0), ldx(4, R3, R1, 0), jmp32(cond, R3, imm, "out"),
+                    mov(R0, 0), exit_(), Label("out"), mov(R0, 2), exit_())
+        return depends(Prepared(p.insns, p.func_starts), frozenset(), {9: frozenset({0})},
+                       known_rodata=lambda _m: False, helper_name=HELPERS.get,
+                       map_value=every)[0]  # type: ignore[arg-type]
+    def values(mid: int, at: int, size: int) -> frozenset[int] | None:
+        return frozenset({200, 201}) if (mid, at, size) == (9, 0, 4) else None
+    assert check(values, "gt", 65535) is None
+    assert check(values, "eq", 201)
+    assert check(None, "gt", 65535)
 
 
 def test_dependence_rules() -> None:
@@ -349,6 +379,14 @@ def test_dependence_rules() -> None:
     # a load from a read-only map whose contents vary, returned
     assert why(*ld_map_value(R1, 9, 0), ldx(4, R0, R1, 0), exit_(), varying=set(),
                maps={9: frozenset({1})})
+    # a 16-bit field of it compared with a 16-bit packet field (both sides feasible for
+    # every copy), and a 32-bit one (a copy's value above 65535 never matches)
+    def field(size: int) -> str | None:
+        return why(*pkt(2, ldx(2, R5, R2, 0)), *ld_map_value(R1, 9, 0), ldx(size, R3, R1, 0),
+                   jmp32("ne", R5, R3, "out"), mov(R0, 0), exit_(), *out, varying=set(),
+                   maps={9: frozenset({0, 1, 2})})
+    assert field(2) is None
+    assert field(4)
     # ... but not one of its bytes that are the same in every copy
     assert why(*ld_map_value(R1, 9, 4), ldx(4, R0, R1, 0), exit_(), varying=set(),
                maps={9: frozenset({1})}) is None

@@ -76,11 +76,18 @@ N64 = 128  # not an opaque value at 64 bits
 N8 = 256  # not an opaque value at 8 bits (any byte, zero-extended)
 N16 = 512  # not an opaque value at 16 bits
 PTRS = C | F | P | A | R
-PLAIN = N8 | N16 | N32 | N64  # an ordinary scalar: not tainted, not a pointer, not opaque
+B8 = 1024  # may not fit in 8 bits (a tainted value that fits can be compared, see below)
+B16 = 2048  # may not fit in 16 bits
+B32 = 4096  # may not fit in 32 bits
+BIG = B8 | B16 | B32
+PLAIN = N8 | N16 | N32 | N64 | BIG  # an ordinary scalar: not tainted, not a pointer, not opaque
 KEEP = T | C | A | R  # what a stack slot remembers of a spilled register
+EXACT_SHIFT = 16  # a slot's flags above this: minus the exact id of a spilled exact value
+EXACT_MASK = ~((1 << EXACT_SHIFT) - 1)
 FA = F | A  # pointers whose offset is followed
 
 MAX_STATES = 200_000
+MAPREF = 1 << 40  # org of a pointer into a varying read-only map: MAPREF + its map id
 
 Exact = tuple[int, int, Value]
 """A cb[] word that holds an exact varying value: (offset, size, every copy's value)."""
@@ -118,7 +125,9 @@ class _Pass:
         hulls: Mapping[int, Value] | None = None,
         entry_exact: frozenset[Exact] = frozenset(),
         seen_cb: Mapping[int, tuple[int, int | None]] | None = None,
+        map_value: Callable[[int, int, int], Value | None] | None = None,
     ) -> None:
+        self.map_value = map_value
         self.values = values or {}
         self.entry_cb = frozenset(entry_cb)
         # exact varying values: id (negative, kept in ``org``) -> every copy's value;
@@ -137,6 +146,8 @@ class _Pass:
             eid = -(prep.n + 2 + k)
             self.exact[eid] = v
             self._note_cb(off, size, eid)
+        self.derived: dict[tuple[int, int], int] = {}
+        self.next_id = -(prep.n + 2 + len(entry_exact))
         self.cbt: set[int] = set()  # cb[] bytes holding varying values, here
         self.cb_out: set[int] = set()  # ... at any tail call
         self.cb_range = cb_range
@@ -235,7 +246,7 @@ class _Pass:
                     elif wide and off == 0:
                         fl[dst], org[dst], fo[dst] = fl[src], org[src], fo[src]
                     elif not wide and off == 0:  # zero-extending copy: low half kept
-                        fl[dst] = (fl[src] & (T | N8 | N16 | N32)) | N64
+                        fl[dst] = (fl[src] & (T | N8 | N16 | N32 | B8 | B16)) | N64
                         o = org[src]
                         org[dst] = o if o is None or o >= 0 or self._fits(o, 4) else None
                     else:  # movsx
@@ -245,7 +256,10 @@ class _Pass:
                     s = ((T if var else 0) if src < 0 else fl[src]) & (T | PTRS)
                     d = fl[dst]
                     fl[dst] = (d & (T | PTRS)) | s | PLAIN
+                    o = org[dst]
                     org[dst] = None
+                    if o is not None and o < 0 and src < 0 and not var and not d & PTRS:
+                        org[dst] = self._derived(o, pc, op, wide, off, _kval)
                     if (d & (F | A) and src < 0 and not var and wide
                             and op in (I.BPF_ADD, I.BPF_SUB)):
                         k = imm if op == I.BPF_ADD else -imm
@@ -257,7 +271,7 @@ class _Pass:
                     org[dst] = None
                 elif kind == K_LDX:
                     fl[dst], org[dst] = self._load(pc, fl, fo, slots, anyx, caller_tainted,
-                                                   src, off, imm, op)
+                                                   src, off, imm, op, org[src])
                     fo[dst] = None
                 elif kind in (K_ST, K_STX):
                     v = ((T | PLAIN) if var else PLAIN) if src < 0 else fl[src]
@@ -289,7 +303,7 @@ class _Pass:
                         mid = imm & 0xFFFFFFFF
                         if mid in self.abstract_maps:
                             fl[dst] = A | PLAIN
-                            org[dst] = None
+                            org[dst] = MAPREF + mid  # which map (for exact field loads)
                             fo[dst] = _kval.off if type(_kval) is Ptr else None
                             pc += 2
                             if pc >= n or leader[pc]:
@@ -345,10 +359,17 @@ class _Pass:
                         for _p, ln in c.writes if c is not None else ():
                             if ln > 0 and fl[ln] & T:
                                 raise Depends(f"a varying helper length (insn {pc})")
+                        if c is None:
+                            _forget_exact(fl, slots)
+                        else:
+                            for p_arg, ln in c.writes:
+                                if fl[p_arg] & F:
+                                    self._forget_written(pc, slots, fo[p_arg], ln)
                     _clobber(fl, org, fo)
                 elif kind == K_KFUNC:
                     if fl[1] & T:
                         raise Depends(f"a varying constant reaches a kfunc (insn {pc})")
+                    _forget_exact(fl, slots)
                     _clobber(fl, org, fo)
                 elif kind == K_PCALL:
                     tainted_frame = bool(anyx & (T | A)) or any(
@@ -357,6 +378,7 @@ class _Pass:
                     got, after = self.function(tgt, cargs, tainted_frame or caller_tainted,
                                                False, frozenset(self.cbt))
                     self.cbt = set(after)
+                    _forget_exact(fl, slots)
                     _clobber(fl, org, fo)
                     fl[0] = (got & T) | PLAIN
                 elif kind == K_LDABS:
@@ -376,14 +398,22 @@ class _Pass:
 
     def _load(self, pc: int, fl: list[int], fo: list[int | None], slots: _Slots, anyx: int,
               caller_tainted: bool, src: int, off: int, size: int,
-              mode: int) -> tuple[int, int | None]:
+              mode: int, src_org: int | None = None) -> tuple[int, int | None]:
         b = fl[src]
         if b & T:
             raise Depends(f"a load at a tainted address (insn {pc})")
         got = 0
+        exact = None
         if b & F:
             got |= self._slot_flags(fo[src], off, size, slots, anyx)
-        exact = None
+            base = fo[src]
+            if b & PTRS == F and base is not None and size == 8 and not anyx & T:
+                lo = base + off
+                spill = slots.get(lo)
+                if (spill is not None and spill[0] == 8 and spill[1] >> EXACT_SHIFT
+                        and not any(k != lo and k < lo + 8 and lo < k + sz
+                                    for k, (sz, _f) in slots.items())):
+                    exact = -(spill[1] >> EXACT_SHIFT)  # a spilled exact value, filled
         if b & C and self.cbt and any(off <= x < off + size for x in self.cbt):
             got |= T  # cb[] bytes a varying value was stored to (here or before a tail call)
             word = self.cbx.get(off)
@@ -398,6 +428,15 @@ class _Pass:
             at = fo[src]
             if at is None or any(at + off <= x < at + off + size for x in self.varying_bytes):
                 got |= T
+        if b & PTRS == A and got & T and mode != I.BPF_MEMSX:
+            # a varying read-only map field: every copy's value when the engine has it
+            # (the same hook gives it to the shared analysis), and zero-extended, it
+            # fits in its size
+            exact = None
+            if (self.map_value is not None and src_org is not None and src_org >= MAPREF
+                    and fo[src] is not None):
+                exact = self._field(src_org - MAPREF, fo[src] + off, size)  # type: ignore[operator]
+            return got | (PLAIN & ~_BIG_ABOVE.get(size, 0)), exact
         if b & PTRS:
             cb = self.cb_range
             if (b & PTRS == C and cb is not None and mode != I.BPF_MEMSX
@@ -447,6 +486,8 @@ class _Pass:
         if b & F:
             keep = v & KEEP
             base = fo[dst]
+            if base is None or b & (P | A | R | C):
+                _forget_exact_slots(slots)  # it may overwrite any slot
             if base is None:
                 return anyx | keep
             lo = base + off
@@ -454,10 +495,11 @@ class _Pass:
                 s, f = slots[k]
                 if lo <= k and k + s <= lo + size:
                     del slots[k]  # wholly overwritten
-                elif not keep:
-                    slots[k] = (s, f)  # partly: the old flags stay (conservative)
+                else:  # partly: the old flags stay (conservative), the value is another
+                    slots[k] = (s, f & ~EXACT_MASK)
             if keep:
-                slots[lo] = (size, keep)
+                code = -exact if exact is not None and size == 8 and keep & T else 0
+                slots[lo] = (size, keep | code << EXACT_SHIFT)
         return anyx
 
     # -- jumps --------------------------------------------------------------------------
@@ -479,7 +521,8 @@ class _Pass:
             other = src if ta else dst
             if other < 0 or op not in (I.BPF_JEQ, I.BPF_JNE):
                 raise Depends(f"a varying constant decides a branch (insn {pc})")
-            if not self._both_sides(fl[other], wide, pc if src < 0 and tb else None):
+            if not self._both_sides(fl[other], wide, pc if src < 0 and tb else None,
+                                    fl[dst] if ta else fl[src]):
                 raise Depends(f"a varying constant decides a branch (insn {pc})")
         add = T if ta or tb else 0
         origins = {org[r] for r in narrowed} - {None}
@@ -488,6 +531,65 @@ class _Pass:
                 fl[r] |= add | PLAIN
                 org[r] = None
 
+
+    def _forget_written(self, pc: int, slots: _Slots, base: int | None, ln: int) -> None:
+        """A helper at pc writes the frame from ``base`` on: spilled exact values it may
+        overwrite are exact no more. Its length: -N bytes, or argument ``ln``'s value
+        when a mov immediate sets it in the call's own block, else up to the frame top."""
+        if base is None:
+            _forget_exact_slots(slots)
+            return
+        size = -ln if ln < 0 else self._block_constant(pc, ln) if ln > 0 else None
+        hi = 0 if size is None else base + size
+        for k, (sz, f) in list(slots.items()):
+            if f & EXACT_MASK and k < hi and base < k + sz:
+                slots[k] = (sz, f & ~EXACT_MASK)
+
+    def _block_constant(self, pc: int, reg: int) -> int | None:
+        """The immediate a mov gives ``reg`` in pc's basic block before pc, with no
+        other write to it in between (every path to pc runs that stretch)."""
+        ops, leader = self.prep.ops, self.prep.leader
+        q = pc - 1
+        while q >= 0:
+            kind, _o, dst, src, _off, imm, _k, _w, _t = ops[q]
+            if kind in (K_CALL, K_TAILCALL, K_PCALL, K_KFUNC, K_LDABS, K_ATOMIC):
+                return None  # r0-r5 clobbered, or a fetch into a register
+            if kind == K_MOV and dst == reg:
+                return imm if src < 0 and q not in self.varying and imm >= 0 else None
+            if kind in (K_ALU, K_NEG, K_END, K_LDX, K_LDIMM) and dst == reg:
+                return None
+            if leader[q]:
+                return None
+            q -= 1
+        return None
+
+    def _field(self, mid: int, at: int, size: int) -> int | None:
+        key = (-1 - mid, at * 16 + size)
+        got = self.derived.get(key)
+        if got is None:
+            assert self.map_value is not None
+            v = self.map_value(mid, at, size)
+            if v is None:
+                return None
+            got = self.derived[key] = self.next_id
+            self.next_id -= 1
+            self.exact[got] = v
+        return got
+
+    def _derived(self, eid: int, pc: int, op: int, wide: bool, off: int,
+                 kval: Value) -> int | None:
+        """The exact value ``eid op imm`` (the instruction at pc): what the engine
+        computes from every copy's value (``domain.alu``, as interp does)."""
+        key = (eid, pc)
+        got = self.derived.get(key)
+        if got is None:
+            v = D.alu(op, wide, off, self.exact[eid], kval, False)
+            if not D.is_scalar(v):
+                return None
+            got = self.derived[key] = self.next_id
+            self.next_id -= 1
+            self.exact[got] = v
+        return got
 
     def _note_cb(self, off: int, size: int, exact: int | None) -> None:
         """Record a tainted store to cb[off:off+size]; overlapping words of another
@@ -523,11 +625,11 @@ class _Pass:
             if eid is not None and all(x in self.cbt for x in range(off, off + size)):
                 self.cbx_out.add((off, size, self.exact[eid]))
 
-    def _both_sides(self, f: int, wide: bool, const_pc: int | None) -> bool:
+    def _both_sides(self, f: int, wide: bool, const_pc: int | None, tf: int) -> bool:
         """An == or != between a value with flags ``f`` and a varying constant (the
-        immediate at ``const_pc``, else a register) has both sides feasible whatever
-        the constant: the value is every w-bit number (zero-extended) and the constant
-        is one at the jump's width, for every copy."""
+        immediate at ``const_pc``, else a register with flags ``tf``) has both sides
+        feasible whatever the constant: the value is every w-bit number (zero-extended)
+        and the constant is one at the jump's width, for every copy."""
         if f & PTRS:
             return False
         width = next((w for w, bit in ((64, N64), (32, N32), (16, N16), (8, N8))
@@ -536,15 +638,20 @@ class _Pass:
             return False
         if width == 64 or (width == 32 and not wide):
             return True
-        values = self.values.get(const_pc) if const_pc is not None else None
+        if const_pc is None:  # a register: its value fits in w bits (zero-extended)
+            return not tf & (PTRS | {8: B8, 16: B16, 32: B32}[width])
+        values = self.values.get(const_pc)
         if not values:
             return False
         mask = (1 << 64) - 1 if wide else 0xFFFFFFFF
         return all(0 <= (c & mask if not wide else c) < (1 << width) for c in values)
 
 
-_OPAQUE = {8: N8 | N16, 4: N8 | N16 | N64, 2: N8 | N32 | N64, 1: N16 | N32 | N64}
+_OPAQUE = {8: N8 | N16 | BIG, 4: N8 | N16 | N64 | B8 | B16, 2: N8 | N32 | N64 | B8,
+           1: N16 | N32 | N64}
 """Flags of a load of that many bytes from memory the engine does not follow."""
+_BIG_ABOVE = {1: BIG, 2: B16 | B32, 4: B32}
+"""The may-not-fit flags a zero-extending load of that many bytes does not have."""
 
 
 def _join(a: _State, b: _State) -> _State:
@@ -560,8 +667,25 @@ def _join(a: _State, b: _State) -> _State:
     slots = dict(sa)
     for k, (s, f) in sb.items():
         old = slots.get(k)
-        slots[k] = (s, f) if old is None else (max(s, old[0]), f | old[1])
+        if old is None:
+            slots[k] = (s, f)
+        else:
+            same = s == old[0] and f >> EXACT_SHIFT == old[1] >> EXACT_SHIFT
+            low = (f | old[1]) & ~EXACT_MASK
+            slots[k] = (max(s, old[0]), low | (f & EXACT_MASK if same else 0))
     return regs, orig, offs, slots, xa | xb, ca | cb
+
+
+def _forget_exact_slots(slots: _Slots) -> None:
+    for k, (s, f) in list(slots.items()):
+        if f & EXACT_MASK:
+            slots[k] = (s, f & ~EXACT_MASK)
+
+
+def _forget_exact(fl: list[int], slots: _Slots) -> None:
+    """A call that is handed a pointer into this frame may write any slot."""
+    if any(fl[r] & F for r in range(1, 6)):
+        _forget_exact_slots(slots)
 
 
 def _clobber(fl: list[int], org: list[int | None], fo: list[int | None]) -> None:
@@ -590,6 +714,7 @@ def depends(
     values: Mapping[int, frozenset[int]] | None = None,
     hulls: Mapping[int, Value] | None = None,
     entry_exact: frozenset[Exact] = frozenset(),
+    map_value: Callable[[int, int, int], Value | None] | None = None,
 ) -> tuple[str | None, Entry]:
     """Why the program's answer may depend on the varying immediates (the insn indexes
     in ``varying``) and the varying bytes of read-only maps (``abstract_maps``: map id
@@ -599,7 +724,9 @@ def depends(
     ``values``: every copy's immediate (signed 32 bits) at each varying position,
     which lets a constant be compared with a narrower load; ``hulls``: the operand the
     shared analysis uses at a varying position (:func:`prepare.operand_hull`), which
-    makes the value exact; ``entry_exact``: the exact words among ``entry_cb``."""
+    makes the value exact; ``entry_exact``: the exact words among ``entry_cb``;
+    ``map_value``: every copy's value of a varying read-only map field (the hook the
+    shared analysis gets, ``Env.varying_value``), which makes a load of it exact."""
     if not varying and not abstract_maps and not entry_cb:
         return None, NO_ENTRY
     if prep.has_callbacks:
@@ -607,7 +734,7 @@ def depends(
     seen: dict[int, tuple[int, int | None]] = {}
     for _run in range(4):
         run = _Pass(prep, varying, abstract_maps, known_rodata, helper_name, entry_cb,
-                    cb_range, values, hulls, entry_exact, seen)
+                    cb_range, values, hulls, entry_exact, seen, map_value)
         try:
             run.function(0, (), False, True, frozenset(entry_cb))
         except Depends as why:

@@ -129,6 +129,9 @@ class Env:
     budget: list[int] = field(default_factory=lambda: [2_000_000])
     varying: Callable[[int], frozenset[int]] | None = None
     """Bytes of a read-only map that differ between copies (``shapes``): unknown."""
+    varying_value: Callable[[int, int, int], Value | None] | None = None
+    """(map id, offset, size) -> every copy's value of such bytes, when known (``shapes``);
+    without it, or for a sign-extending load, they are unknown."""
 
 
 

@@ -24,6 +24,7 @@ class MemoryEnv(Protocol):
 
     cb_range: tuple[int, int] | None
     varying: Callable[[int], frozenset[int]] | None
+    varying_value: Callable[[int, int, int], Value | None] | None
 
     def rodata(self, map_id: int) -> bytes | None: ...
 
@@ -74,6 +75,11 @@ class Memory:
                 vary = self.env.varying
                 if vary is not None and any(a <= b < a + size for b in vary(map_id)):
                     data = None  # differs between copies of this program (shapes)
+                    every = self.env.varying_value
+                    if every is not None and not sx:
+                        got = every(map_id, a, size)
+                        if got is not None:
+                            return got
                 if data is not None and a >= 0 and a + size <= len(data):
                     x = int.from_bytes(data[a:a + size], "little")
                     if sx:

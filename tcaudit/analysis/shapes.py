@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -102,6 +102,8 @@ class Family:
     sees it (mov, jump and store immediates; others are any value)."""
     prep: Prepared | None = None
     locals: dict[CbState, Local | None] = field(default_factory=dict)
+    fields: dict[tuple[int, int, int], Value | None] = field(default_factory=dict)
+    """(map id, offset, size) of an abstract map -> every copy's value there."""
 
 
 @dataclass
@@ -343,8 +345,32 @@ class Shapes:
             values=fam.values if fam is not None else None,
             hulls=fam.hulls if fam is not None else None,
             entry_exact=entry[1],
+            map_value=self._map_value(fam) if fam is not None else None,
         )
         return got
+
+    def _map_value(self, fam: Family) -> Callable[[int, int, int], Value | None]:
+        """(the representative's map id, offset, size) -> every copy's little-endian
+        value of those bytes of its own read-only map; the same for the engine and the
+        dependence pass, so both see one value."""
+        def value(mid: int, at: int, size: int) -> Value | None:
+            key = (mid, at, size)
+            if key not in fam.fields:
+                fam.fields[key] = self._field_values(fam, mid, at, size)
+            return fam.fields[key]
+        return value
+
+    def _field_values(self, fam: Family, mid: int, at: int, size: int) -> Value | None:
+        if mid not in fam.map_ids or at < 0 or size not in (1, 2, 4, 8):
+            return None
+        pos = fam.map_ids.index(mid)
+        out: set[int] = set()
+        for maps in fam.members.values():
+            data = self.source.rodata(maps[pos])
+            if data is None or at + size > len(data):
+                return None
+            out.add(int.from_bytes(data[at:at + size], "little"))
+        return S.make_set(out, _VARYING_FIELD)
 
     def _analyse(self, fam: Family, cb: CbState, ctx: TreeContext) -> Local | None:
         used_tree = []
@@ -358,10 +384,13 @@ class Shapes:
 
         base = ctx.env
         env = Env(ctx.helper_name, tail_value, ctx.rodata, base.cb_range, base.budget,
-                  lambda m: varying.get(m, none))
+                  lambda m: varying.get(m, none), self._map_value(fam))
         assert fam.prep is not None
         loc = ProgAnalyser(fam.prep, env, cb, fam.map_ids).run()
         return None if used_tree else loc
+
+
+_VARYING_FIELD = "a read-only map field that differs between copies of this program"
 
 
 def _differing(a: bytes, b: bytes) -> list[int] | None:

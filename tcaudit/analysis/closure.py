@@ -12,7 +12,7 @@ falls back to "cb unknown", which covers them all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -33,7 +33,7 @@ from tcaudit.analysis.interp import (
 )
 from tcaudit.analysis.prepare import Prepared
 from tcaudit.analysis.scalar import Rng
-from tcaudit.analysis.shapes import Shapes
+from tcaudit.analysis.shapes import Shapes, TreeCopy
 
 __all__ = ["CAP", "MAX_TAIL_CALL_CNT", "Analysis", "CodeSource", "ProgramCode", "Ranges",
            "TailCall", "analyse"]
@@ -410,14 +410,68 @@ class _Ctx:
         return self.code(key) is not None
 
     def _depends(self, arrays: Iterable[int]) -> str | None:
-        parts = []
-        for mid in sorted(arrays):
-            arr = self.prog_array(mid)
-            n = len(arr) if arr is not None else 0
-            parts.append(f"prog array {mid} ({n} slot{'s' if n != 1 else ''})")
-        if not parts:
-            return None
-        return "tail calls via " + ", ".join(parts)
+        return _depends_text(arrays, self.prog_array)
+
+
+_DEPENDS = "tail calls via "
+
+
+def _depends_text(arrays: Iterable[int],
+                  prog_array: Callable[[int], Mapping[int, int] | None]) -> str | None:
+    parts = []
+    for mid in sorted(arrays):
+        arr = prog_array(mid)
+        n = len(arr) if arr is not None else 0
+        parts.append(f"prog array {mid} ({n} slot{'s' if n != 1 else ''})")
+    if not parts:
+        return None
+    return _DEPENDS + ", ".join(parts)
+
+
+class _NotACopy(Exception):
+    pass
+
+
+def _renamed(copy: TreeCopy, source: CodeSource) -> Analysis | None:
+    """The answer of the tree ``copy`` copies with this tree's program and map ids in
+    place of that one's (prog arrays in sorted order, their reason written again); None
+    when the answer holds anything else that names one (a problem's reason)."""
+    progs, maps = copy.programs, copy.maps
+    done: dict[int, Analysis] = {}
+
+    def ren(a: Analysis) -> Analysis:
+        got = done.get(id(a))
+        if got is not None:
+            return got
+        if any(m not in maps for m in a.prog_arrays):
+            raise _NotACopy
+        arrays = tuple(sorted(maps[m] for m in a.prog_arrays))
+        reason = a.reason
+        if reason is not None and not reason.startswith(f"more than {CAP} values"):
+            if not reason.startswith(_DEPENDS):
+                raise _NotACopy
+            reason = _depends_text(arrays, source.prog_array)
+        calls = []
+        for t in a.tail_calls:
+            if (t.map_id is not None and t.map_id not in maps) or any(
+                    x not in progs for x in t.targets):
+                raise _NotACopy
+            calls.append(TailCall(
+                pc=t.pc, map_id=maps[t.map_id] if t.map_id is not None else None,
+                index=t.index, targets=tuple(progs[x] for x in t.targets),
+                analyses=tuple(ren(x) if x is not None else None for x in t.analyses),
+                indexes=t.indexes, in_subprogram=t.in_subprogram))
+        out = done[id(a)] = Analysis(
+            possible=a.possible, reason=reason, exits=a.exits, tail_calls=tuple(calls),
+            prog_arrays=arrays, steps=0, ranges=a.ranges, exit_ranges=a.exit_ranges)
+        return out
+
+    if not isinstance(copy.answer, Analysis):
+        return None
+    try:
+        return ren(copy.answer)
+    except _NotACopy:
+        return None
 
 
 def analyse(
@@ -441,8 +495,18 @@ def analyse(
         ctx = _Ctx(source, step_budget, code, code.prog_id, shared)
     else:
         ctx = _Ctx(source, step_budget, None, code, shared)
+        if shared is not None:
+            # a copy of a tree analysed before (another endpoint's): its answer renamed
+            copy = shared.tree_copy(code, ctx)
+            got = _renamed(copy, source) if copy is not None else None
+            if got is not None:
+                shared.stats.trees += 1
+                return got
     try:
-        return ctx.build(ctx.root_key, frozenset())
+        result = ctx.build(ctx.root_key, frozenset())
+        if shared is not None and isinstance(code, int):
+            shared.note_tree(code, result, ctx)
+        return result
     except BudgetExhausted:
         return Analysis(
             possible=None,

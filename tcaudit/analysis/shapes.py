@@ -106,6 +106,16 @@ class Family:
     """(map id, offset, size) of an abstract map -> every copy's value there."""
 
 
+@dataclass(frozen=True)
+class TreeCopy:
+    """A tree that copies an analysed one: that one's answer and the ids of this tree
+    that stand where its programs and maps stood."""
+
+    answer: object
+    programs: Mapping[int, int]
+    maps: Mapping[int, int]
+
+
 @dataclass
 class ShapeStats:
     programs: int = 0
@@ -113,6 +123,7 @@ class ShapeStats:
     copies: int = 0
     shared: int = 0  # analyses given to a copy from its family
     dependent: int = 0  # families analysed copy by copy (their answer may differ)
+    trees: int = 0  # trees answered as a renamed copy of another
 
 
 class Shapes:
@@ -123,6 +134,8 @@ class Shapes:
         self.stats = ShapeStats()
         self._seen: set[int] = set()
         self._map_refs: dict[int, tuple[int, ...]] = {}
+        self._tree_reps: dict[int, tuple[int, object]] = {}
+        """Family (id) -> (root, answer) of the first of its trees analysed."""
         self._groups: dict[bytes, list[int]] = {}
         self._family: dict[int, Family | None] = {}
         self._built = False
@@ -282,6 +295,72 @@ class Shapes:
         self.stats.shared += prog_id != fam.rep
         return _remap(loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
                       fam.members[prog_id])
+
+    # -- whole trees -----------------------------------------------------------------
+
+    def tree_copy(self, root: int, ctx: TreeContext) -> TreeCopy | None:
+        """An analysed tree this one is a copy of: its root's answer and the program and
+        map ids of this tree that stand where that tree's stood, or None. Both trees
+        pass the whole-tree check, so each one's answer is the shared one and the two
+        differ only in those ids."""
+        if not self._built:
+            self._build()
+        fam = self._family.get(root)
+        if fam is None:
+            return None
+        done = self._tree_reps.get(id(fam))
+        if done is None or done[0] == root or not self._tree_ok(root, ctx):
+            return None
+        iso = self._iso(done[0], root)
+        if iso is None:
+            return None
+        return TreeCopy(done[1], iso[0], iso[1])
+
+    def note_tree(self, root: int, answer: object, ctx: TreeContext) -> None:
+        """Keep a tree's answer for its copies (when its family shares it)."""
+        fam = self._family.get(root)
+        if fam is not None and id(fam) not in self._tree_reps and self._tree_ok(root, ctx):
+            self._tree_reps[id(fam)] = (root, answer)
+
+    def _iso(self, a_root: int, b_root: int) -> tuple[dict[int, int], dict[int, int]] | None:
+        """Program and map correspondences between two trees of copies: program by
+        program (each pair in one family, or one program both trees share), map by map
+        position, prog array slot by slot; None when they are not built alike."""
+        progs: dict[int, int] = {}
+        maps: dict[int, int] = {}
+        back_p: dict[int, int] = {}
+        back_m: dict[int, int] = {}
+        todo = [(a_root, b_root)]
+        while todo:
+            a, b = todo.pop()
+            if a in progs or b in back_p:
+                if progs.get(a) != b or back_p.get(b) != a:
+                    return None
+                continue
+            progs[a], back_p[b] = b, a
+            fa, fb = self._family.get(a), self._family.get(b)
+            if a == b:
+                ma = mb = self.source.map_ids_of(a)
+            elif fa is not None and fa is fb:
+                ma, mb = fa.members[a], fa.members[b]
+            else:
+                return None
+            if set(self._maps(a)) != set(ma) or set(self._maps(b)) != set(mb):
+                return None  # a map the info does not list: not followed here
+            for x, y in zip(ma, mb, strict=True):
+                if maps.get(x, y) != y or back_m.get(y, x) != x:
+                    return None
+                maps[x], back_m[y] = y, x
+                sa, sb = self.source.prog_array(x), self.source.prog_array(y)
+                if (sa is None) != (sb is None):
+                    return None
+                if sa is not None and sb is not None:
+                    if sorted(sa) != sorted(sb):
+                        return None
+                    todo.extend((sa[k], sb[k]) for k in sa)
+            if len(progs) > MAX_TREE:
+                return None
+        return progs, maps
 
     def _tree_ok(self, root: int, ctx: TreeContext) -> bool:
         """No varying value of any copy in the tree can reach the answer: every

@@ -215,6 +215,12 @@ def test_hostile_records_are_misses_never_errors(cache: C.VerdictCache) -> None:
                 {"analysis": json.loads("[" * 500 + "]" * 500)}):
         rec.write_text(json.dumps({**doc, **bad}))
         assert cache.get(1, kernel) is None
+    # a target that refers to itself (or to a later node): no cycle can be made
+    nested = json.loads(doc["analysis"])
+    assert len(nested["nodes"]) == 2  # the target (slot 0: SHOT), then the root
+    nested["nodes"][-1]["tail_calls"][0]["analyses"] = [len(nested["nodes"]) - 1]
+    rec.write_text(json.dumps({**doc, "analysis": json.dumps(nested)}))
+    assert cache.get(1, kernel) is None
     rec.write_text('{"analysis": ' + "[" * 200_000 + "]" * 200_000 + "}")
     assert cache.get(1, kernel) is None
     rec.unlink()

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from tcaudit import __version__
 from tcaudit.analysis.closure import Analysis, TailCall
 
-ENGINE_VERSION = f"{__version__}/engine-4"
+ENGINE_VERSION = f"{__version__}/engine-5"
 """Part of every key: a new engine never reads an old engine's answers."""
 DEFAULT_DIR = "/var/cache/tcaudit"
 MAX_RECORDS = 4096
@@ -272,11 +272,17 @@ def _write(directory: Path, path: Path, record: dict[str, Any]) -> bool:
 
 
 def _walk(analysis: Analysis) -> Iterator[Analysis]:
-    yield analysis
-    for call in analysis.tail_calls:
-        for inner in call.analyses:
-            if inner is not None:
-                yield from _walk(inner)
+    """Every distinct analysis of the tree once (targets reached on many paths are one
+    object: the closure builds each (program, cb) once)."""
+    seen: set[int] = set()
+    todo = [analysis]
+    while todo:
+        a = todo.pop()
+        if id(a) in seen:
+            continue
+        seen.add(id(a))
+        yield a
+        todo.extend(x for call in a.tail_calls for x in call.analyses if x is not None)
 
 
 def _tree_programs(analysis: Analysis) -> set[int]:
@@ -299,6 +305,32 @@ def _ranges(r: Any) -> tuple[tuple[int, int], ...] | None:
 
 
 def analysis_to_json(a: Analysis) -> dict[str, Any]:
+    """The analysis as JSON: ``nodes``, each distinct analysis of the tree once, a
+    target before every analysis that refers to it (by index), the root last."""
+    nodes: list[dict[str, Any]] = []
+    index: dict[int, int] = {}
+
+    def add(x: Analysis) -> int:
+        # iterative post-order: a Cilium tree is deep enough to matter for recursion
+        stack: list[tuple[Analysis, bool]] = [(x, False)]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in index:
+                continue
+            kids = [y for t in node.tail_calls for y in t.analyses if y is not None]
+            if not ready:
+                stack.append((node, True))
+                stack.extend((y, False) for y in kids if id(y) not in index)
+                continue
+            index[id(node)] = len(nodes)
+            nodes.append(_node_json(node, index))
+        return index[id(x)]
+
+    add(a)
+    return {"nodes": nodes}
+
+
+def _node_json(a: Analysis, index: Mapping[int, int]) -> dict[str, Any]:
     return {
         "possible": sorted(a.possible) if a.possible is not None else None,
         "ranges": [list(r) for r in a.ranges] if a.ranges is not None else None,
@@ -311,7 +343,7 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
         "tail_calls": [
             {
                 "pc": t.pc, "map_id": t.map_id, "index": t.index, "targets": list(t.targets),
-                "analyses": [analysis_to_json(x) if x is not None else None for x in t.analyses],
+                "analyses": [index[id(x)] if x is not None else None for x in t.analyses],
                 "indexes": list(t.indexes) if t.indexes is not None else None,
                 "in_subprogram": t.in_subprogram,
             }
@@ -323,15 +355,33 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
 
 
 def analysis_from_json(d: dict[str, Any]) -> Analysis:
+    """The inverse of :func:`analysis_to_json`; a node may refer only to nodes before
+    it (so a record cannot make a cycle), anything else raises."""
+    built: list[Analysis] = []
+    for node in d["nodes"]:
+        built.append(_node_from_json(node, built))
+    if not built:
+        raise ValueError("no analysis in the record")
+    return built[-1]
+
+
+def _node_from_json(d: dict[str, Any], built: list[Analysis]) -> Analysis:
     def opt_set(v: Any) -> frozenset[int] | None:
         return None if v is None else frozenset(int(x) for x in v)
+
+    def ref(i: Any) -> Analysis | None:
+        if i is None:
+            return None
+        if type(i) is not int or not 0 <= i < len(built):
+            raise ValueError("a reference to a later or missing analysis")
+        return built[i]
 
     tail: Callable[[dict[str, Any]], TailCall] = lambda t: TailCall(  # noqa: E731
         pc=int(t["pc"]),
         map_id=t["map_id"],
         index=t["index"],
         targets=tuple(int(x) for x in t["targets"]),
-        analyses=tuple(analysis_from_json(x) if x is not None else None for x in t["analyses"]),
+        analyses=tuple(ref(x) for x in t["analyses"]),
         indexes=tuple(t["indexes"]) if t["indexes"] is not None else None,
         in_subprogram=bool(t["in_subprogram"]),
     )

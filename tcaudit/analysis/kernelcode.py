@@ -27,7 +27,11 @@ class Kallsyms:
     """Names of helper addresses, from /proc/kallsyms read once on first use.
 
     Looks up only the addresses asked for (a byte search per address) instead of parsing
-    the whole 5 MB file: reading it is most of the cost.
+    the whole 5 MB file: reading it is most of the cost. Helpers are core kernel text,
+    listed before every module and BPF symbol (the lines ending in ``[module]`` or
+    ``[bpf]``), so reading stops at the first of those: the kernel produces BPF
+    programs' symbols slowly (on a node with 2,200 programs the whole file took 0.65 s,
+    the core part 0.03 s).
     """
 
     def __init__(self, path: str = "/proc/kallsyms") -> None:
@@ -37,11 +41,21 @@ class Kallsyms:
         self._names: dict[int, str | None] = {}
 
     def _load(self) -> None:
+        chunks: list[bytes] = []
         try:
-            with open(self._path, "rb") as handle:
-                self._data = handle.read()
+            with open(self._path, "rb", buffering=0) as handle:
+                while True:
+                    chunk = handle.read(1 << 20)
+                    if not chunk:
+                        break
+                    tail = chunk.find(b"\t[")  # the first module or BPF symbol
+                    if tail >= 0:
+                        chunks.append(chunk[: chunk.rfind(b"\n", 0, tail) + 1])
+                        break
+                    chunks.append(chunk)
         except OSError:
-            self._data = b""
+            chunks = []
+        self._data = b"".join(chunks)
         end = self._data.find(b" __bpf_call_base\n")
         if end > 0:
             line = self._data[self._data.rfind(b"\n", 0, end) + 1 : end]

@@ -102,6 +102,8 @@ class Family:
     sees it (mov, jump and store immediates; others are any value)."""
     prep: Prepared | None = None
     locals: dict[CbState, Local | None] = field(default_factory=dict)
+    second: set[int] | None = None
+    """Indexes of the second halves of 64-bit immediate loads (computed once)."""
     fields: dict[tuple[int, int, int], Value | None] = field(default_factory=dict)
     """(map id, offset, size) of an abstract map -> every copy's value there."""
 
@@ -252,7 +254,9 @@ class Shapes:
         if diffs is None:
             return False
         insns = fam.insns
-        second = _second_halves(insns)
+        if fam.second is None:
+            fam.second = _second_halves(insns)
+        second = fam.second
         varying: set[int] = set()
         for p in diffs:
             first = p - 1 if p in second else p

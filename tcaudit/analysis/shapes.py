@@ -27,6 +27,7 @@ shared answer is given to each copy with its own map ids put back.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -172,8 +173,9 @@ class Shapes:
         if got is None:
             raw = self.source.raw(pid) or b""
             refs = set(self.source.map_ids_of(pid))
-            for pc in range(0, len(raw) // 8 - 1):
-                if raw[8 * pc] == _LD_IMM64 and raw[8 * pc + 1] >> 4 in _MAP_REFS:
+            for m in _LDIMM_OP.finditer(raw[0::8]):  # opcodes: one byte an instruction
+                pc = m.start()
+                if 8 * pc + 8 <= len(raw) and raw[8 * pc + 1] >> 4 in _MAP_REFS:
                     refs.add(struct.unpack_from("=I", raw, 8 * pc + 4)[0])
             got = self._map_refs[pid] = tuple(sorted(refs))
         return got
@@ -482,18 +484,18 @@ def _differing(a: bytes, b: bytes) -> list[int] | None:
     if len(b) != len(a):
         return None
     out: set[int] = set()
-    for k in range(4, 8):
+    for k in range(4, 8):  # each byte lane of the immediates: instruction i at byte i
         x = int.from_bytes(a[k::8], "little") ^ int.from_bytes(b[k::8], "little")
-        while x:
-            low = x & -x
-            out.add((low.bit_length() - 1) // 8)
-            x ^= low
+        if x:
+            out.update(m.start() for m in _NONZERO.finditer(x.to_bytes(n, "little")))
             if len(out) > MAX_DIFFS:
                 return None
     return sorted(i for i in out if i < n)
 
 
 _LD_IMM64 = I.BPF_LD | I.BPF_IMM | I.BPF_DW
+_LDIMM_OP = re.compile(re.escape(bytes((_LD_IMM64,))))
+_NONZERO = re.compile(rb"[^\x00]")
 _MAP_REFS = (I.BPF_PSEUDO_MAP_FD, I.BPF_PSEUDO_MAP_VALUE)
 
 

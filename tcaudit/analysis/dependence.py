@@ -63,31 +63,40 @@ from tcaudit.analysis.prepare import (
     NREGS,
     Prepared,
 )
-
-# Register flags; every one joins with OR (may-properties).
-T = 1  # may hold (a function of) a varying constant
-C = 2  # may be the context pointer
-F = 4  # may point into this function's own frame
-P = 8  # may point into a caller's frame (a subprogram's pointer argument)
-A = 16  # may point into a read-only map whose contents vary between copies
-R = 32  # may point into a read-only map whose contents are known (a constant load)
-N32 = 64  # not an opaque value at 32 bits (see the module docstring)
-N64 = 128  # not an opaque value at 64 bits
-N8 = 256  # not an opaque value at 8 bits (any byte, zero-extended)
-N16 = 512  # not an opaque value at 16 bits
-PTRS = C | F | P | A | R
-B8 = 1024  # may not fit in 8 bits (a tainted value that fits can be compared, see below)
-B16 = 2048  # may not fit in 16 bits
-B32 = 4096  # may not fit in 32 bits
-BIG = B8 | B16 | B32
-PLAIN = N8 | N16 | N32 | N64 | BIG  # an ordinary scalar: not tainted, not a pointer, not opaque
-KEEP = T | C | A | R  # what a stack slot remembers of a spilled register
-EXACT_SHIFT = 16  # a slot's flags above this: minus the exact id of a spilled exact value
-EXACT_MASK = ~((1 << EXACT_SHIFT) - 1)
-FA = F | A  # pointers whose offset is followed
+from tcaudit.analysis.taint import (
+    B8,
+    B16,
+    B32,
+    BIG_ABOVE,
+    EXACT_MASK,
+    EXACT_SHIFT,
+    KEEP,
+    MAPREF,
+    N8,
+    N16,
+    N32,
+    N64,
+    OPAQUE,
+    PLAIN,
+    PTRS,
+    A,
+    C,
+    F,
+    Key,
+    P,
+    R,
+    Regs,
+    Slots,
+    State,
+    T,
+    clobber,
+    forget_exact,
+    forget_exact_slots,
+    join,
+    to_callee,
+)
 
 MAX_STATES = 200_000
-MAPREF = 1 << 40  # org of a pointer into a varying read-only map: MAPREF + its map id
 
 Exact = tuple[int, int, Value]
 """A cb[] word that holds an exact varying value: (offset, size, every copy's value)."""
@@ -99,16 +108,6 @@ NO_ENTRY: Entry = (frozenset(), frozenset())
 
 class Depends(Exception):
     """The answer may depend on a varying constant (message: where and why)."""
-
-
-# A state: (flags, origin, frame offset) per register; stack slots {offset: (size,
-# flags)}; whether an unknown stack slot may hold a tainted value or the context.
-_Regs = tuple[int, ...]
-_Orig = tuple[int | None, ...]
-_Offs = tuple[int | None, ...]
-_Slots = dict[int, tuple[int, int]]
-_Key = tuple[int, tuple[int, ...], bool, frozenset[int]]
-_State = tuple[_Regs, _Orig, _Offs, _Slots, int, frozenset[int]]
 
 
 class _Pass:
@@ -157,15 +156,15 @@ class _Pass:
         self.varying_bytes = frozenset().union(*abstract_maps.values())
         self.known_rodata = known_rodata
         self.helper_name = helper_name
-        self.memo: dict[_Key, tuple[int, frozenset[int]]] = {}
-        self.active: set[_Key] = set()
+        self.memo: dict[Key, tuple[int, frozenset[int]]] = {}
+        self.active: set[Key] = set()
         self.work = 0
 
     def _state(self, fl: list[int], org: list[int | None], fo: list[int | None],
-               slots: _Slots, anyx: int) -> _State:
+               slots: Slots, anyx: int) -> State:
         return (tuple(fl), tuple(org), tuple(fo), slots, anyx, frozenset(self.cbt))
 
-    def function(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool,
+    def function(self, start: int, args: Regs, caller_tainted: bool, is_main: bool,
                  cbt: frozenset[int]) -> tuple[int, frozenset[int]]:
         """Flags of r0 at the function's exits (0 when it never returns) and the cb[]
         bytes holding varying values there."""
@@ -183,7 +182,7 @@ class _Pass:
         self.memo[key] = ret
         return ret
 
-    def _run(self, start: int, args: _Regs, caller_tainted: bool, is_main: bool,
+    def _run(self, start: int, args: Regs, caller_tainted: bool, is_main: bool,
              cbt: frozenset[int]) -> tuple[int, frozenset[int]]:
         prep = self.prep
         ops = prep.ops
@@ -198,7 +197,7 @@ class _Pass:
         regs0[10] = F | PLAIN
         offs0: list[int | None] = [None] * NREGS
         offs0[10] = 0
-        states: dict[int, _State] = {
+        states: dict[int, State] = {
             start: (tuple(regs0), (None,) * NREGS, tuple(offs0), {}, 0, cbt)
         }
         cb_exit: set[int] = set()
@@ -206,14 +205,14 @@ class _Pass:
         queued = {start}
         ret = 0
 
-        def merge(tpc: int, st: _State) -> None:
+        def merge(tpc: int, st: State) -> None:
             if not 0 <= tpc < n or ops[tpc][0] == K_SLOT2:
                 raise Depends(f"jump to invalid instruction index {tpc}")
             old = states.get(tpc)
             if old is None:
                 new = st
             else:
-                new = _join(old, st)
+                new = join(old, st)
                 if new == old:
                     return
             states[tpc] = new
@@ -360,31 +359,31 @@ class _Pass:
                             if ln > 0 and fl[ln] & T:
                                 raise Depends(f"a varying helper length (insn {pc})")
                         if c is None:
-                            _forget_exact(fl, slots)
+                            forget_exact(fl, slots)
                         else:
                             for p_arg, ln in c.writes:
                                 if fl[p_arg] & F:
                                     self._forget_written(pc, slots, fo[p_arg], ln)
-                    _clobber(fl, org, fo)
+                    clobber(fl, org, fo)
                 elif kind == K_KFUNC:
                     if fl[1] & T:
                         raise Depends(f"a varying constant reaches a kfunc (insn {pc})")
-                    _forget_exact(fl, slots)
-                    _clobber(fl, org, fo)
+                    forget_exact(fl, slots)
+                    clobber(fl, org, fo)
                 elif kind == K_PCALL:
                     tainted_frame = bool(anyx & (T | A)) or any(
                         f & (T | A) for _s, f in slots.values())
-                    cargs = tuple(_to_callee(fl[r]) for r in range(1, 6))
+                    cargs = tuple(to_callee(fl[r]) for r in range(1, 6))
                     got, after = self.function(tgt, cargs, tainted_frame or caller_tainted,
                                                False, frozenset(self.cbt))
                     self.cbt = set(after)
-                    _forget_exact(fl, slots)
-                    _clobber(fl, org, fo)
+                    forget_exact(fl, slots)
+                    clobber(fl, org, fo)
                     fl[0] = (got & T) | PLAIN
                 elif kind == K_LDABS:
                     t = fl[src] & T if op == I.BPF_IND else 0
-                    _clobber(fl, org, fo)
-                    fl[0] = t | _OPAQUE.get(imm, PLAIN)
+                    clobber(fl, org, fo)
+                    fl[0] = t | OPAQUE.get(imm, PLAIN)
                     org[0] = pc
                 elif kind != K_NOP:
                     raise Depends(f"unsupported instruction at insn {pc}")
@@ -396,7 +395,7 @@ class _Pass:
 
     # -- memory -------------------------------------------------------------------------
 
-    def _load(self, pc: int, fl: list[int], fo: list[int | None], slots: _Slots, anyx: int,
+    def _load(self, pc: int, fl: list[int], fo: list[int | None], slots: Slots, anyx: int,
               caller_tainted: bool, src: int, off: int, size: int,
               mode: int, src_org: int | None = None) -> tuple[int, int | None]:
         b = fl[src]
@@ -436,23 +435,23 @@ class _Pass:
             if (self.map_value is not None and src_org is not None and src_org >= MAPREF
                     and fo[src] is not None):
                 exact = self._field(src_org - MAPREF, fo[src] + off, size)  # type: ignore[operator]
-            return got | (PLAIN & ~_BIG_ABOVE.get(size, 0)), exact
+            return got | (PLAIN & ~BIG_ABOVE.get(size, 0)), exact
         if b & PTRS:
             cb = self.cb_range
             if (b & PTRS == C and cb is not None and mode != I.BPF_MEMSX
                     and (off + size <= cb[0] or off >= cb[1])):
                 # a context field outside cb[]: the engine knows only its width
                 # (memory.py), so it is opaque like a packet load
-                return got | _OPAQUE.get(size, PLAIN), pc
+                return got | OPAQUE.get(size, PLAIN), pc
             return got | PLAIN, exact
         # packet, map value or other kernel memory: a full-width value the engine
         # knows nothing about (sign-extended ones are not zero-extended: not followed)
         if mode == I.BPF_MEMSX and size < 8:
             return got | PLAIN, None
-        return got | _OPAQUE.get(size, PLAIN), pc
+        return got | OPAQUE.get(size, PLAIN), pc
 
     @staticmethod
-    def _slot_flags(base: int | None, off: int, size: int, slots: _Slots, anyx: int) -> int:
+    def _slot_flags(base: int | None, off: int, size: int, slots: Slots, anyx: int) -> int:
         if base is None:
             got = anyx
             for _s, f in slots.values():
@@ -465,7 +464,7 @@ class _Pass:
                 got |= f
         return got & KEEP
 
-    def _store(self, pc: int, fl: list[int], fo: list[int | None], slots: _Slots, anyx: int,
+    def _store(self, pc: int, fl: list[int], fo: list[int | None], slots: Slots, anyx: int,
                dst: int, off: int, size: int, v: int, exact: int | None = None) -> int:
         b = fl[dst]
         if b & T:
@@ -487,7 +486,7 @@ class _Pass:
             keep = v & KEEP
             base = fo[dst]
             if base is None or b & (P | A | R | C):
-                _forget_exact_slots(slots)  # it may overwrite any slot
+                forget_exact_slots(slots)  # it may overwrite any slot
             if base is None:
                 return anyx | keep
             lo = base + off
@@ -532,12 +531,12 @@ class _Pass:
                 org[r] = None
 
 
-    def _forget_written(self, pc: int, slots: _Slots, base: int | None, ln: int) -> None:
+    def _forget_written(self, pc: int, slots: Slots, base: int | None, ln: int) -> None:
         """A helper at pc writes the frame from ``base`` on: spilled exact values it may
         overwrite are exact no more. Its length: -N bytes, or argument ``ln``'s value
         when a mov immediate sets it in the call's own block, else up to the frame top."""
         if base is None:
-            _forget_exact_slots(slots)
+            forget_exact_slots(slots)
             return
         size = -ln if ln < 0 else self._block_constant(pc, ln) if ln > 0 else None
         hi = 0 if size is None else base + size
@@ -645,61 +644,6 @@ class _Pass:
             return False
         mask = (1 << 64) - 1 if wide else 0xFFFFFFFF
         return all(0 <= (c & mask if not wide else c) < (1 << width) for c in values)
-
-
-_OPAQUE = {8: N8 | N16 | BIG, 4: N8 | N16 | N64 | B8 | B16, 2: N8 | N32 | N64 | B8,
-           1: N16 | N32 | N64}
-"""Flags of a load of that many bytes from memory the engine does not follow."""
-_BIG_ABOVE = {1: BIG, 2: B16 | B32, 4: B32}
-"""The may-not-fit flags a zero-extending load of that many bytes does not have."""
-
-
-def _join(a: _State, b: _State) -> _State:
-    ra, oa, fa, sa, xa, ca = a
-    rb, ob, fb, sb, xb, cb = b
-    regs = tuple(x | y for x, y in zip(ra, rb, strict=True))
-    orig = tuple(x if x == y else None for x, y in zip(oa, ob, strict=True))
-    offs = tuple(
-        None if (ra[i] | rb[i]) & FA == FA
-        else x if x == y else (x if not rb[i] & FA else y if not ra[i] & FA else None)
-        for i, (x, y) in enumerate(zip(fa, fb, strict=True))
-    )
-    slots = dict(sa)
-    for k, (s, f) in sb.items():
-        old = slots.get(k)
-        if old is None:
-            slots[k] = (s, f)
-        else:
-            same = s == old[0] and f >> EXACT_SHIFT == old[1] >> EXACT_SHIFT
-            low = (f | old[1]) & ~EXACT_MASK
-            slots[k] = (max(s, old[0]), low | (f & EXACT_MASK if same else 0))
-    return regs, orig, offs, slots, xa | xb, ca | cb
-
-
-def _forget_exact_slots(slots: _Slots) -> None:
-    for k, (s, f) in list(slots.items()):
-        if f & EXACT_MASK:
-            slots[k] = (s, f & ~EXACT_MASK)
-
-
-def _forget_exact(fl: list[int], slots: _Slots) -> None:
-    """A call that is handed a pointer into this frame may write any slot."""
-    if any(fl[r] & F for r in range(1, 6)):
-        _forget_exact_slots(slots)
-
-
-def _clobber(fl: list[int], org: list[int | None], fo: list[int | None]) -> None:
-    for r in (0, 1, 2, 3, 4, 5, 11):
-        fl[r] = PLAIN
-        org[r] = None
-        fo[r] = None
-
-
-def _to_callee(f: int) -> int:
-    """A caller's register as a callee's argument: its frame becomes the caller's."""
-    if f & F:
-        f = (f & ~F) | P
-    return f | PLAIN if f & PTRS else f
 
 
 def depends(

@@ -1,0 +1,95 @@
+"""The dependence pass's abstract state (``dependence``): what each register and stack
+slot may hold of the varying constants, as flags that join with OR, and the join.
+
+A state: (flags, origin, frame offset) per register; stack slots {offset: (size,
+flags)}; whether an unknown stack slot may hold a tainted value; the cb[] bytes holding
+varying values. An *origin* is the load a register's value came from (registers with one
+origin are equal, so a test narrows them all), minus an exact value's id, or
+``MAPREF`` + the map id of a pointer into a varying read-only map.
+"""
+
+from __future__ import annotations
+
+T = 1  # may hold (a function of) a varying constant
+C = 2  # may be the context pointer
+F = 4  # may point into this function's own frame
+P = 8  # may point into a caller's frame (a subprogram's pointer argument)
+A = 16  # may point into a read-only map whose contents vary between copies
+R = 32  # may point into a read-only map whose contents are known (a constant load)
+N32 = 64  # not an opaque value at 32 bits (see dependence's docstring)
+N64 = 128  # not an opaque value at 64 bits
+N8 = 256  # not an opaque value at 8 bits (any byte, zero-extended)
+N16 = 512  # not an opaque value at 16 bits
+PTRS = C | F | P | A | R
+B8 = 1024  # may not fit in 8 bits (a tainted value that fits may be compared)
+B16 = 2048  # may not fit in 16 bits
+B32 = 4096  # may not fit in 32 bits
+BIG = B8 | B16 | B32
+PLAIN = N8 | N16 | N32 | N64 | BIG  # an ordinary scalar: not tainted, not a pointer, not opaque
+KEEP = T | C | A | R  # what a stack slot remembers of a spilled register
+EXACT_SHIFT = 16  # a slot's flags above this: minus the exact id of a spilled exact value
+EXACT_MASK = ~((1 << EXACT_SHIFT) - 1)
+FA = F | A  # pointers whose offset is followed
+
+MAPREF = 1 << 40  # origin of a pointer into a varying read-only map: MAPREF + its map id
+
+Regs = tuple[int, ...]
+Orig = tuple[int | None, ...]
+Offs = tuple[int | None, ...]
+Slots = dict[int, tuple[int, int]]
+Key = tuple[int, tuple[int, ...], bool, frozenset[int]]
+State = tuple[Regs, Orig, Offs, Slots, int, frozenset[int]]
+
+OPAQUE = {8: N8 | N16 | BIG, 4: N8 | N16 | N64 | B8 | B16, 2: N8 | N32 | N64 | B8,
+          1: N16 | N32 | N64}
+"""Flags of a load of that many bytes from memory the engine does not follow."""
+BIG_ABOVE = {1: BIG, 2: B16 | B32, 4: B32}
+"""The may-not-fit flags a zero-extending load of that many bytes does not have."""
+
+
+def join(a: State, b: State) -> State:
+    ra, oa, fa, sa, xa, ca = a
+    rb, ob, fb, sb, xb, cb = b
+    regs = tuple(x | y for x, y in zip(ra, rb, strict=True))
+    orig = tuple(x if x == y else None for x, y in zip(oa, ob, strict=True))
+    offs = tuple(
+        None if (ra[i] | rb[i]) & FA == FA
+        else x if x == y else (x if not rb[i] & FA else y if not ra[i] & FA else None)
+        for i, (x, y) in enumerate(zip(fa, fb, strict=True))
+    )
+    slots = dict(sa)
+    for k, (s, f) in sb.items():
+        old = slots.get(k)
+        if old is None:
+            slots[k] = (s, f)
+        else:
+            same = s == old[0] and f >> EXACT_SHIFT == old[1] >> EXACT_SHIFT
+            low = (f | old[1]) & ~EXACT_MASK
+            slots[k] = (max(s, old[0]), low | (f & EXACT_MASK if same else 0))
+    return regs, orig, offs, slots, xa | xb, ca | cb
+
+
+def forget_exact_slots(slots: Slots) -> None:
+    for k, (s, f) in list(slots.items()):
+        if f & EXACT_MASK:
+            slots[k] = (s, f & ~EXACT_MASK)
+
+
+def forget_exact(fl: list[int], slots: Slots) -> None:
+    """A call that is handed a pointer into this frame may write any slot."""
+    if any(fl[r] & F for r in range(1, 6)):
+        forget_exact_slots(slots)
+
+
+def clobber(fl: list[int], org: list[int | None], fo: list[int | None]) -> None:
+    for r in (0, 1, 2, 3, 4, 5, 11):
+        fl[r] = PLAIN
+        org[r] = None
+        fo[r] = None
+
+
+def to_callee(f: int) -> int:
+    """A caller's register as a callee's argument: its frame becomes the caller's."""
+    if f & F:
+        f = (f & ~F) | P
+    return f | PLAIN if f & PTRS else f

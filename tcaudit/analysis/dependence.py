@@ -145,7 +145,8 @@ class _Pass:
             eid = -(prep.n + 2 + k)
             self.exact[eid] = v
             self._note_cb(off, size, eid)
-        self.derived: dict[tuple[int, int], int] = {}
+        self.derived: dict[tuple[int, int], int | None] = {}  # (exact id, pc) -> id
+        self.fields: dict[tuple[int, int, int], int | None] = {}  # (map, offset, size)
         self.next_id = -(prep.n + 2 + len(entry_exact))
         self.cbt: set[int] = set()  # cb[] bytes holding varying values, here
         self.cb_out: set[int] = set()  # ... at any tail call
@@ -562,33 +563,30 @@ class _Pass:
             q -= 1
         return None
 
+    def _new_exact(self, v: Value) -> int:
+        eid = self.next_id
+        self.next_id -= 1
+        self.exact[eid] = v
+        return eid
+
     def _field(self, mid: int, at: int, size: int) -> int | None:
-        key = (-1 - mid, at * 16 + size)
-        got = self.derived.get(key)
-        if got is None:
+        """The exact value of a varying read-only map field (every copy's value)."""
+        key = (mid, at, size)
+        if key not in self.fields:
             assert self.map_value is not None
             v = self.map_value(mid, at, size)
-            if v is None:
-                return None
-            got = self.derived[key] = self.next_id
-            self.next_id -= 1
-            self.exact[got] = v
-        return got
+            self.fields[key] = None if v is None else self._new_exact(v)
+        return self.fields[key]
 
     def _derived(self, eid: int, pc: int, op: int, wide: bool, off: int,
                  kval: Value) -> int | None:
         """The exact value ``eid op imm`` (the instruction at pc): what the engine
         computes from every copy's value (``domain.alu``, as interp does)."""
         key = (eid, pc)
-        got = self.derived.get(key)
-        if got is None:
+        if key not in self.derived:
             v = D.alu(op, wide, off, self.exact[eid], kval, False)
-            if not D.is_scalar(v):
-                return None
-            got = self.derived[key] = self.next_id
-            self.next_id -= 1
-            self.exact[got] = v
-        return got
+            self.derived[key] = self._new_exact(v) if D.is_scalar(v) else None
+        return self.derived[key]
 
     def _note_cb(self, off: int, size: int, exact: int | None) -> None:
         """Record a tainted store to cb[off:off+size]; overlapping words of another

@@ -145,7 +145,7 @@ class Prepared:
             is_x = bool(code & I.BPF_X)
             if is_x and src >= NREGS and op not in (I.BPF_NEG, I.BPF_END):
                 return _INVALID
-            kval: Value = frozenset((imm & (S.M64 if wide else S.M32),))
+            kval: Value = frozenset((imm & imm_mask(code),))
             if op == I.BPF_NEG:
                 return (K_NEG, op, dst, -1, off, imm, kval, wide, 0)
             if op == I.BPF_END:
@@ -184,7 +184,7 @@ class Prepared:
             is_x = bool(code & I.BPF_X)
             if is_x and src >= NREGS:
                 return _INVALID
-            kv: Value = frozenset((imm & (S.M64 if wide else S.M32),))
+            kv: Value = frozenset((imm & imm_mask(code),))
             return (K_JCOND, op, dst, src if is_x else -1, off, imm, kv, wide, pc + off + 1)
         mode = code & 0xE0
         size = I.SIZE_BYTES[code & 0x18]
@@ -201,9 +201,7 @@ class Prepared:
             return (K_NOP, 0, 0, 0, 0, 0, _EMPTY, False, 0)  # arena store: not this frame
         if cls == I.BPF_ST:
             if mode == I.BPF_MEM:
-                sv: Value = frozenset((imm & S.M64 & ((1 << (8 * size)) - 1),))
-                if size == 8:
-                    sv = frozenset((imm & S.M64,))
+                sv: Value = frozenset((imm & imm_mask(code),))
                 return (K_ST, mode, dst, -1, off, size, sv, False, 0)
             if mode == _NOSPEC:
                 return (K_NOP, 0, 0, 0, 0, 0, _EMPTY, False, 0)
@@ -229,29 +227,26 @@ class Prepared:
         return _INVALID
 
 
+def imm_mask(code: int) -> int:
+    """The bits of an instruction's (sign-extended) immediate its operand keeps: 32 for
+    ALU32 and JMP32, the store's size for BPF_ST, else 64 (``_prep``'s ``kval``)."""
+    cls = code & 0x07
+    if cls in (I.BPF_ALU, I.BPF_JMP32):
+        return S.M32
+    if cls == I.BPF_ST and code & 0x18 != I.BPF_DW:
+        return (1 << (8 * I.SIZE_BYTES[code & 0x18])) - 1
+    return S.M64
+
+
 def operand_hull(insn: Insn, values: Iterable[int]) -> Value | None:
     """The set of a mov, conditional jump or store immediate over every copy's value
     (signed 32 bits each), as the engine sees such an operand; None for other
     instructions (their varying operand is analysed as any value)."""
-    out: set[int] = set()
-    for v in values:
-        op = _OPERAND.get(insn.code)
-        if op is None:
-            return None
-        out.add(v & op)
+    if insn.code not in _HULL_CODES:
+        return None
+    mask = imm_mask(insn.code)
+    out = {v & mask for v in values}
     return S.make_set(out, _VARYING) if out else None
-
-
-def _operand_masks() -> dict[int, int]:
-    masks: dict[int, int] = {}
-    for cls, mask in ((I.BPF_ALU64, S.M64), (I.BPF_ALU, S.M32)):
-        masks[cls | I.BPF_MOV | I.BPF_K] = mask
-    for cls, mask in ((I.BPF_JMP, S.M64), (I.BPF_JMP32, S.M32)):
-        for op in _JCOND_OPS:
-            masks[cls | op | I.BPF_K] = mask
-    for size, nbytes in ((I.BPF_B, 1), (I.BPF_H, 2), (I.BPF_W, 4), (I.BPF_DW, 8)):
-        masks[I.BPF_ST | I.BPF_MEM | size] = S.M64 if nbytes == 8 else (1 << 8 * nbytes) - 1
-    return masks
 
 
 def _unknown_operand(op: Op, hull: Value | None = None) -> Op:
@@ -274,9 +269,13 @@ def _unknown_operand(op: Op, hull: Value | None = None) -> Op:
 
 
 _VARYING = "a constant that differs between copies of this program"
-_OPERAND = _operand_masks()
-"""Opcode of a mov, conditional jump or store with an immediate -> the mask the
-engine applies to the immediate (``_prep``'s ``kval``)."""
+_HULL_CODES = frozenset(
+    {cls | I.BPF_MOV | I.BPF_K for cls in (I.BPF_ALU64, I.BPF_ALU)}
+    | {cls | op | I.BPF_K for cls in (I.BPF_JMP, I.BPF_JMP32) for op in _JCOND_OPS}
+    | {I.BPF_ST | I.BPF_MEM | size for size in (I.BPF_B, I.BPF_H, I.BPF_W, I.BPF_DW)}
+)
+"""Opcodes of a mov, conditional jump or store with an immediate: the operands that
+:func:`_unknown_operand` replaces with every copy's value."""
 
 
 def ldimm_value(first: Insn, second: Insn) -> Value:

@@ -135,9 +135,7 @@ class VerdictCache:
             possible, reason = head["possible"], head["reason"]
             if reason is not None and not isinstance(reason, str):
                 raise ValueError("reason is not a string")
-            found = Summary(
-                None if possible is None else frozenset(int(x) for x in possible),
-                reason, _ranges(head["ranges"]))
+            found = Summary(_opt_set(possible), reason, _ranges(head["ranges"]))
         except Exception:
             self.stats.misses += 1
             return None
@@ -195,6 +193,8 @@ class VerdictCache:
             if slots is None:
                 return
             arrays[str(mid)] = [[k, v] for k, v in sorted(slots.items())]
+        nested = analysis_to_json(analysis)
+        root = nested["nodes"][-1]
         record = {
             "engine": ENGINE_VERSION,
             "boot": self.boot,
@@ -203,14 +203,8 @@ class VerdictCache:
             "arrays": arrays,
             # the root's verdict apart, and the nested analyses as one JSON text: a
             # scan decodes only the first (a tree's record is hundreds of kB)
-            "summary": {
-                "possible": sorted(analysis.possible) if analysis.possible is not None
-                else None,
-                "reason": analysis.reason,
-                "ranges": [list(r) for r in analysis.ranges]
-                if analysis.ranges is not None else None,
-            },
-            "analysis": json.dumps(analysis_to_json(analysis), separators=(",", ":")),
+            "summary": {k: root[k] for k in ("possible", "reason", "ranges")},
+            "analysis": json.dumps(nested, separators=(",", ":")),
         }
         if _write(self.path, self._file(prog_id, load_time), record):
             self.stats.writes += 1
@@ -309,24 +303,19 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
     target before every analysis that refers to it (by index), the root last."""
     nodes: list[dict[str, Any]] = []
     index: dict[int, int] = {}
-
-    def add(x: Analysis) -> int:
-        # iterative post-order: a Cilium tree is deep enough to matter for recursion
-        stack: list[tuple[Analysis, bool]] = [(x, False)]
-        while stack:
-            node, ready = stack.pop()
-            if id(node) in index:
-                continue
-            kids = [y for t in node.tail_calls for y in t.analyses if y is not None]
-            if not ready:
-                stack.append((node, True))
-                stack.extend((y, False) for y in kids if id(y) not in index)
-                continue
-            index[id(node)] = len(nodes)
-            nodes.append(_node_json(node, index))
-        return index[id(x)]
-
-    add(a)
+    # iterative post-order: a Cilium tree is deep enough to matter for recursion
+    stack: list[tuple[Analysis, bool]] = [(a, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in index:
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((y, False) for t in node.tail_calls for y in t.analyses
+                         if y is not None and id(y) not in index)
+            continue
+        index[id(node)] = len(nodes)
+        nodes.append(_node_json(node, index))
     return {"nodes": nodes}
 
 
@@ -365,10 +354,11 @@ def analysis_from_json(d: dict[str, Any]) -> Analysis:
     return built[-1]
 
 
-def _node_from_json(d: dict[str, Any], built: list[Analysis]) -> Analysis:
-    def opt_set(v: Any) -> frozenset[int] | None:
-        return None if v is None else frozenset(int(x) for x in v)
+def _opt_set(v: Any) -> frozenset[int] | None:
+    return None if v is None else frozenset(int(x) for x in v)
 
+
+def _node_from_json(d: dict[str, Any], built: list[Analysis]) -> Analysis:
     def ref(i: Any) -> Analysis | None:
         if i is None:
             return None
@@ -386,9 +376,9 @@ def _node_from_json(d: dict[str, Any], built: list[Analysis]) -> Analysis:
         in_subprogram=bool(t["in_subprogram"]),
     )
     return Analysis(
-        possible=opt_set(d["possible"]),
+        possible=_opt_set(d["possible"]),
         reason=d["reason"],
-        exits=MappingProxyType({int(pc): opt_set(v) for pc, v in d["exits"]}),
+        exits=MappingProxyType({int(pc): _opt_set(v) for pc, v in d["exits"]}),
         tail_calls=tuple(tail(t) for t in d["tail_calls"]),
         prog_arrays=tuple(int(x) for x in d["prog_arrays"]),
         steps=int(d["steps"]),

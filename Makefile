@@ -66,7 +66,7 @@ vagrant-validate: .vagrant-done
 test: lint typecheck vagrant-validate pytest
 
 demo: setup
-	$(PY) -m tcaudit.demo
+	$(PY) -m tcaudit.lab.demo
 
 bench: setup
 	$(PY) bench/run.py

@@ -1,7 +1,7 @@
 """A 100-pod node with a distinct datapath per pod, scanned cold and warm (issue 12).
 
 Fixture: one node namespace and 100 endpoint namespaces, all created by this bench
-(labkit.sandbox: unique names, removed on every exit path; the namespace the bench
+(sandbox.sandbox: unique names, removed on every exit path; the namespace the bench
 starts in is never touched). Each endpoint is joined to the node namespace by a veth
 pair and gets its own tail-call tree from ``fleet_tree`` (22 programs, about 24,000
 instructions, one conditional jump per 4-5 instructions, spills, helper calls and their
@@ -45,13 +45,16 @@ sys.path.insert(0, str(HERE))
 
 import fleet_tree as F  # noqa: E402
 
-from tcaudit import bpfsys, labkit  # noqa: E402
 from tcaudit.analysis.insns import encode  # noqa: E402
+from tcaudit.kernel import bpf  # noqa: E402
+from tcaudit.lab import sandbox  # noqa: E402
 
 RODATA_EVERY = 5  # endpoint k uses a .rodata map when k % 5 == 4
 
 
-def build(box: labkit.Sandbox, endpoints: int, keep: list[int]) -> tuple[list[int], int, list[str]]:
+def build(
+    box: sandbox.Sandbox, endpoints: int, keep: list[int]
+) -> tuple[list[int], int, list[str]]:
     """The fixture; returns (every program id, xlated instructions, namespace names).
     ``keep`` receives the map fds that must stay open (a prog array is emptied when
     its last user reference goes)."""
@@ -59,7 +62,7 @@ def build(box: labkit.Sandbox, endpoints: int, keep: list[int]) -> tuple[list[in
     names = [node.name]
     shared = {}
     for name, (mtype, ksize, vsize, entries) in F.MAP_SPECS.items():
-        shared[name] = bpfsys.map_create(mtype, ksize, vsize, entries, f"fl_{name}")
+        shared[name] = bpf.map_create(mtype, ksize, vsize, entries, f"fl_{name}")
         keep.append(shared[name])
     prog_ids: list[int] = []
     xlated = 0
@@ -71,30 +74,30 @@ def build(box: labkit.Sandbox, endpoints: int, keep: list[int]) -> tuple[list[in
         box.clsact(node, dev)
         rodata = k % RODATA_EVERY == RODATA_EVERY - 1
         consts = F.EndpointConsts.for_endpoint(k, ifindex=node.ifindex(dev))
-        calls = bpfsys.map_create(bpfsys.BPF_MAP_TYPE_PROG_ARRAY, 4, 4,
+        calls = bpf.map_create(bpf.BPF_MAP_TYPE_PROG_ARRAY, 4, 4,
                                   F.PROG_ARRAY_ENTRIES, f"fl_calls{k}")
         keep.append(calls)
         ro = None
         if rodata:
-            ro = bpfsys.map_create(bpfsys.BPF_MAP_TYPE_ARRAY, 4, F.RODATA_SIZE, 1,
-                                   f"fl_ro{k}", bpfsys.BPF_F_RDONLY_PROG)
+            ro = bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, F.RODATA_SIZE, 1,
+                                   f"fl_ro{k}", bpf.BPF_F_RDONLY_PROG)
             keep.append(ro)
-            bpfsys.map_update(ro, struct.pack("=I", 0), F.rodata_value(consts))
-            bpfsys.map_freeze(ro)
+            bpf.map_update(ro, struct.pack("=I", 0), F.rodata_value(consts))
+            bpf.map_freeze(ro)
         maps = F.MapRefs(prog_array=calls, rodata=ro, **shared)
         for name, insns in F.build_tree_code(k, rodata, consts=consts, maps=maps):
-            fd = bpfsys.prog_load(encode(insns), name=name[:15])
+            fd = bpf.prog_load(encode(insns), name=name[:15])
             try:
-                info = bpfsys.prog_info(fd)
+                info = bpf.prog_info(fd)
                 prog_ids.append(info.id)
                 xlated += info.xlated_len // 8
                 slot = F.slot_of(name)
                 if slot is None:
-                    root = labkit.Program(fd=fd, name=name, id=info.id)
+                    root = sandbox.Program(fd=fd, name=name, id=info.id)
                     box.attach(node, dev, "ingress", root, pref=1, handle=1,
                                name=f"{name}-{dev}")
                 else:
-                    bpfsys.map_update(calls, struct.pack("=I", slot), struct.pack("=I", fd))
+                    bpf.map_update(calls, struct.pack("=I", slot), struct.pack("=I", fd))
             finally:
                 os.close(fd)  # the filter or the prog array holds the program now
     return prog_ids, xlated, names
@@ -138,7 +141,7 @@ def main() -> int:
     keep: list[int] = []
     tmp = Path(tempfile.mkdtemp(prefix="tcaudit-fleet-"))
     try:
-        with labkit.sandbox("tcatfleet") as box:
+        with sandbox.sandbox("tcatfleet") as box:
             t0 = time.perf_counter()
             prog_ids, xlated, names = build(box, args.endpoints, keep)
             print(f"fixture: {args.endpoints} endpoint namespaces + 1 node namespace, "

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tcaudit import bpfsys
-from tcaudit.observer import Observer
+from tcaudit.kernel import bpf
+from tcaudit.live.observer import Observer
 
 REPEAT = 1_000_000
 PACKET = bytes(12) + b"\x08\x00" + bytes([0x45]) + bytes(49)
@@ -28,7 +28,7 @@ def main() -> int:
         for _ in range(5):
             for name, fd in (("observer (counts per slot)", observer.fd),
                              ("empty (returns TC_ACT_UNSPEC)", observer.empty_fd)):
-                runs[name].append(bpfsys.prog_test_run(fd, PACKET, repeat=REPEAT).duration_ns)
+                runs[name].append(bpf.prog_test_run(fd, PACKET, repeat=REPEAT).duration_ns)
         counted = observer.counts(0).packets
     print(f"BPF_PROG_TEST_RUN, repeat {REPEAT:,}, 5 rounds each (ns per run)")
     for name, values in runs.items():

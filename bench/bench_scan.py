@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tcaudit import labkit  # noqa: E402
+from tcaudit.lab import sandbox  # noqa: E402
 
 TC_LOOP = r"""
 for ns in $(ip netns list | cut -d' ' -f1); do
@@ -45,7 +45,7 @@ bpftool net show
 """
 
 
-def build(box: labkit.Sandbox, pods: int) -> None:
+def build(box: sandbox.Sandbox, pods: int) -> None:
     host = box.namespace("host")
     vendor = box.load_returning(0, "cil_from_contai")
     agent_in = box.load_returning(-1, "classifier_ingr")
@@ -86,7 +86,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    with labkit.sandbox("tcatbench") as box:
+    with sandbox.sandbox("tcatbench") as box:
         t0 = time.perf_counter()
         build(box, args.pods)
         print(

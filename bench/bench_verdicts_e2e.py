@@ -22,18 +22,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tcaudit import bpfsys, labkit  # noqa: E402
 from tcaudit.analysis.attach import VerdictAnalyser  # noqa: E402
+from tcaudit.kernel import bpf  # noqa: E402
+from tcaudit.lab import sandbox  # noqa: E402
 
 
 def main() -> int:
     if shutil.which("bpftool") is None:
         print("bpftool is missing: run make setup")
         return 1
-    with labkit.sandbox("tcatbv") as box:
+    with sandbox.sandbox("tcatbv") as box:
         programs, _ = box.load_cilium_tree()
         ids = {name: prog.id for name, prog in programs.items()}
-        insns = sum(bpfsys.prog_info(prog.fd).xlated_len // 8 for prog in programs.values())
+        insns = sum(bpf.prog_info(prog.fd).xlated_len // 8 for prog in programs.values())
         print(f"tree: {len(ids)} programs, {insns} xlated instructions")
 
         ours: list[float] = []

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tcaudit import labkit  # noqa: E402
-from tcaudit.netlink import PARENT_INGRESS  # noqa: E402
+from tcaudit.kernel.rtnl import PARENT_INGRESS  # noqa: E402
+from tcaudit.lab import sandbox  # noqa: E402
 
 NAMESPACES = 50
 FILTERS = 5000
@@ -32,7 +32,7 @@ FILTERS = 5000
 def main() -> int:
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"tcaudit-bench-watch-{os.getpid()}"
     workdir.mkdir()
-    with labkit.sandbox("tcatbw") as box:
+    with sandbox.sandbox("tcatbw") as box:
         host = box.namespace("host")
         pods = []
         for i in range(NAMESPACES):

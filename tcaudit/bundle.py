@@ -27,18 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tcaudit import __version__, bpfsys
+from tcaudit import __version__
+from tcaudit.advice.explain import explain
+from tcaudit.advice.recommend import detect_priority, recommend
 from tcaudit.errors import UsageError
-from tcaudit.explain import explain
-from tcaudit.inventory import inventory
+from tcaudit.inventory.namespaces import discover, select
+from tcaudit.inventory.scan import Selection
+from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.rtnl import PARENT_EGRESS, PARENT_INGRESS, TC_H_CLSACT, Netlink
 from tcaudit.model import Scan
-from tcaudit.namespaces import discover, select
-from tcaudit.netlink import PARENT_EGRESS, PARENT_INGRESS, TC_H_CLSACT, Netlink
-from tcaudit.recommend import detect_priority, recommend
-from tcaudit.render import dumps, explain_json, explain_text, scan_json
-from tcaudit.reports import recommend_json, recommend_text
-from tcaudit.scan import Selection
-from tcaudit.vendors import is_cws
+from tcaudit.output.render import dumps, explain_json, explain_text, scan_json
+from tcaudit.output.reports import recommend_json, recommend_text
+from tcaudit.pipeline import inventory
+from tcaudit.vendors.attribution import is_cws
 
 CONFIG_KEYS = (
     "CONFIG_BPF", "CONFIG_BPF_SYSCALL", "CONFIG_BPF_JIT", "CONFIG_NET_XGRESS",
@@ -115,7 +116,7 @@ def _netlink_view(
     for ns in select(discover(), selection.netns):
         key = f"{ns.label} [{ns.id}]"
         try:
-            fd = bpfsys.open_netns(ns.path)
+            fd = nsfs.open_netns(ns.path)
         except OSError:
             continue
         try:
@@ -148,15 +149,15 @@ def _netlink_view(
                         {"interface": names.get(i, str(i)), "address": a, "prefixlen": p}
                         for i, a, p in nl.addresses()
                     ]
-            with bpfsys.inside_netns(fd):
+            with nsfs.inside_netns(fd):
                 for link in links:
                     for hook, attach in (
-                        ("tcx/ingress", bpfsys.BPF_TCX_INGRESS),
-                        ("tcx/egress", bpfsys.BPF_TCX_EGRESS),
+                        ("tcx/ingress", bpf.BPF_TCX_INGRESS),
+                        ("tcx/egress", bpf.BPF_TCX_EGRESS),
                     ):
                         try:
-                            query = bpfsys.tcx_query(link.ifindex, attach)
-                        except bpfsys.TcxUnsupported:
+                            query = bpf.tcx_query(link.ifindex, attach)
+                        except bpf.TcxUnsupported:
                             tcx[key] = "the kernel has no TCX"
                             break
                         except OSError as err:

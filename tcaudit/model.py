@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # vendors.py builds on this module; only the annotation refers back
-    from tcaudit.vendors import VendorMatch
+    from tcaudit.vendors.attribution import VendorMatch
 
 HOOKS = ("tcx/ingress", "clsact/ingress", "tcx/egress", "clsact/egress")  # execution order
 HOOK_DIRECTION = {hook: hook.split("/")[1] for hook in HOOKS}

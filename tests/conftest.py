@@ -17,9 +17,9 @@ import jsonschema
 import pytest
 from tcaudit.bpf import source_path
 
-from tcaudit import labkit
+from tcaudit.lab import sandbox
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "tcaudit" / "schemas"
+SCHEMAS = Path(__file__).resolve().parent.parent / "tcaudit" / "output" / "schemas"
 
 
 def _privileged_problem() -> str | None:
@@ -28,7 +28,7 @@ def _privileged_problem() -> str | None:
     if not os.path.exists("/proc/self/ns/net"):
         return "no network namespaces"
     try:
-        with labkit.sandbox("tcatprobe") as box:
+        with sandbox.sandbox("tcatprobe") as box:
             box.load_returning(-1)
     except OSError as err:
         return f"cannot load BPF programs or create namespaces: {err}"
@@ -55,14 +55,14 @@ def privileged() -> None:
 
 
 @pytest.fixture
-def box(privileged: None) -> Iterator[labkit.Sandbox]:
+def box(privileged: None) -> Iterator[sandbox.Sandbox]:
     """A sandbox removed in the finalizer, even when the test fails; checks for leftovers."""
-    sandbox = labkit.Sandbox()
+    made = sandbox.Sandbox()
     try:
-        yield sandbox
+        yield made
     finally:
-        sandbox.close()
-        assert labkit.leftover_namespaces(sandbox.tag) == []
+        made.close()
+        assert sandbox.leftover_namespaces(made.tag) == []
 
 
 @pytest.fixture(scope="session")

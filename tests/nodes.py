@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tcaudit.cli import main
-from tcaudit.labkit import Namespace, Program, Sandbox
+from tcaudit.cli.main import main
+from tcaudit.lab.sandbox import Namespace, Program, Sandbox
 
 CWS_PID = 2115
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tcaudit import bpfsys
 from tcaudit.analysis import btf
 from tcaudit.analysis import insns as I
+from tcaudit.kernel import bpf
 from tests.conftest import require_privileged
 
 
@@ -348,9 +348,9 @@ EXIT = I.Insn(I.BPF_JMP | I.BPF_EXIT, 0, 0, 0, 0)
 
 def _rewritten_offset(ctx_off: int) -> int:
     """Load `r0 = *(u32 *)(r1 + ctx_off); exit` as sched_cls; the xlated load's offset."""
-    fd = bpfsys.prog_load(I.encode([_ldx_w(0, 1, ctx_off), EXIT]), name="tcabtf")
+    fd = bpf.prog_load(I.encode([_ldx_w(0, 1, ctx_off), EXIT]), name="tcabtf")
     try:
-        info = bpfsys.prog_info(fd, with_code=True)
+        info = bpf.prog_info(fd, with_code=True)
     finally:
         os.close(fd)
     assert info.xlated is not None

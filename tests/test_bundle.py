@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tcaudit.cli import main
-from tcaudit.labkit import Sandbox
+from tcaudit.cli.main import main
+from tcaudit.lab.sandbox import Sandbox
 from tests.conftest import validate
 from tests.nodes import node
 

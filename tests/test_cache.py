@@ -171,7 +171,7 @@ def test_the_cache_is_bounded(cache: C.VerdictCache, monkeypatch: pytest.MonkeyP
 
 def test_cli_reuses_and_no_cache_bypasses(monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Path) -> None:
-    from tcaudit import inventory as inv
+    from tcaudit import pipeline as inv
     from tcaudit.analysis import attach
 
     seen: list[Any] = []

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import pytest
 
-from tcaudit import bpfsys
 from tcaudit.analysis import insns as I
 from tcaudit.analysis.attach import VerdictAnalyser
+from tcaudit.kernel import bpf
 from tests import bpfasm as A
 from tests.bpfasm import R0, R1, R2, R3, R6, R7, R10, Label
 from tests.conftest import require_privileged
@@ -333,18 +333,18 @@ class Loaded:
         if name not in self.seen:
             fd = self.fds[name]
             self.seen[name] = {
-                s32(bpfsys.prog_test_run(fd, d, ctx=c).retval)
+                s32(bpf.prog_test_run(fd, d, ctx=c).retval)
                 for d, c in packets(sum(map(ord, name)))
             }
         return self.seen[name]
 
     def analysis(self, name: str) -> object:
-        result = VerdictAnalyser().analysis(bpfsys.prog_info(self.fds[name]).id)
+        result = VerdictAnalyser().analysis(bpf.prog_info(self.fds[name]).id)
         assert not isinstance(result, str), result
         return result
 
     def xlated(self, name: str) -> tuple[I.Insn, ...]:
-        return tuple(I.decode(bpfsys.prog_info(self.fds[name], with_code=True).xlated or b""))
+        return tuple(I.decode(bpf.prog_info(self.fds[name], with_code=True).xlated or b""))
 
 
 @pytest.fixture(scope="module", params=[None, 2], ids=["plain", "harden2"])
@@ -374,13 +374,13 @@ def loaded(request: pytest.FixtureRequest) -> Iterator[Loaded]:
             )
             assert done.returncode == 0, done.stderr[-4000:]
             for name in C_PROGRAMS:
-                fds[name] = bpfsys.obj_get(str(progs / name))
-            fds["calls"] = bpfsys.obj_get(str(maps / "calls"))
+                fds[name] = bpf.obj_get(str(progs / name))
+            fds["calls"] = bpf.obj_get(str(maps / "calls"))
             for name, build in RAW.items():
                 code = I.encode(build(fds["calls"]))
-                fds[name] = bpfsys.prog_load(code, name=name)
+                fds[name] = bpf.prog_load(code, name=name)
         for name, slot in NOTIFY_SLOTS.items():
-            bpfsys.map_update(fds["calls"], struct.pack("=I", slot), struct.pack("=I", fds[name]))
+            bpf.map_update(fds["calls"], struct.pack("=I", slot), struct.pack("=I", fds[name]))
         shutil.rmtree(progs)
         shutil.rmtree(maps)
         yield Loaded(request.param, fds, {})
@@ -410,7 +410,7 @@ def _helper_calls(code: tuple[I.Insn, ...], helper: int) -> int:
 def test_subprogram_stays_a_bpf_to_bpf_call(loaded: Loaded, name: str) -> None:
     require_privileged()
     assert _pseudo_calls(loaded.xlated(name)) >= 1
-    starts = bpfsys.prog_info(loaded.fds[name], with_code=True).func_starts
+    starts = bpf.prog_info(loaded.fds[name], with_code=True).func_starts
     if name not in RAW:  # raw bytecode carries no BTF, hence no func_info
         assert starts is not None and len(starts) == 2, starts
 
@@ -433,7 +433,7 @@ def test_many_sites_reach_the_notify_program(loaded: Loaded, name: str) -> None:
     target, at_least = NOTIFIERS[name]
     assert _helper_calls(loaded.xlated(name), I.BPF_FUNC_TAIL_CALL) >= at_least
     analysis = loaded.analysis(name)
-    notify = bpfsys.prog_info(loaded.fds[target]).id
+    notify = bpf.prog_info(loaded.fds[target]).id
     sites = [s for s in getattr(analysis, "tail_calls", ()) if notify in s.targets]
     assert len(sites) >= at_least, f"{name}: {getattr(analysis, 'tail_calls', None)}"
 

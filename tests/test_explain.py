@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tcaudit.labkit import Sandbox
+from tcaudit.lab.sandbox import Sandbox
 from tests.conftest import validate
 from tests.test_scan import hook_of, pod_pair, run, scan_doc
 

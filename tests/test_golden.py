@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tcaudit.cli import main
+from tcaudit.advice.recommend import recommend
+from tcaudit.cli.main import main
 from tcaudit.model import (
     Entry,
     Holder,
@@ -26,9 +27,8 @@ from tcaudit.model import (
     Scan,
     Verdict,
 )
-from tcaudit.recommend import recommend
-from tcaudit.render import dumps, scan_json, scan_table
-from tcaudit.reports import (
+from tcaudit.output.render import dumps, scan_json, scan_table
+from tcaudit.output.reports import (
     check_json,
     check_junit,
     check_markdown,
@@ -36,7 +36,7 @@ from tcaudit.reports import (
     recommend_json,
     recommend_text,
 )
-from tcaudit.vendors import add_vendors
+from tcaudit.vendors.attribution import add_vendors
 from tests.conftest import validate
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tcaudit import lab
-from tcaudit.cli import main
-from tcaudit.vendors import load_registry
-from tcaudit.watch import Watcher, WatchEvent, WatchFinding
+from tcaudit.cli.main import main
+from tcaudit.lab import scenarios as lab
+from tcaudit.live.watch import Watcher, WatchEvent, WatchFinding
+from tcaudit.vendors.attribution import load_registry
 from tests.conftest import validate
 
 pytestmark = pytest.mark.usefixtures("privileged")
@@ -151,13 +151,13 @@ def test_a_crash_half_way_through_up_leaves_nothing(
 def test_up_refuses_namespaces_it_did_not_make(
     lab_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tcaudit import bpfsys
+    from tcaudit.kernel import nsfs
 
-    bpfsys.create_named_netns("tcalab-calico-host")
+    nsfs.create_named_netns("tcalab-calico-host")
     try:
         assert main(["lab", "up", "calico"]) == 2
         assert "exists already" in capsys.readouterr().err
         assert Path("/run/netns/tcalab-calico-host").exists()  # untouched
     finally:
-        bpfsys.delete_named_netns("tcalab-calico-host")
+        nsfs.delete_named_netns("tcalab-calico-host")
     assert lab.check_clean("calico") == []

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tcaudit import labkit
 from tcaudit.errors import UsageError
-from tcaudit.namespaces import cgroup_identity, discover, select
-from tcaudit.scan import Selection, scan
+from tcaudit.inventory.namespaces import cgroup_identity, discover, select
+from tcaudit.inventory.scan import Selection, scan
+from tcaudit.lab import sandbox
 
 CONTAINER = "4b825dc642cb6eb9a060e54bf8d69288fbee4904e0a2c5e5e8e1e1c5b2f3a4d6"
 
@@ -66,7 +66,7 @@ def anonymous_netns(privileged: None) -> object:
 
 
 def test_discovery_finds_self_named_and_process_namespaces(
-    box: labkit.Sandbox, anonymous_netns: subprocess.Popen[bytes]
+    box: sandbox.Sandbox, anonymous_netns: subprocess.Popen[bytes]
 ) -> None:
     named = box.namespace("named")
     known = discover()
@@ -112,17 +112,17 @@ def test_scans_survive_namespaces_and_links_churning(privileged: None) -> None:
     def churn() -> None:
         try:
             while not stop.is_set():
-                with labkit.sandbox("tcatchurn") as sandbox:
-                    host = sandbox.namespace("h")
+                with sandbox.sandbox("tcatchurn") as churn_box:
+                    host = churn_box.namespace("h")
                     for i in range(3):
-                        pod = sandbox.namespace(f"p{i}")
-                        sandbox.veth(host, f"v{i}", pod, "eth0")
-                        sandbox.clsact(host, f"v{i}")
-                        sandbox.attach(
+                        pod = churn_box.namespace(f"p{i}")
+                        churn_box.veth(host, f"v{i}", pod, "eth0")
+                        churn_box.clsact(host, f"v{i}")
+                        churn_box.attach(
                             host,
                             f"v{i}",
                             "ingress",
-                            sandbox.load_returning(0, "churn"),
+                            churn_box.load_returning(0, "churn"),
                             pref=1,
                             handle=1,
                         )
@@ -157,4 +157,4 @@ def test_scans_survive_namespaces_and_links_churning(privileged: None) -> None:
         worker.join(timeout=30)
     assert not errors, errors
     assert scans >= 5 and rounds[0] >= 3, (scans, rounds)
-    assert labkit.leftover_namespaces("tcatchurn") == []
+    assert sandbox.leftover_namespaces("tcatchurn") == []

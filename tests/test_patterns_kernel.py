@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from tcaudit import bpfsys
 from tcaudit.analysis import insns as I
 from tcaudit.analysis.attach import VerdictAnalyser
 from tcaudit.analysis.meaning import Mode, effective
-from tcaudit.labkit import Sandbox
+from tcaudit.kernel import bpf
+from tcaudit.lab.sandbox import Sandbox
 from tests import bpfasm as A
 from tests.bpfasm import R0, R1, R2, R3, R4, R5, R6, R10, Label
 from tests.conftest import require_privileged
@@ -101,7 +101,7 @@ def s32(value: int) -> int:
 
 def uses_r11(fd: int) -> bool:
     """Does the xlated code use the kernel's scratch register BPF_REG_AX?"""
-    xlated = bpfsys.prog_info(fd, with_code=True).xlated or b""
+    xlated = bpf.prog_info(fd, with_code=True).xlated or b""
     return any(11 in (insn.dst, insn.src) for insn in I.decode(xlated))
 
 
@@ -175,7 +175,7 @@ def packets(seed: int, count: int = PACKETS) -> Iterator[tuple[bytes, bytes]]:
 
 
 def observe(fd: int, seed: int) -> set[int]:
-    return {s32(bpfsys.prog_test_run(fd, d, ctx=c).retval) for d, c in packets(seed)}
+    return {s32(bpf.prog_test_run(fd, d, ctx=c).retval) for d, c in packets(seed)}
 
 
 # -- raw bytecode: the four stack-pointer provenance shapes ---------------------------
@@ -356,7 +356,7 @@ class Loaded:
         return self.seen[name]
 
     def analysis(self, name: str) -> object:
-        result = VerdictAnalyser().analysis(bpfsys.prog_info(self.fds[name]).id)
+        result = VerdictAnalyser().analysis(bpf.prog_info(self.fds[name]).id)
         assert not isinstance(result, str), result
         return result
 
@@ -474,7 +474,7 @@ def test_blinding_rewrites_immediates_through_r11(loaded: Loaded) -> None:
 @pytest.mark.privileged
 def test_cb_tail_calls_reach_the_notify_program(loaded: Loaded) -> None:
     require_privileged()
-    notify = bpfsys.prog_info(loaded.fds["cb_notify"]).id
+    notify = bpf.prog_info(loaded.fds["cb_notify"]).id
     for root in ("cb_root", "cb_two_sites", "cb_unset"):
         analysis = loaded.analysis(root)
         targets = {t for site in getattr(analysis, "tail_calls", ()) for t in site.targets}

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tcaudit import probe
-from tcaudit.labkit import Sandbox
+from tcaudit.lab.sandbox import Sandbox
+from tcaudit.live import probe
 from tcaudit.model import Entry, Netns, Verdict
 from tests.conftest import validate
 from tests.nodes import Node, node, run_json
@@ -53,7 +53,7 @@ def observer_at(
 
 def chains(n: Node) -> list[tuple[Any, ...]]:
     """Every filter on the node's hooks: what must be identical before and after."""
-    from tcaudit.scan import Selection, scan
+    from tcaudit.inventory.scan import Selection, scan
 
     result = scan(Selection(netns=tuple(ns.name for ns in n.namespaces)))
     return [
@@ -263,7 +263,7 @@ def test_sigkill_leaves_marked_observers_that_cleanup_removes(
     [state] = tmp_path.glob("*.json")
     assert len(json.loads(state.read_text())["observers"]) == left
     monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path))
-    from tcaudit.cli import main
+    from tcaudit.cli.main import main
 
     assert main(["probe", "--cleanup"]) == 0
     out = capsys.readouterr().out
@@ -278,8 +278,8 @@ def test_bcc_or_headers_missing_is_exit_3(
 ) -> None:
     n = node(box, pods=1)
     n.vendor_on_host_veths(0, pref=1, filter_name="v", prog_name="v")
-    from tcaudit import observer
-    from tcaudit.cli import main
+    from tcaudit.cli.main import main
+    from tcaudit.live import observer
 
     monkeypatch.setattr(observer, "headers_present", lambda: False)
     code = main(["probe", "--duration", "0.2s", *n.selectors()])
@@ -300,7 +300,7 @@ def test_bcc_or_headers_missing_is_exit_3(
 
 
 def test_selftest_passes(capsys: pytest.CaptureFixture[str]) -> None:
-    from tcaudit.cli import main
+    from tcaudit.cli.main import main
 
     assert main(["selftest"]) == 0
     out = capsys.readouterr().out
@@ -325,7 +325,7 @@ def test_a_disagreement_is_flagged_loudly() -> None:
     )
     placement = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 2, ("before 3",), False)
     after = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 4, ("after 3",), False)
-    from tcaudit.observer import Counts
+    from tcaudit.live.observer import Counts
 
     observers = [
         probe.ObserverResult(placement, 1, 1, Counts(packets=100), 100, "rx", 1.0),
@@ -360,7 +360,7 @@ def test_shared_block_hooks_are_skipped(box: Sandbox, capsys: pytest.CaptureFixt
     host.nl.add_clsact(host.ifindex("lxc0"), ingress_block=9)
     prog = box.load_returning(0, "on_block")
     host.nl.add_bpf_filter(0, 0, pref=2, handle=1, prog_fd=prog.fd, name="on_block", block=9)
-    from tcaudit.cli import main
+    from tcaudit.cli.main import main
 
     assert (
         main(

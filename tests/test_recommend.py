@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tcaudit.labkit import Sandbox
-from tcaudit.netlink import ETH_P_IP
+from tcaudit.kernel.rtnl import ETH_P_IP
+from tcaudit.lab.sandbox import Sandbox
 from tests.conftest import validate
 from tests.nodes import node, run_json
 
@@ -239,7 +239,7 @@ def test_snapshot_diff_and_merge(
     assert run_json(capsys, "snapshot", "-o", "-", *n.selectors())[1]["schema"] == (
         "tcaudit/scan/v1"
     )
-    from tcaudit.cli import main
+    from tcaudit.cli.main import main
 
     assert main(["snapshot", "-o", str(before), *n.selectors()]) == 0
     n.box.tcx_attach(n.host, "lxc1", "ingress", n.prog(0, "cil_from_contai"))

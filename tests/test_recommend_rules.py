@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tcaudit.merge import merge
+from tcaudit.advice.merge import merge
+from tcaudit.advice.recommend import recommend
 from tcaudit.model import Entry, Hook, Host, Interface, NamespaceScan, Netns, Program, Scan, Verdict
-from tcaudit.recommend import recommend
-from tcaudit.vendors import add_vendors
+from tcaudit.vendors.attribution import add_vendors
 
 ACCEPT = Verdict((0,), ("accept",), "static", None)
 CONTINUE = Verdict((-1,), ("continue",), "static", None)

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tcaudit import bpfsys
 from tcaudit.analysis.attach import VerdictAnalyser
 from tcaudit.analysis.insns import Insn, encode
+from tcaudit.kernel import bpf
 from tests.bpfasm import R0, R1, exit_, ldx
 from tests.conftest import require_privileged
 
@@ -36,15 +36,15 @@ def maps() -> Iterator[dict[str, int]]:
     try:
         value = struct.pack("=II", 0xDEAD, 7)  # the verdict is at offset 4: REDIRECT
         for name, flags, freeze in (
-            ("frozen_ro", bpfsys.BPF_F_RDONLY_PROG, True),
-            ("ro_unfrozen", bpfsys.BPF_F_RDONLY_PROG, False),
+            ("frozen_ro", bpf.BPF_F_RDONLY_PROG, True),
+            ("ro_unfrozen", bpf.BPF_F_RDONLY_PROG, False),
             ("frozen_rw", 0, True),
         ):
-            fd = bpfsys.map_create(bpfsys.BPF_MAP_TYPE_ARRAY, 4, 8, 1, f"tcat_{name}"[:15], flags)
+            fd = bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 8, 1, f"tcat_{name}"[:15], flags)
             fds[name] = fd
-            bpfsys.map_update(fd, struct.pack("=I", 0), value)
+            bpf.map_update(fd, struct.pack("=I", 0), value)
             if freeze:
-                bpfsys.map_freeze(fd)
+                bpf.map_freeze(fd)
         yield fds
     finally:
         for fd in fds.values():
@@ -60,11 +60,11 @@ def test_only_frozen_read_only_maps_give_constants(
     maps: dict[str, int], name: str, constant: bool
 ) -> None:
     require_privileged()
-    prog = bpfsys.prog_load(_program(maps[name]), name=f"tcat_{name}"[:15])
+    prog = bpf.prog_load(_program(maps[name]), name=f"tcat_{name}"[:15])
     try:
-        seen = bpfsys.prog_test_run(prog, FRAME).retval
+        seen = bpf.prog_test_run(prog, FRAME).retval
         assert seen == 7
-        analysis = VerdictAnalyser().analysis(bpfsys.prog_info(prog).id)
+        analysis = VerdictAnalyser().analysis(bpf.prog_info(prog).id)
         assert not isinstance(analysis, str)
         if constant:
             assert analysis.possible == {7}

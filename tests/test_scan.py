@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tcaudit import bpfsys
-from tcaudit.cli import main
-from tcaudit.labkit import Namespace, Sandbox
-from tcaudit.netlink import RTNLGRP_TC, Netlink
-from tcaudit.programs import ProgramReader
+from tcaudit.cli.main import main
+from tcaudit.inventory.programs import ProgramReader
+from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.rtnl import RTNLGRP_TC, Netlink
+from tcaudit.lab.sandbox import Namespace, Sandbox
 from tests.conftest import validate
 
 pytestmark = pytest.mark.usefixtures("privileged")
@@ -88,7 +88,7 @@ def test_inventory_matches_the_kernel(box: Sandbox, capsys: pytest.CaptureFixtur
         (10, "0x3", "classifier_ingress_1"),
     ]
     first = ingress["entries"][0]
-    info = bpfsys.prog_info(vendor.fd)
+    info = bpf.prog_info(vendor.fd)
     assert first["program"]["id"] == info.id == vendor.id
     assert first["program"]["tag"] == info.tag
     assert first["program"]["name"] == "vendor_ok"
@@ -292,8 +292,8 @@ def test_scan_is_read_only(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> 
         listeners.append(listener)
 
     def tcx_revision() -> int:
-        with bpfsys.inside_netns(pod.fd):
-            return bpfsys.tcx_query(pod.ifindex("eth0"), bpfsys.BPF_TCX_EGRESS).revision
+        with nsfs.inside_netns(pod.fd):
+            return bpf.tcx_query(pod.ifindex("eth0"), bpf.BPF_TCX_EGRESS).revision
 
     try:
         # the listener works: a change we make is heard...
@@ -418,10 +418,10 @@ def test_kernel_without_tcx_is_reported_not_an_error(
     host, _pod = pod_pair(box)
     box.attach(host, "veth0", "ingress", box.load_returning(0, "legacy"), pref=1, handle=1)
 
-    def no_tcx(ifindex: int, attach_type: int) -> bpfsys.TcxQuery:
-        raise bpfsys.TcxUnsupported("BPF_PROG_QUERY: Invalid argument")
+    def no_tcx(ifindex: int, attach_type: int) -> bpf.TcxQuery:
+        raise bpf.TcxUnsupported("BPF_PROG_QUERY: Invalid argument")
 
-    monkeypatch.setattr(bpfsys, "tcx_query", no_tcx)
+    monkeypatch.setattr(bpf, "tcx_query", no_tcx)
     doc = scan_doc(capsys, host)
     assert doc["host"]["tcx"] is False
     tcx = hook_of(doc, host, "veth0", "tcx/ingress")
@@ -437,14 +437,14 @@ def test_an_unreadable_program_leaves_its_entry_with_a_reason(
     host, _pod = pod_pair(box)
     prog = box.load_returning(0, "vanishing")
     box.attach(host, "veth0", "ingress", prog, pref=1, handle=1, name="kept")
-    real = bpfsys.prog_fd_by_id
+    real = bpf.prog_fd_by_id
 
     def refuse(prog_id: int) -> int:
         if prog_id == prog.id:
-            raise bpfsys.BpfError(1, f"BPF_PROG_GET_FD_BY_ID {prog_id}")  # EPERM
+            raise bpf.BpfError(1, f"BPF_PROG_GET_FD_BY_ID {prog_id}")  # EPERM
         return real(prog_id)
 
-    monkeypatch.setattr(bpfsys, "prog_fd_by_id", refuse)
+    monkeypatch.setattr(bpf, "prog_fd_by_id", refuse)
     [entry] = hook_of(scan_doc(capsys, host), host, "veth0", "clsact/ingress")["entries"]
     assert entry["filter_name"] == "kept" and entry["pref"] == 1
     program = entry["program"]
@@ -465,7 +465,7 @@ def test_an_engine_crash_on_one_program_does_not_end_the_scan(
     good = box.load_returning(-1, "tcat_fine")
     box.attach(host, "veth0", "ingress", bad, pref=1, handle=1)
     box.attach(host, "veth0", "ingress", good, pref=2, handle=1)
-    bad_id = bpfsys.prog_info(bad.fd).id
+    bad_id = bpf.prog_info(bad.fd).id
     real = attach.analyse
 
     def flaky(code: Any, source: Any, **kw: Any) -> Any:
@@ -522,7 +522,7 @@ def test_the_verdict_cache_is_reused_and_never_stale(
 
     assert verdict() == [-1, 0] and len(runs) == 1
     assert verdict() == [-1, 0] and len(runs) == 1  # from the cache
-    bpfsys.map_update(table, struct.pack("=I", 1), struct.pack("=I", programs["tail_shot"].fd))
+    bpf.map_update(table, struct.pack("=I", 1), struct.pack("=I", programs["tail_shot"].fd))
     assert verdict() == [-1, 0, 2] and len(runs) == 2  # the slots changed: analysed again
     code, _out, _err = run(capsys, "scan", "--format", "json", "--no-cache", "--netns", host.name)
     assert code == 0 and len(runs) == 3

@@ -15,7 +15,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tcaudit import vendors
 from tcaudit.errors import UsageError
 from tcaudit.model import (
     Entry,
@@ -30,7 +29,8 @@ from tcaudit.model import (
     Scan,
     Verdict,
 )
-from tcaudit.vendors import (
+from tcaudit.vendors import attribution as vendors
+from tcaudit.vendors.attribution import (
     VENDOR_SCHEMA,
     VendorMatch,
     add_vendors,

@@ -1160,7 +1160,7 @@ def test_an_engine_exception_is_one_program_unknown_verdict(
 
 
 def test_snapshot_verdicts_read_back_with_ranges() -> None:
-    from tcaudit.snapshot import _verdict
+    from tcaudit.inventory.snapshot import _verdict
 
     new = _verdict({"possible": None, "ranges": [[-4095, 0], [7, 7]],
                     "effective": ["accept", "continue", "redirect"], "basis": "static",

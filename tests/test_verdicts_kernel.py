@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from tcaudit.bpf import source_path
 
-from tcaudit import bpfsys
 from tcaudit.analysis.attach import VerdictAnalyser
-from tcaudit.labkit import Sandbox
+from tcaudit.kernel import bpf
+from tcaudit.lab.sandbox import Sandbox
 from tests.conftest import require_privileged
 from tests.test_patterns_kernel import covers, definite, jit_harden, uses_r11
 
@@ -123,14 +123,14 @@ def packets(seed: int, count: int) -> Iterator[tuple[bytes, bytes]]:
 def observed(fd: int, seed: int, count: int = 600) -> set[int]:
     seen = set()
     for data, ctx in packets(seed, count):
-        retval = bpfsys.prog_test_run(fd, data, ctx=ctx).retval
+        retval = bpf.prog_test_run(fd, data, ctx=ctx).retval
         seen.add(struct.unpack("=i", struct.pack("=I", retval))[0])
     return seen
 
 
 @pytest.mark.parametrize("name", VERDICT_PROGRAMS)
 def test_every_observed_return_is_possible(verdict_fds: dict[str, int], name: str) -> None:
-    analysis = VerdictAnalyser().analysis(bpfsys.prog_info(verdict_fds[name]).id)
+    analysis = VerdictAnalyser().analysis(bpf.prog_info(verdict_fds[name]).id)
     assert not isinstance(analysis, str), analysis
     seen = observed(verdict_fds[name], seed=sum(map(ord, name)))
     if name in EXACT:
@@ -144,18 +144,18 @@ def test_every_observed_return_is_possible(verdict_fds: dict[str, int], name: st
 
 
 def test_tail_call_answer_depends_on_the_prog_array(verdict_fds: dict[str, int]) -> None:
-    root = bpfsys.prog_info(verdict_fds["tail_root"])
+    root = bpf.prog_info(verdict_fds["tail_root"])
     analysis = VerdictAnalyser().analysis(root.id)
     assert not isinstance(analysis, str)
     assert analysis.reason is not None and "prog array" in analysis.reason
     [site] = analysis.tail_calls
-    targets = {bpfsys.prog_info(verdict_fds[n]).id for n in ("tail_ok", "tail_shot")}
+    targets = {bpf.prog_info(verdict_fds[n]).id for n in ("tail_ok", "tail_shot")}
     assert set(site.targets) == targets
     assert analysis.prog_arrays and analysis.prog_arrays[0] in root.map_ids
 
 
 def test_cilium_like_tree(cilium_fds: dict[str, int]) -> None:
-    infos = {name: bpfsys.prog_info(fd) for name, fd in cilium_fds.items()}
+    infos = {name: bpf.prog_info(fd) for name, fd in cilium_fds.items()}
     assert sum(info.xlated_len // 8 for info in infos.values()) > 2000
     analyser = VerdictAnalyser()
     root = analyser.analysis(infos["cil_from_container"].id)
@@ -207,7 +207,7 @@ def _clang_subprog(harden: AbstractContextManager[None]) -> Iterator[int]:
             text=True,
             check=True,
         ).stdout
-        fd = bpfsys.prog_fd_by_id(int(out.split(":", 1)[0]))
+        fd = bpf.prog_fd_by_id(int(out.split(":", 1)[0]))
         (mount / "p").unlink()
         yield fd
     finally:
@@ -228,7 +228,7 @@ def blinded_clang_subprog() -> Iterator[int]:
 
 
 def test_subprogram_return_flows_to_the_caller(clang_subprog: int) -> None:
-    info = bpfsys.prog_info(clang_subprog, with_code=True)
+    info = bpf.prog_info(clang_subprog, with_code=True)
     assert info.func_starts is not None and len(info.func_starts) == 2  # main + decide
     analysis = VerdictAnalyser().analysis(info.id)
     assert not isinstance(analysis, str)
@@ -252,7 +252,7 @@ def test_blinding_went_through_r11(blinded_verdict_fds: dict[str, int]) -> None:
 @pytest.mark.parametrize("name", VERDICT_PROGRAMS)
 def test_sound_with_constant_blinding(blinded_verdict_fds: dict[str, int], name: str) -> None:
     require_privileged()
-    analysis = VerdictAnalyser().analysis(bpfsys.prog_info(blinded_verdict_fds[name]).id)
+    analysis = VerdictAnalyser().analysis(bpf.prog_info(blinded_verdict_fds[name]).id)
     assert not isinstance(analysis, str), analysis
     seen = observed(blinded_verdict_fds[name], seed=sum(map(ord, name)))
     missed = sorted(v for v in seen if not covers(analysis, v))
@@ -263,7 +263,7 @@ def test_sound_with_constant_blinding(blinded_verdict_fds: dict[str, int], name:
 @pytest.mark.parametrize("name", sorted(EXACT))
 def test_exact_with_constant_blinding(blinded_verdict_fds: dict[str, int], name: str) -> None:
     require_privileged()
-    analysis = VerdictAnalyser().analysis(bpfsys.prog_info(blinded_verdict_fds[name]).id)
+    analysis = VerdictAnalyser().analysis(bpf.prog_info(blinded_verdict_fds[name]).id)
     assert not isinstance(analysis, str), analysis
     assert definite(analysis), analysis.reason
     assert analysis.possible == EXACT[name]
@@ -273,7 +273,7 @@ def test_exact_with_constant_blinding(blinded_verdict_fds: dict[str, int], name:
 def test_cilium_like_tree_with_constant_blinding(blinded_cilium_fds: dict[str, int]) -> None:
     require_privileged()
     fd = blinded_cilium_fds["cil_from_container"]
-    root = VerdictAnalyser().analysis(bpfsys.prog_info(fd).id)
+    root = VerdictAnalyser().analysis(bpf.prog_info(fd).id)
     assert not isinstance(root, str)
     seen = observed(fd, seed=7, count=1500)
     assert {0, 2} <= seen
@@ -284,7 +284,7 @@ def test_cilium_like_tree_with_constant_blinding(blinded_cilium_fds: dict[str, i
 @pytest.mark.privileged
 def test_subprogram_with_constant_blinding(blinded_clang_subprog: int) -> None:
     require_privileged()
-    info = bpfsys.prog_info(blinded_clang_subprog, with_code=True)
+    info = bpf.prog_info(blinded_clang_subprog, with_code=True)
     analysis = VerdictAnalyser().analysis(info.id)
     assert not isinstance(analysis, str)
     seen = observed(blinded_clang_subprog, seed=3, count=200)

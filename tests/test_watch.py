@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tcaudit.labkit import Sandbox
-from tcaudit.vendors import load_registry
-from tcaudit.watch import Watcher, WatchEvent, WatchFinding
+from tcaudit.lab.sandbox import Sandbox
+from tcaudit.live.watch import Watcher, WatchEvent, WatchFinding
+from tcaudit.vendors.attribution import load_registry
 from tests.conftest import validate
 
 pytestmark = pytest.mark.usefixtures("privileged")
@@ -36,10 +36,12 @@ def test_the_replace_then_delete_race_is_caught_with_its_actors(box: Sandbox) ->
     watcher, seen = watching(box, [host.name, pod.name])
     try:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "tcaudit.lab", "_race", "agent", host.path, "lxc0"], cwd=ROOT
+            [sys.executable, "-m", "tcaudit.lab.scenarios", "_race", "agent", host.path, "lxc0"],
+            cwd=ROOT,
         )
         cilium = subprocess.Popen(
-            [sys.executable, "-m", "tcaudit.lab", "_race", "cilium", host.path, "lxc0"], cwd=ROOT
+            [sys.executable, "-m", "tcaudit.lab.scenarios", "_race", "cilium", host.path, "lxc0"],
+            cwd=ROOT,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (agent.poll() is None or cilium.poll() is None):
@@ -228,7 +230,7 @@ def test_an_overrun_is_reported_and_followed_by_a_rescan(box: Sandbox) -> None:
 
 
 def test_a_namespace_going_away_loses_its_filters_and_its_bookkeeping(box: Sandbox) -> None:
-    from tcaudit import bpfsys
+    from tcaudit.kernel import nsfs
 
     host = box.namespace("host")
     pod = box.namespace("pod")
@@ -241,7 +243,7 @@ def test_a_namespace_going_away_loses_its_filters_and_its_bookkeeping(box: Sandb
         box.attach(pod, "eth0", "ingress", prog, pref=2, handle=1, name="ztunnel_ingress")
         watcher.step(0.1)
         assert len(watcher._piling) == 1  # Istio's programs at prefs 1 and 2
-        bpfsys.delete_named_netns(pod.name)  # no name, no process: gone for discovery
+        nsfs.delete_named_netns(pod.name)  # no name, no process: gone for discovery
         for _ in range(10):
             watcher.step(0.05)
         # nothing kept about a namespace that is gone: long watches stay bounded

@@ -15,10 +15,10 @@ import os
 import struct
 from collections.abc import Mapping
 
-from tcaudit import bpfsys
 from tcaudit.analysis import btf
 from tcaudit.analysis.closure import ProgramCode
 from tcaudit.analysis.insns import decode
+from tcaudit.kernel import bpf
 
 BPF_FUNC_TAIL_CALL = 12
 
@@ -105,7 +105,7 @@ class KernelCode:
     def prog_array(self, map_id: int) -> Mapping[int, int] | None:
         if map_id not in self._arrays:
             try:
-                self._arrays[map_id] = bpfsys.prog_array_slots(map_id)
+                self._arrays[map_id] = bpf.prog_array_slots(map_id)
             except OSError:
                 self._arrays[map_id] = None
         return self._arrays[map_id]
@@ -144,12 +144,12 @@ class KernelCode:
         """The program's load time (CLOCK_BOOTTIME ns): with the id, it names the code."""
         if prog_id not in self._load_times:
             try:
-                fd = bpfsys.prog_fd_by_id(prog_id)
+                fd = bpf.prog_fd_by_id(prog_id)
             except OSError:
                 self._load_times[prog_id] = None
             else:
                 try:
-                    self._load_times[prog_id] = bpfsys.prog_info(fd).load_time_ns
+                    self._load_times[prog_id] = bpf.prog_info(fd).load_time_ns
                 except OSError:
                     self._load_times[prog_id] = None
                 finally:
@@ -159,7 +159,7 @@ class KernelCode:
     def rodata(self, map_id: int) -> bytes | None:
         """Element 0 of a frozen, program-read-only array map (bpf_map_is_rdonly)."""
         if map_id not in self._rodata:
-            self._rodata[map_id] = bpfsys.readonly_array_value(map_id)
+            self._rodata[map_id] = bpf.readonly_array_value(map_id)
         return self._rodata[map_id]
 
     def cb_range(self) -> tuple[int, int] | None:
@@ -192,12 +192,12 @@ class KernelCode:
 
     def _read(self, prog_id: int) -> bool:
         try:
-            fd = bpfsys.prog_fd_by_id(prog_id)
+            fd = bpf.prog_fd_by_id(prog_id)
         except OSError as err:
             self._errors[prog_id] = f"program {prog_id} unreadable: {err.strerror}"
             return False
         try:
-            info = bpfsys.prog_info(fd, with_code=True)
+            info = bpf.prog_info(fd, with_code=True)
         except OSError as err:
             self._errors[prog_id] = f"program {prog_id} code unreadable: {err.strerror}"
             return False

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tcaudit import __version__
-from tcaudit.diff import Change
-from tcaudit.merge import ClusterAnswer
-from tcaudit.observer import Counts
-from tcaudit.probe import CleanupReport, ProbeResult
-from tcaudit.recommend import Finding, Recommendation, Where
-from tcaudit.watch import WatchEvent, WatchFinding, WatchSummary
+from tcaudit.advice.diff import Change
+from tcaudit.advice.merge import ClusterAnswer
+from tcaudit.advice.recommend import Finding, Recommendation, Where
+from tcaudit.live.observer import Counts
+from tcaudit.live.probe import CleanupReport, ProbeResult
+from tcaudit.live.watch import WatchEvent, WatchFinding, WatchSummary
 
 LEVELS = {"blind": 2, "warning": 1, "never": 99}
 
@@ -562,8 +562,8 @@ def watch_json(item: WatchEvent | WatchFinding) -> dict[str, Any]:
             "interface": item.interface,
             "hook": item.hook,
         }
-    from tcaudit.render import program_json
-    from tcaudit.vendors import vendor_json
+    from tcaudit.output.render import program_json
+    from tcaudit.vendors.attribution import vendor_json
 
     actor = item.actor
     return {

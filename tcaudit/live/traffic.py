@@ -13,7 +13,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from tcaudit import bpfsys
+from tcaudit.kernel import nsfs
 
 DISCARD_PORT = 9  # RFC 863: nobody listens, the kernel answers ICMP port unreachable
 
@@ -33,7 +33,7 @@ def send_udp(
     netns_fd: int, destination: str, count: int = 10, size: int = 64, port: int = DISCARD_PORT
 ) -> int:
     """Send ``count`` datagrams from inside a namespace; returns how many left."""
-    with bpfsys.inside_netns(netns_fd):
+    with nsfs.inside_netns(netns_fd):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sent = 0
     with sock:
@@ -83,7 +83,7 @@ def _checksum(data: bytes) -> int:
 
 def send_ping(netns_fd: int, destination: str, count: int = 3) -> int:
     """ICMP echo requests from inside a namespace (a raw socket: root only)."""
-    with bpfsys.inside_netns(netns_fd):
+    with nsfs.inside_netns(netns_fd):
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     sent = 0
     with sock:

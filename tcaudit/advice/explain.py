@@ -15,10 +15,10 @@ from tcaudit.analysis.closure import Analysis
 from tcaudit.analysis.insns import disassemble
 from tcaudit.analysis.meaning import ranges_text, verdict_names
 from tcaudit.errors import UsageError
-from tcaudit.inventory import inventory
+from tcaudit.inventory.programs import ProgramReader
+from tcaudit.inventory.scan import Selection
 from tcaudit.model import Entry, Program, Scan
-from tcaudit.programs import ProgramReader
-from tcaudit.scan import Selection
+from tcaudit.pipeline import inventory
 
 _MEANING = {
     "accept": "accepts (ends the chain)",

@@ -1,6 +1,6 @@
 """The one module that speaks rtnetlink (pyroute2 for link and address changes).
 
-One NETLINK_ROUTE socket per namespace, opened from inside it (``bpfsys.inside_netns``)
+One NETLINK_ROUTE socket per namespace, opened from inside it (``nsfs.inside_netns``)
 and used from anywhere afterwards: a netlink socket keeps the namespace it was created
 in. This avoids pyroute2's ``IPRoute(netns=NAME)``, which CREATES a missing named
 namespace and forks a helper process per namespace (tc-semantics.md, "pyroute2 traps").
@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tcaudit import bpfsys
+from tcaudit.kernel import nsfs
 
 # message types and flags (include/uapi/linux/rtnetlink.h, netlink.h)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -337,7 +337,7 @@ class Netlink:
         if netns_fd is None:
             self._sock = self._open()
         else:
-            with bpfsys.inside_netns(netns_fd):
+            with nsfs.inside_netns(netns_fd):
                 self._sock = self._open()
         self._seq = 0
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import click
 
-from tcaudit import __version__, privileges
+from tcaudit import __version__
 from tcaudit.errors import TcauditError, UsageError
-from tcaudit.inventory import inventory
-from tcaudit.render import SCAN_SCHEMA, dumps, scan_json, scan_table
-from tcaudit.scan import Selection, hooks_for
+from tcaudit.inventory.scan import Selection, hooks_for
+from tcaudit.kernel import privileges
+from tcaudit.output.render import SCAN_SCHEMA, dumps, scan_json, scan_table
+from tcaudit.pipeline import inventory
 
 # Commands other than scan import their modules when they run: `tcaudit scan` is the
 # one people loop over, and its start-up time is part of its speed target.
@@ -222,8 +223,8 @@ def explain_cmd(
     Name it by PROG_ID (as `tcaudit scan` shows it), or by --netns/--dev/--hook and
     --pref (clsact) or --position (TCX). Read-only.
     """
-    from tcaudit.explain import explain_selected
-    from tcaudit.render import explain_json, explain_text
+    from tcaudit.advice.explain import explain_selected
+    from tcaudit.output.render import explain_json, explain_text
 
     privileges.require("explain")
     result = explain_selected(reading.selection, prog_id, pref=pref, position=position)
@@ -258,8 +259,8 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     Evaluates every hook CWS attaches to (every interface in every selected namespace,
     ingress and egress). Read-only.
     """
-    from tcaudit.recommend import recommend
-    from tcaudit.reports import recommend_json, recommend_text
+    from tcaudit.advice.recommend import recommend
+    from tcaudit.output.reports import recommend_json, recommend_text
 
     privileges.require("recommend")
     scan = inventory(
@@ -298,8 +299,8 @@ Examples:
 @_format_option(["table", "json", "junit", "markdown"], "Report format.")
 def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) -> int:
     """A CI gate: the recommendation's findings, with an exit status."""
-    from tcaudit.recommend import recommend
-    from tcaudit.reports import check_json, check_junit, check_markdown, check_text, failing
+    from tcaudit.advice.recommend import recommend
+    from tcaudit.output.reports import check_json, check_junit, check_markdown, check_text, failing
 
     privileges.require("check")
     scan = inventory(
@@ -412,9 +413,9 @@ def probe_cmd(
     CWS priority and one just before and after each foreign classifier, so each gets a
     verdict from traffic ("hands packets on" / "ends the chain for N%"), set beside the
     static one from its bytecode."""
-    from tcaudit import probe
-    from tcaudit.observer import Observer
-    from tcaudit.reports import cleanup_text, probe_json, probe_text
+    from tcaudit.live import probe
+    from tcaudit.live.observer import Observer
+    from tcaudit.output.reports import cleanup_text, probe_json, probe_text
 
     privileges.require("probe")
     if do_cleanup:
@@ -464,7 +465,7 @@ def selftest_cmd() -> int:
     """Check the network side end to end, like the agent's `runtime self-test`: a
     throwaway namespace pair, a classifier that accepts, an observer in front of it and
     one behind, packets, both counts checked, everything removed."""
-    from tcaudit.selftest import selftest
+    from tcaudit.lab.selftest import selftest
 
     privileges.require("selftest")
     result = selftest()
@@ -530,9 +531,9 @@ def watch_cmd(
     behind it, and raise findings when vendors race each other."""
     import json
 
-    from tcaudit.reports import watch_json, watch_line, watch_summary, watch_summary_text
-    from tcaudit.vendors import load_registry
-    from tcaudit.watch import Watcher
+    from tcaudit.live.watch import Watcher
+    from tcaudit.output.reports import watch_json, watch_line, watch_summary, watch_summary_text
+    from tcaudit.vendors.attribution import load_registry
 
     privileges.require("watch")
     seconds, gap_seconds = parse_duration(duration), parse_duration(gap)
@@ -644,7 +645,7 @@ def lab_list() -> None:
     """The scenarios, what happened in real life, and the expected recommendation."""
     import textwrap
 
-    from tcaudit.lab import SCENARIOS, running
+    from tcaudit.lab.scenarios import SCENARIOS, running
 
     up_now = set(running())
     for s in SCENARIOS:
@@ -657,7 +658,7 @@ def lab_list() -> None:
 @click.argument("name")
 def lab_up(name: str) -> None:
     """Build a scenario (state in /run/tcaudit/lab; `down` removes exactly it)."""
-    from tcaudit.lab import up
+    from tcaudit.lab.scenarios import up
 
     privileges.require("lab up")
     result = up(name)
@@ -669,7 +670,7 @@ def lab_up(name: str) -> None:
 @lab_group.command("status")
 def lab_status() -> None:
     """Which scenarios are up, and their namespaces."""
-    from tcaudit.lab import namespaces_of, running
+    from tcaudit.lab.scenarios import namespaces_of, running
 
     names = running()
     if not names:
@@ -683,7 +684,7 @@ def lab_status() -> None:
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1, 1000))
 def lab_traffic(name: str, rounds: int) -> None:
     """Send pings and UDP between the scenario's namespaces."""
-    from tcaudit.lab import send_traffic
+    from tcaudit.lab.scenarios import send_traffic
 
     privileges.require("lab traffic")
     click.echo(f"sent {send_traffic(name, rounds)} packets between {name}'s namespaces")
@@ -693,7 +694,7 @@ def lab_traffic(name: str, rounds: int) -> None:
 @click.argument("name")
 def lab_trigger(name: str) -> None:
     """Play a scenario's dynamic part (cilium-1.9-race: the replace-then-delete race)."""
-    from tcaudit.lab import trigger
+    from tcaudit.lab.scenarios import trigger
 
     privileges.require("lab trigger")
     pids = trigger(name)
@@ -705,7 +706,7 @@ def lab_trigger(name: str) -> None:
 @click.option("--all", "everything", is_flag=True, help="Every scenario that is up.")
 def lab_down(name: str | None, everything: bool) -> None:
     """Remove exactly what `up` made (also after a crash)."""
-    from tcaudit.lab import down, running
+    from tcaudit.lab.scenarios import down, running
 
     privileges.require("lab down")
     if not name and not everything:
@@ -718,8 +719,8 @@ def lab_down(name: str | None, everything: bool) -> None:
 
 
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
-    from tcaudit.snapshot import read_document, scan_from_json
-    from tcaudit.vendors import add_vendors, load_registry
+    from tcaudit.inventory.snapshot import read_document, scan_from_json
+    from tcaudit.vendors.attribution import add_vendors, load_registry
 
     doc = read_document(path, SCAN_SCHEMA)
     return doc, add_vendors(scan_from_json(doc), load_registry(vendor_files))
@@ -756,8 +757,8 @@ Examples:
 def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fmt: str) -> int:
     """What changed on the tc hooks between two snapshots: filters added, removed, moved,
     replaced, verdicts and vendor versions changed, TCX programs appearing."""
-    from tcaudit.diff import diff
-    from tcaudit.reports import diff_json, diff_text, failing
+    from tcaudit.advice.diff import diff
+    from tcaudit.output.reports import diff_json, diff_text, failing
 
     _, before = _load_snapshot(old, vendor_files)
     _, after = _load_snapshot(new, vendor_files)
@@ -786,8 +787,8 @@ Examples:
 def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: str) -> None:
     """One cluster-wide answer from every node's snapshot: the priority that works on
     all of them, or the nodes that force disabling network detections and why."""
-    from tcaudit.merge import merge
-    from tcaudit.reports import merge_json, merge_text
+    from tcaudit.advice.merge import merge
+    from tcaudit.output.reports import merge_json, merge_text
 
     nodes = []
     seen: set[str] = set()

@@ -1,6 +1,6 @@
 """Vendor fingerprints and attribution: who put each classifier on a hook.
 
-The registry is data: ``tcaudit/vendors.json`` (shipped) plus any files given with
+The registry is data: ``tcaudit/vendors/vendors.json`` (shipped) plus any files given with
 ``--vendors FILE``. Its facts come from shared/reference/vendors.md (every row of its table,
 with the sources it names) and datadog-cws.md:
 
@@ -351,12 +351,12 @@ def _parse_registry(text: str, default_certainty: str) -> tuple[Fingerprint, ...
 
 @lru_cache(maxsize=1)
 def shipped_registry() -> tuple[Fingerprint, ...]:
-    """The fingerprints shipped in tcaudit/vendors.json."""
-    text = resources.files("tcaudit").joinpath("vendors.json").read_text(encoding="utf-8")
+    """The fingerprints shipped in tcaudit/vendors/vendors.json."""
+    text = resources.files("tcaudit.vendors").joinpath("vendors.json").read_text(encoding="utf-8")
     try:
         return _parse_registry(text, "checked against source")
     except _Bad as err:  # a packaging bug, caught by the tests
-        raise RuntimeError(f"tcaudit/vendors.json: {err}") from None
+        raise RuntimeError(f"tcaudit/vendors/vendors.json: {err}") from None
 
 
 def load_registry(extra_files: Sequence[str | Path] = ()) -> tuple[Fingerprint, ...]:

@@ -35,11 +35,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcaudit import bpfsys
-from tcaudit.model import Entry, Hook, Interface, Netns, Program
-from tcaudit.namespaces import discover
-from tcaudit.namespaces import select as select_namespaces
-from tcaudit.netlink import (
+from tcaudit.inventory.namespaces import discover
+from tcaudit.inventory.namespaces import select as select_namespaces
+from tcaudit.inventory.programs import ProgramReader, scan_holders
+from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.rtnl import (
     PARENT_EGRESS,
     PARENT_INGRESS,
     RTM_DELLINK,
@@ -54,11 +54,11 @@ from tcaudit.netlink import (
     Notification,
     protocol_name,
 )
-from tcaudit.programs import ProgramReader, scan_holders
-from tcaudit.vendors import Fingerprint, VendorMatch, attribute
+from tcaudit.model import Entry, Hook, Interface, Netns, Program
+from tcaudit.vendors.attribution import Fingerprint, VendorMatch, attribute
 
 _HOOK = {PARENT_INGRESS: "clsact/ingress", PARENT_EGRESS: "clsact/egress"}
-_TCX = {"tcx/ingress": bpfsys.BPF_TCX_INGRESS, "tcx/egress": bpfsys.BPF_TCX_EGRESS}
+_TCX = {"tcx/ingress": bpf.BPF_TCX_INGRESS, "tcx/egress": bpf.BPF_TCX_EGRESS}
 MAX_FINDINGS = 1000
 CACHE_LIMIT = 10_000
 
@@ -219,7 +219,7 @@ class Watcher:
 
     def _add_space(self, netns: Netns, *, announce: bool) -> None:
         try:
-            fd = bpfsys.open_netns(netns.path)
+            fd = nsfs.open_netns(netns.path)
         except FileNotFoundError:
             return  # gone again before we got to it
         except OSError as err:
@@ -590,12 +590,12 @@ class Watcher:
         state: dict[tuple[int, str], tuple[int, tuple[int, ...]]] = {}
         if not self._tcx_supported:
             return state
-        with bpfsys.inside_netns(space.fd):
+        with nsfs.inside_netns(space.fd):
             for ifindex in list(space.links):
                 for hook, attach in _TCX.items():
                     try:
-                        query = bpfsys.tcx_query(ifindex, attach)
-                    except bpfsys.TcxUnsupported:
+                        query = bpf.tcx_query(ifindex, attach)
+                    except bpf.TcxUnsupported:
                         self._tcx_supported = False
                         return {}
                     except OSError:
@@ -804,7 +804,7 @@ def _netlink_owner(netns_fd: int, portid: int) -> Actor:
     """The process whose NETLINK_ROUTE socket has ``portid`` in that namespace."""
     inode = None
     try:
-        with bpfsys.inside_netns(netns_fd), open("/proc/thread-self/net/netlink") as table:
+        with nsfs.inside_netns(netns_fd), open("/proc/thread-self/net/netlink") as table:
             for line in table.read().splitlines()[1:]:
                 fields = line.split()
                 if len(fields) >= 10 and fields[1] == "0" and int(fields[2]) == portid:

@@ -15,8 +15,21 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tcaudit import bpfsys
 from tcaudit.errors import UsageError
+from tcaudit.inventory.namespaces import LabResolver, discover, select
+from tcaudit.inventory.programs import ProgramReader
+from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.rtnl import (
+    PARENT_EGRESS,
+    PARENT_INGRESS,
+    TC_H_CLSACT,
+    Filter,
+    Link,
+    Netlink,
+    NetlinkError,
+    Qdisc,
+    protocol_name,
+)
 from tcaudit.model import (
     HOOKS,
     Entry,
@@ -28,21 +41,8 @@ from tcaudit.model import (
     Program,
     Scan,
 )
-from tcaudit.namespaces import LabResolver, discover, select
-from tcaudit.netlink import (
-    PARENT_EGRESS,
-    PARENT_INGRESS,
-    TC_H_CLSACT,
-    Filter,
-    Link,
-    Netlink,
-    NetlinkError,
-    Qdisc,
-    protocol_name,
-)
-from tcaudit.programs import ProgramReader
 
-_TCX_TYPES = {"tcx/ingress": bpfsys.BPF_TCX_INGRESS, "tcx/egress": bpfsys.BPF_TCX_EGRESS}
+_TCX_TYPES = {"tcx/ingress": bpf.BPF_TCX_INGRESS, "tcx/egress": bpf.BPF_TCX_EGRESS}
 _PARENTS = {"clsact/ingress": PARENT_INGRESS, "clsact/egress": PARENT_EGRESS}
 
 
@@ -74,7 +74,7 @@ def hooks_for(hooks: Iterable[str], direction: str | None) -> tuple[str, ...]:
 class _RawHook:
     supported: bool
     filters: list[Filter] = field(default_factory=list)
-    tcx: bpfsys.TcxQuery | None = None
+    tcx: bpf.TcxQuery | None = None
     qdisc: str | None = None
     block: int | None = None
     note: str | None = None
@@ -97,7 +97,7 @@ class _Scanner:
 
     def read_namespace(self, ns: Netns) -> _RawNamespace | None:
         try:
-            fd = bpfsys.open_netns(ns.path)
+            fd = nsfs.open_netns(ns.path)
         except OSError:
             self.warnings.append(f"namespace {ns.label} vanished before it could be read")
             return None
@@ -123,15 +123,15 @@ class _Scanner:
         wanted = [h for h in self.selection.hooks if h in _TCX_TYPES]
         if not wanted or not links:
             return hooks
-        with bpfsys.inside_netns(fd):
+        with nsfs.inside_netns(fd):
             for link in links:
                 for hook in wanted:
                     if not self.tcx_supported:
                         hooks[(link.ifindex, hook)] = _RawHook(False, note="kernel has no TCX")
                         continue
                     try:
-                        query = bpfsys.tcx_query(link.ifindex, _TCX_TYPES[hook])
-                    except bpfsys.TcxUnsupported:
+                        query = bpf.tcx_query(link.ifindex, _TCX_TYPES[hook])
+                    except bpf.TcxUnsupported:
                         self.tcx_supported = False
                         self.tcx_queried = True
                         hooks[(link.ifindex, hook)] = _RawHook(False, note="kernel has no TCX")

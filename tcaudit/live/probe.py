@@ -27,15 +27,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcaudit import bpfsys
+from tcaudit.advice.recommend import DEFAULT_PRIORITY, detect_priority
 from tcaudit.errors import EnvironmentProblem, UsageError
+from tcaudit.inventory.namespaces import discover
+from tcaudit.kernel import nsfs
+from tcaudit.kernel.rtnl import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
+from tcaudit.live.observer import MAX_SLOTS, Counts, Observer
+from tcaudit.live.traffic import Endpoint, burst
 from tcaudit.model import Entry, Hook, Netns, Scan
-from tcaudit.namespaces import discover
-from tcaudit.netlink import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
-from tcaudit.observer import MAX_SLOTS, Counts, Observer
-from tcaudit.recommend import DEFAULT_PRIORITY, detect_priority
-from tcaudit.traffic import Endpoint, burst
-from tcaudit.vendors import is_cws
+from tcaudit.vendors.attribution import is_cws
 
 PROBE_PREFIX = "tcaudit_probe"
 STATE_DIR = "/run/tcaudit/probe"
@@ -334,7 +334,7 @@ def cleanup(directory: Path | None = None) -> CleanupReport:
                 gone.append(what + " (namespace gone)")
                 continue
             try:
-                fd = bpfsys.open_netns(ns_path)
+                fd = nsfs.open_netns(ns_path)
             except OSError:
                 gone.append(what + " (namespace gone)")
                 continue
@@ -409,7 +409,7 @@ def _attached(
             key = placement.netns.id
             if key not in sockets:
                 try:
-                    fd = bpfsys.open_netns(placement.netns.path)
+                    fd = nsfs.open_netns(placement.netns.path)
                 except OSError as err:
                     raise ProbeError(
                         f"namespace {placement.netns.label} went away before the "
@@ -485,7 +485,7 @@ def _attached(
 
 def _open(netns: Netns) -> int:
     try:
-        return bpfsys.open_netns(netns.path)
+        return nsfs.open_netns(netns.path)
     except OSError as err:
         raise ProbeError(f"namespace {netns.label} went away during the probe "
                          f"({err.strerror})") from None

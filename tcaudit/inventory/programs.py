@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from tcaudit import bpfsys
+from tcaudit.kernel import bpf
 from tcaudit.model import Holder, MapRef, Program
 
 # enum bpf_prog_type (include/uapi/linux/bpf.h), as bpftool names them
@@ -112,11 +112,11 @@ class ProgramReader:
     def _read(self, prog_id: int) -> Program:
         holders = tuple(sorted((self._holders or {}).get(prog_id, []), key=lambda h: h.pid))
         try:
-            fd = bpfsys.prog_fd_by_id(prog_id)
+            fd = bpf.prog_fd_by_id(prog_id)
         except OSError as err:
             return _unreadable(prog_id, f"program {prog_id} unreadable: {err.strerror}", holders)
         try:
-            info = bpfsys.prog_info(fd)
+            info = bpf.prog_info(fd)
         except OSError as err:
             return _unreadable(
                 prog_id, f"program {prog_id} info unreadable: {err.strerror}", holders
@@ -141,9 +141,9 @@ class ProgramReader:
         if map_id not in self._maps:
             ref = MapRef(id=map_id, name=None, type=None)
             with contextlib.suppress(OSError):
-                fd = bpfsys.map_fd_by_id(map_id)
+                fd = bpf.map_fd_by_id(map_id)
                 try:
-                    info = bpfsys.map_info(fd)
+                    info = bpf.map_info(fd)
                     ref = MapRef(id=map_id, name=info.name, type=_enum_name(MAP_TYPES, info.type))
                 finally:
                     os.close(fd)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan
-from tcaudit.vendors import VendorMatch, is_cws
+from tcaudit.vendors.attribution import VendorMatch, is_cws
 
 DEFAULT_PRIORITY = 10  # system-probe's runtime_security_config.network.classifier_priority
 HIDING = frozenset({"accept", "redirect", "stolen", "trap"})

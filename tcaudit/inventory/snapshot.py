@@ -33,7 +33,7 @@ from tcaudit.model import (
 @cache
 def schema(name: str) -> dict[str, Any]:
     """A shipped JSON Schema, e.g. schema("scan") for tcaudit/scan/v1."""
-    text = resources.files("tcaudit").joinpath(f"schemas/{name}-v1.json").read_text()
+    text = resources.files("tcaudit").joinpath(f"output/schemas/{name}-v1.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcaudit import bpfsys, traffic
 from tcaudit.errors import EnvironmentProblem, UsageError
-from tcaudit.labkit import Namespace, Program, Sandbox
-from tcaudit.netlink import PARENT_INGRESS, Netlink
-from tcaudit.observer import bpf_source, headers_present, import_bcc
+from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.rtnl import PARENT_INGRESS, Netlink
+from tcaudit.lab.sandbox import Namespace, Program, Sandbox
+from tcaudit.live import traffic
+from tcaudit.live.observer import bpf_source, headers_present, import_bcc
 
 LAB_PREFIX = "tcalab-"
 STATE_DIR = "/run/tcaudit/lab"
@@ -71,7 +72,7 @@ class Build:
             self.state["pins"].append(str(directory))
             self.save()
         path = directory / name
-        bpfsys.obj_pin(fd, str(path))
+        bpf.obj_pin(fd, str(path))
         self.pins.append(str(path))
 
     def cilium_tree(self) -> Program:
@@ -363,7 +364,7 @@ def _bpffs() -> Path:
 
 
 def _is_bpffs(path: Path) -> bool:
-    return bpfsys.fs_type(str(path)) == BPF_FS_MAGIC
+    return bpf.fs_type(str(path)) == BPF_FS_MAGIC
 
 
 def _write_state(name: str, state: dict[str, Any]) -> None:
@@ -488,18 +489,18 @@ def down(name: str) -> DownResult:
     for tcx in state.get("tcx", []):
         # explicit, though deleting the namespace (and its devices) would detach it too
         with contextlib.suppress(OSError):
-            fd = bpfsys.open_netns(f"/run/netns/{tcx['netns']}")
+            fd = nsfs.open_netns(f"/run/netns/{tcx['netns']}")
             try:
-                prog = bpfsys.prog_fd_by_id(int(tcx["prog_id"]))
+                prog = bpf.prog_fd_by_id(int(tcx["prog_id"]))
                 try:
-                    with bpfsys.inside_netns(fd):
+                    with nsfs.inside_netns(fd):
                         index = socket.if_nametoindex(str(tcx["dev"]))
                         attach = (
-                            bpfsys.BPF_TCX_INGRESS
+                            bpf.BPF_TCX_INGRESS
                             if tcx["direction"] == "ingress"
-                            else bpfsys.BPF_TCX_EGRESS
+                            else bpf.BPF_TCX_EGRESS
                         )
-                        bpfsys.tcx_prog_detach(prog, index, attach)
+                        bpf.tcx_prog_detach(prog, index, attach)
                         removed.append(f"TCX program {tcx['prog_id']} on {tcx['dev']}")
                 finally:
                     os.close(prog)
@@ -518,7 +519,7 @@ def down(name: str) -> DownResult:
     for ns in state.get("namespaces", []):
         if (Path("/run/netns") / ns).exists():
             try:
-                bpfsys.delete_named_netns(ns)
+                nsfs.delete_named_netns(ns)
                 removed.append(f"namespace {ns}")
             except OSError as err:
                 left.append(f"namespace {ns}: {err.strerror}")
@@ -562,7 +563,7 @@ def send_traffic(name: str, rounds: int = 3) -> int:
     names = namespaces_of(name)
     if not names:
         raise UsageError(f"lab scenario {name} is not up")
-    fds = [bpfsys.open_netns(f"/run/netns/{n}") for n in names]
+    fds = [nsfs.open_netns(f"/run/netns/{n}") for n in names]
     try:
         endpoints = []
         for fd in fds:
@@ -594,7 +595,9 @@ def trigger(name: str) -> list[int]:
         raise UsageError(f"lab scenario {name} has nothing to trigger")
     path = f"/run/netns/{state['namespaces'][0]}"
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tcaudit.lab", "_race", role, path, "lxc0"])
+        subprocess.Popen(
+            [sys.executable, "-m", "tcaudit.lab.scenarios", "_race", role, path, "lxc0"]
+        )
         for role in ("agent", "cilium")
     ]
     state["pids"] = [{"pid": p.pid, "started": _start_time(p.pid)} for p in procs]
@@ -614,19 +617,19 @@ def trigger(name: str) -> list[int]:
 
 def _race(role: str, netns_path: str, dev: str) -> int:
     """One side of the 7.36-7.39.1 x Cilium 1.9 race, in its own process (own socket)."""
-    from tcaudit.labkit import returning
+    from tcaudit.lab.sandbox import returning
 
     Path("/proc/self/comm").write_text("system-probe" if role == "agent" else "cilium-agent")
-    fd = bpfsys.open_netns(netns_path)
+    fd = nsfs.open_netns(netns_path)
     nl = Netlink(fd)
     index = nl.ifindex(dev)
     if index is None:
         return 2
-    prog = bpfsys.prog_load(
+    prog = bpf.prog_load(
         returning(-1 if role == "agent" else 0),
         name="classifier_ingr" if role == "agent" else "cil_from_contai",
     )
-    mine = bpfsys.prog_info(prog).id
+    mine = bpf.prog_info(prog).id
     deadline = time.monotonic() + 20
     if role == "agent":
         # the agent restarts: its filter at pref 1 handle 1 is there (lab up made it);
@@ -684,4 +687,4 @@ def check_clean(name: str) -> list[str]:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "_race":
         raise SystemExit(_race(sys.argv[2], sys.argv[3], sys.argv[4]))
-    raise SystemExit("usage: python -m tcaudit.lab _race agent|cilium NETNS_PATH DEV")
+    raise SystemExit("usage: python -m tcaudit.lab.scenarios _race agent|cilium NETNS_PATH DEV")

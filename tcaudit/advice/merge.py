@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tcaudit.advice.recommend import DEFAULT_PRIORITY, Recommendation, recommend, snippets
 from tcaudit.model import Scan
-from tcaudit.recommend import DEFAULT_PRIORITY, Recommendation, recommend, snippets
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ import sys
 
 import click
 
-from tcaudit import lab, privileges
-from tcaudit.cli import main as cli_main
+from tcaudit.cli.main import main as cli_main
 from tcaudit.errors import TcauditError
+from tcaudit.kernel import privileges
+from tcaudit.lab import scenarios as lab
 
 SCENARIO = "cilium-1.9"
 STEPS = (

@@ -230,7 +230,7 @@ def _resolve_one(
         return found
     if kind == "lab" and value:
         if lab_resolver is None:
-            from tcaudit.lab import namespaces_of  # the lab's own record of what it made
+            from tcaudit.lab.scenarios import namespaces_of  # the lab's own record of what it made
 
             lab_resolver = namespaces_of
         names = lab_resolver(value)

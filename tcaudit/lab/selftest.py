@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tcaudit import labkit
 from tcaudit.errors import EnvironmentProblem
-from tcaudit.inventory import inventory
-from tcaudit.observer import Observer, import_bcc
-from tcaudit.probe import plan, run
-from tcaudit.scan import Selection
+from tcaudit.inventory.scan import Selection
+from tcaudit.lab import sandbox
+from tcaudit.live.observer import Observer, import_bcc
+from tcaudit.live.probe import plan, run
+from tcaudit.pipeline import inventory
 
 STEPS = ("bcc import", "header compile", "namespaces", "load", "attach", "counting", "cleanup")
 
@@ -62,7 +62,7 @@ def selftest(packets: int = 20) -> SelftestResult:
         steps.append(Step("header compile", False, str(err)))
         return SelftestResult(tuple(steps), environment=True)
     steps.append(Step("header compile", True, "bpf/verdict_probe.c compiled and loaded"))
-    box = labkit.Sandbox(prefix="tcatself")
+    box = sandbox.Sandbox(prefix="tcatself")
     try:
         names: list[str] = []
 
@@ -126,7 +126,7 @@ def selftest(packets: int = 20) -> SelftestResult:
         def cleanup() -> str:
             box.close()
             observer.close()
-            left = labkit.leftover_namespaces(box.tag)
+            left = sandbox.leftover_namespaces(box.tag)
             if left:
                 raise RuntimeError(f"namespaces left behind: {', '.join(left)}")
             return "namespaces, veths, classifiers and observers removed"

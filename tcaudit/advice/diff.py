@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tcaudit.advice.recommend import recommend
 from tcaudit.model import Entry, NamespaceScan, Scan
-from tcaudit.recommend import recommend
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tcaudit.analysis.attach import VerdictAnalyser, add_verdicts
+from tcaudit.inventory.namespaces import LabResolver
+from tcaudit.inventory.scan import Selection, scan
 from tcaudit.model import Scan
-from tcaudit.namespaces import LabResolver
-from tcaudit.scan import Selection, scan
-from tcaudit.vendors import add_vendors, load_registry
+from tcaudit.vendors.attribution import add_vendors, load_registry
 
 
 def inventory(

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcaudit import bpfsys, traffic
-from tcaudit.netlink import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
+from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.rtnl import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
+from tcaudit.live import traffic
 
 _COUNTER = itertools.count(1)
 # bpf/lab/cilium_like.c: the root first, then the cilium_calls slots 0, 1, ... in order
@@ -41,13 +42,13 @@ CILIUM_TREE = (
 
 
 def _lab_source(name: str) -> Path:
-    from tcaudit.observer import bpf_source
+    from tcaudit.live.observer import bpf_source
 
     return bpf_source(f"lab/{name}")
 
 
 _PARENT = {"ingress": PARENT_INGRESS, "egress": PARENT_EGRESS}
-_TCX = {"ingress": bpfsys.BPF_TCX_INGRESS, "egress": bpfsys.BPF_TCX_EGRESS}
+_TCX = {"ingress": bpf.BPF_TCX_INGRESS, "egress": bpf.BPF_TCX_EGRESS}
 # RFC 2544's benchmarking range: never routed anywhere, and the pairs only ever talk to
 # each other inside namespaces the sandbox made
 _NET_BASE = (198 << 24) | (18 << 16)
@@ -135,17 +136,17 @@ class Sandbox:
 
     def namespace(self, role: str, *, ipv6: bool = False) -> Namespace:
         name = f"{self.tag}-{role}"
-        path = bpfsys.create_named_netns(name)
+        path = nsfs.create_named_netns(name)
         try:
-            fd = bpfsys.open_netns(path)
+            fd = nsfs.open_netns(path)
             ns = Namespace(name=name, path=path, fd=fd, nl=Netlink(fd))
         except BaseException:
-            bpfsys.delete_named_netns(name)
+            nsfs.delete_named_netns(name)
             raise
         self.namespaces.append(ns)
         if not ipv6:
             # no router solicitations or DAD probes: packet counts in tests stay exact
-            with bpfsys.inside_netns(fd):
+            with nsfs.inside_netns(fd):
                 for scope in ("all", "default"):
                     Path(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6").write_text("1")
         lo = ns.nl.ifindex("lo")
@@ -172,7 +173,7 @@ class Sandbox:
     # -- programs -----------------------------------------------------------------------
 
     def load_raw(self, insns: bytes, name: str) -> Program:
-        fd = bpfsys.prog_load(insns, name=name)
+        fd = bpf.prog_load(insns, name=name)
         return self._keep(fd, name)
 
     def load_returning(self, value: int, name: str = "tcaudit_ret") -> Program:
@@ -182,9 +183,9 @@ class Sandbox:
         """Compile C with bcc and load one sched_cls function (needs kernel headers)."""
         from bcc import BPF  # imported here: scan and friends must work without bcc
 
-        bpf = BPF(src_file=str(source).encode(), cflags=list(cflags))
-        self._bcc.append(bpf)
-        fn = bpf.load_func(function.encode(), BPF.SCHED_CLS)
+        compiled = BPF(src_file=str(source).encode(), cflags=list(cflags))
+        self._bcc.append(compiled)
+        fn = compiled.load_func(function.encode(), BPF.SCHED_CLS)
         # bcc owns this fd; keep our own so the program outlives bcc's cleanup order
         return self._keep(os.dup(fn.fd), function)
 
@@ -194,13 +195,13 @@ class Sandbox:
         """Compile once, load several functions; returns bcc's BPF object (for its maps)."""
         from bcc import BPF
 
-        bpf = BPF(src_file=str(source).encode(), cflags=list(cflags))
-        self._bcc.append(bpf)
+        compiled = BPF(src_file=str(source).encode(), cflags=list(cflags))
+        self._bcc.append(compiled)
         loaded = {}
         for function in functions:
-            fn = bpf.load_func(function.encode(), BPF.SCHED_CLS)
+            fn = compiled.load_func(function.encode(), BPF.SCHED_CLS)
             loaded[function] = self._keep(os.dup(fn.fd), function)
-        return bpf, loaded
+        return compiled, loaded
 
     def load_tree(
         self, source: Path, functions: Sequence[str], array: str, slots: Mapping[str, int]
@@ -208,10 +209,10 @@ class Sandbox:
         """Compile once, load ``functions`` and put ``slots`` (function -> slot) into the
         prog array ``array``: a tail-call tree. Returns the programs and the array's fd
         (owned by bcc: pin it to keep the slots past this process)."""
-        bpf, programs = self.load_c_many(source, functions)
-        table_fd = int(bpf[array.encode()].get_fd())
+        compiled, programs = self.load_c_many(source, functions)
+        table_fd = int(compiled[array.encode()].get_fd())
         for name, slot in slots.items():
-            bpfsys.map_update(
+            bpf.map_update(
                 table_fd, struct.pack("=I", slot), struct.pack("=I", programs[name].fd)
             )
         return programs, table_fd
@@ -246,18 +247,18 @@ class Sandbox:
 
     def count(self, prog: Program, map_name: str = "seen") -> int:
         """Slot 0 of a u64 array map of ``prog`` (the counters of bpf/lab/count.c)."""
-        for map_id in bpfsys.prog_info(prog.fd).map_ids:
-            fd = bpfsys.map_fd_by_id(map_id)
+        for map_id in bpf.prog_info(prog.fd).map_ids:
+            fd = bpf.map_fd_by_id(map_id)
             try:
-                if bpfsys.map_info(fd).name == map_name:
-                    value = bpfsys.map_lookup(fd, struct.pack("=I", 0), 8)
+                if bpf.map_info(fd).name == map_name:
+                    value = bpf.map_lookup(fd, struct.pack("=I", 0), 8)
                     return struct.unpack("=Q", value)[0] if value else 0
             finally:
                 os.close(fd)
         raise LookupError(f"program {prog.name} has no map named {map_name}")
 
     def _keep(self, fd: int, name: str) -> Program:
-        prog = Program(fd=fd, name=name, id=bpfsys.prog_info(fd).id)
+        prog = Program(fd=fd, name=name, id=bpf.prog_info(fd).id)
         self.programs.append(prog)
         return prog
 
@@ -307,12 +308,12 @@ class Sandbox:
         self, ns: Namespace, dev: str, direction: str, prog: Program, *, link: bool = True
     ) -> TcxRef:
         """Attach through BPF_LINK_CREATE (link=True) or BPF_PROG_ATTACH (link=False)."""
-        with bpfsys.inside_netns(ns.fd):
+        with nsfs.inside_netns(ns.fd):
             index = socket.if_nametoindex(dev)
             if link:
-                link_fd: int | None = bpfsys.tcx_link_create(prog.fd, index, _TCX[direction])
+                link_fd: int | None = bpf.tcx_link_create(prog.fd, index, _TCX[direction])
             else:
-                bpfsys.tcx_prog_attach(prog.fd, index, _TCX[direction])
+                bpf.tcx_prog_attach(prog.fd, index, _TCX[direction])
                 link_fd = None
         ref = TcxRef(ns, dev, direction, prog, link_fd)
         self.tcx.append(ref)
@@ -323,9 +324,9 @@ class Sandbox:
             os.close(ref.link_fd)  # the last fd on a bpf_link detaches it
         else:
             # the device may be gone already, taking the attachment with it
-            with bpfsys.inside_netns(ref.ns.fd), contextlib.suppress(OSError):
+            with nsfs.inside_netns(ref.ns.fd), contextlib.suppress(OSError):
                 index = socket.if_nametoindex(ref.dev)
-                bpfsys.tcx_prog_detach(ref.program.fd, index, _TCX[ref.direction])
+                bpf.tcx_prog_detach(ref.program.fd, index, _TCX[ref.direction])
         self.tcx.remove(ref)
 
     # -- traffic ------------------------------------------------------------------------
@@ -351,7 +352,7 @@ class Sandbox:
             ns.nl.close()
             os.close(ns.fd)
             try:
-                bpfsys.delete_named_netns(ns.name)
+                nsfs.delete_named_netns(ns.name)
             except OSError as err:
                 errors.append(f"netns {ns.name}: {err}")
         self.namespaces.clear()
@@ -359,9 +360,9 @@ class Sandbox:
             with contextlib.suppress(OSError):
                 os.close(prog.fd)
         self.programs.clear()
-        for bpf in self._bcc:
+        for compiled in self._bcc:
             with contextlib.suppress(Exception):
-                bpf.cleanup()
+                compiled.cleanup()
         self._bcc.clear()
         if errors:
             raise RuntimeError("sandbox cleanup incomplete: " + "; ".join(errors))

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from tcaudit import __version__
 from tcaudit.analysis.meaning import ranges_text, verdict_names
 from tcaudit.model import Entry, Hook, Interface, Netns, Program, Scan, Verdict
-from tcaudit.vendors import vendor_json
+from tcaudit.vendors.attribution import vendor_json
 
 if TYPE_CHECKING:  # explain builds on inventory; `tcaudit scan` need not import it
-    from tcaudit.explain import Explanation, ProgramListing
+    from tcaudit.advice.explain import Explanation, ProgramListing
 
 SCAN_SCHEMA = "tcaudit/scan/v1"
 EXPLAIN_SCHEMA = "tcaudit/explain/v1"

@@ -1,0 +1,1 @@
+"""The command line: options parsed, one core function called per command, rendered."""

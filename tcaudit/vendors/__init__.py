@@ -1,0 +1,1 @@
+"""Vendors: who put each classifier on a hook (registry, attribution, CWS detection)."""

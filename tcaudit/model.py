@@ -1,4 +1,8 @@
-"""The inventory's data model: frozen dataclasses that flow from the scan to the renderers.
+"""The data model: the dataclasses that flow from the scan to the renderers.
+
+The bottom layer, imported by every other (it imports no other tcaudit module): the
+inventory (namespaces, interfaces, hooks, entries, programs, verdicts), the vendor
+registry's fingerprints and an entry's attribution, and the live tools' results.
 
 Field names are the JSON names of docs/json.md (schema "tcaudit/scan/v1"), so the JSON
 renderer is a straight walk; only ``handle`` (kept as an int here) becomes a hex string.
@@ -6,12 +10,10 @@ renderer is a straight walk; only ``handle`` (kept as an int here) becomes a hex
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # vendors.py builds on this module; only the annotation refers back
-    from tcaudit.vendors.attribution import VendorMatch
 
 HOOKS = ("tcx/ingress", "clsact/ingress", "tcx/egress", "clsact/egress")  # execution order
 HOOK_DIRECTION = {hook: hook.split("/")[1] for hook in HOOKS}
@@ -183,3 +185,206 @@ def map_entries(
         for ns in scan.namespaces
     )
     return Scan(scan.host, namespaces, scan.warnings)
+
+
+# --- vendors: the registry's fingerprints and an entry's attribution ---------------------
+
+
+@dataclass(frozen=True)
+class Matchers:
+    """What a vendor's entries look like; every pattern is matched with ``re.fullmatch``."""
+
+    filter_name: tuple[re.Pattern[str], ...] = ()
+    program_name: tuple[re.Pattern[str], ...] = ()
+    map_name: tuple[re.Pattern[str], ...] = ()
+    holder_comm: tuple[re.Pattern[str], ...] = ()
+    interface: tuple[re.Pattern[str], ...] = ()
+    hook: tuple[str, ...] = ()  # empty: any hook
+    netns: str = "any"  # "host" | "pod" | "any"
+    unverified: tuple[str, ...] = ()  # matcher kinds that are guesses
+
+    def patterns(self, kind: str) -> tuple[re.Pattern[str], ...]:
+        value: tuple[re.Pattern[str], ...] = getattr(self, kind)
+        return value
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One vendor version range as the registry describes it."""
+
+    id: str
+    vendor: str
+    versions: str | None
+    certainty: str
+    sources: tuple[str, ...]
+    attach: str  # "clsact" | "tcx"
+    default_pref: int | None  # None: the kernel picks (or TCX: no pref)
+    default_handle: int | None
+    pref_fixed: bool
+    accept_verdict: str | None  # TC_ACT_* / TCX_* name
+    other_verdicts: tuple[str, ...]
+    tail_calls: bool | None
+    knob: str | None  # the exact setting that moves its priority
+    knob_note: str | None
+    habits: tuple[str, ...]
+    notes: tuple[str, ...]
+    matchers: Matchers
+
+    @property
+    def label(self) -> str:
+        return f"{self.vendor} {self.versions}" if self.versions else self.vendor
+
+
+@dataclass(frozen=True)
+class VendorMatch:
+    name: str
+    version_hint: str | None
+    confidence: str  # "high" | "medium" | "low"
+    evidence: tuple[str, ...]
+    fingerprint: Fingerprint  # the best one (merged when several tie)
+
+
+# --- live tools' results (probe, watch), so output renders them without importing live --
+
+
+@dataclass(frozen=True)
+class Counts:
+    packets: int = 0
+    bytes: int = 0
+    ipv4: int = 0
+    ipv6: int = 0
+    arp: int = 0
+    other: int = 0
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(*(a - b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+
+    def astuple(self) -> tuple[int, ...]:
+        return (self.packets, self.bytes, self.ipv4, self.ipv6, self.arp, self.other)
+
+
+@dataclass(frozen=True)
+class Placement:
+    netns: Netns
+    interface: str
+    ifindex: int
+    hook: str  # clsact/ingress | clsact/egress
+    pref: int
+    roles: tuple[str, ...]  # "cws", "before <pref>", "after <pref>", "at"
+    shares: bool  # the pref holds other (bpf, protocol all) filters: we run first there
+
+
+@dataclass(frozen=True)
+class Skipped:
+    netns: str
+    interface: str
+    hook: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    placements: tuple[Placement, ...]
+    skipped: tuple[Skipped, ...]
+    subjects: tuple[tuple[Netns, str, str, Entry], ...]  # foreign classifiers to judge
+    priority: int
+    namespaces: tuple[Netns, ...] = ()  # every selected one (--generate sends between them)
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    removed: tuple[str, ...]
+    gone: tuple[str, ...]  # recorded but no longer there (namespace or filter gone)
+    active: tuple[str, ...]  # state files of probes still running (left alone)
+
+
+@dataclass(frozen=True)
+class ObserverResult:
+    placement: Placement
+    slot: int
+    handle: int
+    counts: Counts
+    reference_packets: int | None
+    reference: str  # "observer at pref N", "rx packets of IF", ...
+    pass_ratio: float | None
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    netns: str
+    interface: str
+    hook: str
+    entry: Entry
+    before: int | None
+    after: int | None
+    ends_chain_ratio: float | None  # share of packets that did not get past it
+    agrees: bool | None  # with the static verdict; None: no traffic to judge
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    plan: Plan
+    duration: float
+    observers: tuple[ObserverResult, ...]
+    conclusions: tuple[Conclusion, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Actor:
+    pid: int | None
+    comm: str | None
+    portid: int | None
+    how: str  # "netlink port id", "holds the program", "kernel", "unknown"
+
+    def text(self) -> str:
+        if self.pid is not None:
+            return f"{self.comm}[{self.pid}]"
+        if self.portid:
+            return f"netlink port {self.portid} (process gone)"
+        return self.how
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    time: float
+    netns: str  # label
+    netns_id: int
+    what: str  # filter-added | filter-replaced | filter-deleted | filter-lost | qdisc-added
+    # | qdisc-deleted | tcx-attached | tcx-detached | link-deleted | namespace-added
+    # | namespace-gone | events-lost
+    interface: str | None = None
+    hook: str | None = None
+    pref: int | None = None
+    handle: int | None = None
+    kind: str | None = None
+    filter_name: str | None = None
+    program: Program | None = None
+    vendor: VendorMatch | None = None
+    actor: Actor | None = None
+    previous_program: Program | None = None
+    previous_vendor: VendorMatch | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class WatchFinding:
+    time: float
+    kind: str  # vendor-replaced | deleted-by-other | clsact-deleted | clsact-recreated |
+    # hook-gap | piling | tcx-in-front | events-lost
+    message: str
+    netns: str
+    interface: str | None = None
+    hook: str | None = None
+
+
+@dataclass
+class WatchSummary:
+    started: float
+    ended: float = 0.0
+    events: Counter[str] = field(default_factory=Counter)
+    findings: list[WatchFinding] = field(default_factory=list)
+    findings_dropped: int = 0
+    lost: int = 0
+    namespaces: int = 0

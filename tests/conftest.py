@@ -15,8 +15,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tcaudit.bpf import source_path
 
+from tcaudit.bpf import source_path
 from tcaudit.lab import sandbox
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "tcaudit" / "output" / "schemas"

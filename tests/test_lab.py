@@ -12,7 +12,8 @@ import pytest
 
 from tcaudit.cli.main import main
 from tcaudit.lab import scenarios as lab
-from tcaudit.live.watch import Watcher, WatchEvent, WatchFinding
+from tcaudit.live.watch import Watcher
+from tcaudit.model import WatchEvent, WatchFinding
 from tcaudit.vendors.attribution import load_registry
 from tests.conftest import validate
 

@@ -325,7 +325,7 @@ def test_a_disagreement_is_flagged_loudly() -> None:
     )
     placement = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 2, ("before 3",), False)
     after = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 4, ("after 3",), False)
-    from tcaudit.live.observer import Counts
+    from tcaudit.model import Counts
 
     observers = [
         probe.ObserverResult(placement, 1, 1, Counts(packets=100), 100, "rx", 1.0),

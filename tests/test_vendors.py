@@ -27,12 +27,12 @@ from tcaudit.model import (
     Netns,
     Program,
     Scan,
+    VendorMatch,
     Verdict,
 )
 from tcaudit.vendors import attribution as vendors
 from tcaudit.vendors.attribution import (
     VENDOR_SCHEMA,
-    VendorMatch,
     add_vendors,
     attribute,
     is_cws,

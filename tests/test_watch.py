@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tcaudit.lab.sandbox import Sandbox
-from tcaudit.live.watch import Watcher, WatchEvent, WatchFinding
+from tcaudit.live.watch import Watcher
+from tcaudit.model import WatchEvent, WatchFinding
 from tcaudit.vendors.attribution import load_registry
 from tests.conftest import validate
 

@@ -25,8 +25,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan
-from tcaudit.vendors.attribution import VendorMatch, is_cws
+from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan, VendorMatch
+from tcaudit.vendors.attribution import is_cws
 
 DEFAULT_PRIORITY = 10  # system-probe's runtime_security_config.network.classifier_priority
 HIDING = frozenset({"accept", "redirect", "stolen", "trap"})

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from tcaudit.errors import EnvironmentProblem
+from tcaudit.model import Counts
 
 MAX_SLOTS = 256  # PROBE_MAX_SLOTS in bpf/verdict_probe.h
 INSTALL_HINT = (
@@ -23,22 +23,6 @@ INSTALL_HINT = (
     "linux-headers-amd64, or run `make setup`), or point BCC_KERNEL_SOURCE at a kernel "
     "source/headers tree"
 )
-
-
-@dataclass(frozen=True)
-class Counts:
-    packets: int = 0
-    bytes: int = 0
-    ipv4: int = 0
-    ipv6: int = 0
-    arp: int = 0
-    other: int = 0
-
-    def __sub__(self, other: Counts) -> Counts:
-        return Counts(*(a - b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
-
-    def astuple(self) -> tuple[int, ...]:
-        return (self.packets, self.bytes, self.ipv4, self.ipv6, self.arp, self.other)
 
 
 def bpf_source(name: str) -> Path:

@@ -32,9 +32,22 @@ from tcaudit.errors import EnvironmentProblem, UsageError
 from tcaudit.inventory.namespaces import discover
 from tcaudit.kernel import nsfs
 from tcaudit.kernel.rtnl import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
-from tcaudit.live.observer import MAX_SLOTS, Counts, Observer
+from tcaudit.live.observer import MAX_SLOTS, Observer
 from tcaudit.live.traffic import Endpoint, burst
-from tcaudit.model import Entry, Hook, Netns, Scan
+from tcaudit.model import (
+    CleanupReport,
+    Conclusion,
+    Counts,
+    Entry,
+    Hook,
+    Netns,
+    ObserverResult,
+    Placement,
+    Plan,
+    ProbeResult,
+    Scan,
+    Skipped,
+)
 from tcaudit.vendors.attribution import is_cws
 
 PROBE_PREFIX = "tcaudit_probe"
@@ -48,34 +61,6 @@ def state_dir() -> Path:
 
 HANDLE_BASE = 0x7CA0  # "tcaudit": easy to spot in `tc filter show`
 _PARENT = {"clsact/ingress": PARENT_INGRESS, "clsact/egress": PARENT_EGRESS}
-
-
-@dataclass(frozen=True)
-class Placement:
-    netns: Netns
-    interface: str
-    ifindex: int
-    hook: str  # clsact/ingress | clsact/egress
-    pref: int
-    roles: tuple[str, ...]  # "cws", "before <pref>", "after <pref>", "at"
-    shares: bool  # the pref holds other (bpf, protocol all) filters: we run first there
-
-
-@dataclass(frozen=True)
-class Skipped:
-    netns: str
-    interface: str
-    hook: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    placements: tuple[Placement, ...]
-    skipped: tuple[Skipped, ...]
-    subjects: tuple[tuple[Netns, str, str, Entry], ...]  # foreign classifiers to judge
-    priority: int
-    namespaces: tuple[Netns, ...] = ()  # every selected one (--generate sends between them)
 
 
 def _is_ours(entry: Entry) -> bool:
@@ -293,13 +278,6 @@ def _delete_ours(nl: Netlink, record: dict[str, object]) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class CleanupReport:
-    removed: tuple[str, ...]
-    gone: tuple[str, ...]  # recorded but no longer there (namespace or filter gone)
-    active: tuple[str, ...]  # state files of probes still running (left alone)
-
-
 def cleanup(directory: Path | None = None) -> CleanupReport:
     """Remove the observers that crashed or killed probes left behind, and nothing else."""
     directory = directory or state_dir()
@@ -354,39 +332,6 @@ def cleanup(directory: Path | None = None) -> CleanupReport:
 
 
 # -- running ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ObserverResult:
-    placement: Placement
-    slot: int
-    handle: int
-    counts: Counts
-    reference_packets: int | None
-    reference: str  # "observer at pref N", "rx packets of IF", ...
-    pass_ratio: float | None
-
-
-@dataclass(frozen=True)
-class Conclusion:
-    netns: str
-    interface: str
-    hook: str
-    entry: Entry
-    before: int | None
-    after: int | None
-    ends_chain_ratio: float | None  # share of packets that did not get past it
-    agrees: bool | None  # with the static verdict; None: no traffic to judge
-    message: str
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    plan: Plan
-    duration: float
-    observers: tuple[ObserverResult, ...]
-    conclusions: tuple[Conclusion, ...]
-    notes: tuple[str, ...]
 
 
 Tick = Callable[[float, int], None]

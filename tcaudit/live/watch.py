@@ -30,7 +30,6 @@ import contextlib
 import os
 import selectors
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,61 +53,25 @@ from tcaudit.kernel.rtnl import (
     Notification,
     protocol_name,
 )
-from tcaudit.model import Entry, Hook, Interface, Netns, Program
-from tcaudit.vendors.attribution import Fingerprint, VendorMatch, attribute
+from tcaudit.model import (
+    Actor,
+    Entry,
+    Fingerprint,
+    Hook,
+    Interface,
+    Netns,
+    Program,
+    VendorMatch,
+    WatchEvent,
+    WatchFinding,
+    WatchSummary,
+)
+from tcaudit.vendors.attribution import attribute
 
 _HOOK = {PARENT_INGRESS: "clsact/ingress", PARENT_EGRESS: "clsact/egress"}
 _TCX = {"tcx/ingress": bpf.BPF_TCX_INGRESS, "tcx/egress": bpf.BPF_TCX_EGRESS}
 MAX_FINDINGS = 1000
 CACHE_LIMIT = 10_000
-
-
-@dataclass(frozen=True)
-class Actor:
-    pid: int | None
-    comm: str | None
-    portid: int | None
-    how: str  # "netlink port id", "holds the program", "kernel", "unknown"
-
-    def text(self) -> str:
-        if self.pid is not None:
-            return f"{self.comm}[{self.pid}]"
-        if self.portid:
-            return f"netlink port {self.portid} (process gone)"
-        return self.how
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    time: float
-    netns: str  # label
-    netns_id: int
-    what: str  # filter-added | filter-replaced | filter-deleted | filter-lost | qdisc-added
-    # | qdisc-deleted | tcx-attached | tcx-detached | link-deleted | namespace-added
-    # | namespace-gone | events-lost
-    interface: str | None = None
-    hook: str | None = None
-    pref: int | None = None
-    handle: int | None = None
-    kind: str | None = None
-    filter_name: str | None = None
-    program: Program | None = None
-    vendor: VendorMatch | None = None
-    actor: Actor | None = None
-    previous_program: Program | None = None
-    previous_vendor: VendorMatch | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class WatchFinding:
-    time: float
-    kind: str  # vendor-replaced | deleted-by-other | clsact-deleted | clsact-recreated |
-    # hook-gap | piling | tcx-in-front | events-lost
-    message: str
-    netns: str
-    interface: str | None = None
-    hook: str | None = None
 
 
 @dataclass
@@ -133,17 +96,6 @@ class _Space:
     )
     tcx: dict[tuple[int, str], tuple[int, tuple[int, ...]]] = field(default_factory=dict)
     clsact_deleted_at: dict[int, float] = field(default_factory=dict)
-
-
-@dataclass
-class WatchSummary:
-    started: float
-    ended: float = 0.0
-    events: Counter[str] = field(default_factory=Counter)
-    findings: list[WatchFinding] = field(default_factory=list)
-    findings_dropped: int = 0
-    lost: int = 0
-    namespaces: int = 0
 
 
 Emit = Callable[[WatchEvent | WatchFinding], None]

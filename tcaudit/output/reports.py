@@ -11,9 +11,7 @@ from tcaudit import __version__
 from tcaudit.advice.diff import Change
 from tcaudit.advice.merge import ClusterAnswer
 from tcaudit.advice.recommend import Finding, Recommendation, Where
-from tcaudit.live.observer import Counts
-from tcaudit.live.probe import CleanupReport, ProbeResult
-from tcaudit.live.watch import WatchEvent, WatchFinding, WatchSummary
+from tcaudit.model import CleanupReport, Counts, ProbeResult, WatchEvent, WatchFinding, WatchSummary
 
 LEVELS = {"blind": 2, "warning": 1, "never": 99}
 

@@ -496,9 +496,8 @@ def test_the_verdict_cache_is_reused_and_never_stale(
     # vendor re-pointing a prog-array slot makes it analyse again; read-only on hooks
     import struct
 
-    from tcaudit.bpf import source_path
-
     from tcaudit.analysis import attach
+    from tcaudit.bpf import source_path
 
     host, _pod = pod_pair(box)
     programs, table = box.load_tree(

@@ -22,9 +22,9 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
-from tcaudit.bpf import source_path
 
 from tcaudit.analysis.attach import VerdictAnalyser
+from tcaudit.bpf import source_path
 from tcaudit.kernel import bpf
 from tcaudit.lab.sandbox import Sandbox
 from tests.conftest import require_privileged

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tcaudit.kernel.rtnl import PARENT_INGRESS  # noqa: E402
+from tcaudit.kernel.abi import PARENT_INGRESS  # noqa: E402
 from tcaudit.lab import sandbox  # noqa: E402
 
 NAMESPACES = 50

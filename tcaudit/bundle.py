@@ -34,7 +34,8 @@ from tcaudit.errors import UsageError
 from tcaudit.inventory.namespaces import discover, select
 from tcaudit.inventory.scan import Selection
 from tcaudit.kernel import bpf, nsfs
-from tcaudit.kernel.rtnl import PARENT_EGRESS, PARENT_INGRESS, TC_H_CLSACT, Netlink
+from tcaudit.kernel.abi import PARENT_EGRESS, PARENT_INGRESS, TC_H_CLSACT, TCX_ATTACH
+from tcaudit.kernel.rtnl import Netlink
 from tcaudit.model import Scan
 from tcaudit.output.render import dumps, explain_json, explain_text, scan_json
 from tcaudit.output.reports import recommend_json, recommend_text
@@ -151,10 +152,7 @@ def _netlink_view(
                     ]
             with nsfs.inside_netns(fd):
                 for link in links:
-                    for hook, attach in (
-                        ("tcx/ingress", bpf.BPF_TCX_INGRESS),
-                        ("tcx/egress", bpf.BPF_TCX_EGRESS),
-                    ):
+                    for hook, attach in TCX_ATTACH.items():
                         try:
                             query = bpf.tcx_query(link.ifindex, attach)
                         except bpf.TcxUnsupported:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tcaudit.analysis.kernelcode import Kallsyms
+from tcaudit.kernel.kallsyms import Kallsyms
 
 BASE = 0xFFFFFFFF81200000
 

@@ -14,7 +14,7 @@ import pytest
 
 from tcaudit.cli.main import main
 from tcaudit.inventory.programs import ProgramReader
-from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel import abi, bpf, nsfs
 from tcaudit.kernel.rtnl import RTNLGRP_TC, Netlink
 from tcaudit.lab.sandbox import Namespace, Sandbox
 from tests.conftest import validate
@@ -293,7 +293,7 @@ def test_scan_is_read_only(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> 
 
     def tcx_revision() -> int:
         with nsfs.inside_netns(pod.fd):
-            return bpf.tcx_query(pod.ifindex("eth0"), bpf.BPF_TCX_EGRESS).revision
+            return bpf.tcx_query(pod.ifindex("eth0"), abi.BPF_TCX_EGRESS).revision
 
     try:
         # the listener works: a change we make is heard...

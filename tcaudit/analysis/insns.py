@@ -19,6 +19,8 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from tcaudit.kernel.abi import BPF_FUNC_TAIL_CALL as BPF_FUNC_TAIL_CALL
+
 __all__ = [
     "Insn",
     "decode",
@@ -112,7 +114,6 @@ BPF_PSEUDO_MAP_IDX_VALUE = 6
 BPF_PSEUDO_CALL = 1
 BPF_PSEUDO_KFUNC_CALL = 2
 
-BPF_FUNC_TAIL_CALL = 12
 
 _STRUCT = struct.Struct("<BBhi")
 

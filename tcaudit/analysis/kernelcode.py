@@ -1,11 +1,12 @@
 """What the verdict analysis reads from the kernel: xlated code, prog arrays, helper names.
 
-``KernelCode`` implements ``verdicts.CodeSource`` over bpf(2) (through ``bpfsys``) and
+``KernelCode`` implements ``verdicts.CodeSource`` over bpf(2) (through ``kernel.bpf``) and
 caches everything per instance, so one scan reads each program and each prog array once.
 
 Helper calls in an xlated dump carry ``imm = helper address - __bpf_call_base``
 (kernel/bpf/syscall.c bpf_insn_prepare_dump, with raw dumps allowed for root); names come
-from /proc/kallsyms, read once and only when some program calls a helper.
+from /proc/kallsyms (``kernel.kallsyms``), read once and only when some program calls a
+helper.
 """
 
 from __future__ import annotations
@@ -19,63 +20,8 @@ from tcaudit.analysis import btf
 from tcaudit.analysis.closure import ProgramCode
 from tcaudit.analysis.insns import decode
 from tcaudit.kernel import bpf
-
-BPF_FUNC_TAIL_CALL = 12
-
-
-class Kallsyms:
-    """Names of helper addresses, from /proc/kallsyms read once on first use.
-
-    Looks up only the addresses asked for (a byte search per address) instead of parsing
-    the whole 5 MB file: reading it is most of the cost. Helpers are core kernel text,
-    listed before every module and BPF symbol (the lines ending in ``[module]`` or
-    ``[bpf]``), so reading stops at the first of those: the kernel produces BPF
-    programs' symbols slowly (on a node with 2,200 programs the whole file took 0.65 s,
-    the core part 0.03 s).
-    """
-
-    def __init__(self, path: str = "/proc/kallsyms") -> None:
-        self._path = path
-        self._data: bytes | None = None
-        self._base: int | None = None
-        self._names: dict[int, str | None] = {}
-
-    def _load(self) -> None:
-        chunks: list[bytes] = []
-        try:
-            with open(self._path, "rb", buffering=0) as handle:
-                while True:
-                    chunk = handle.read(1 << 20)
-                    if not chunk:
-                        break
-                    tail = chunk.find(b"\t[")  # the first module or BPF symbol
-                    if tail >= 0:
-                        chunks.append(chunk[: chunk.rfind(b"\n", 0, tail) + 1])
-                        break
-                    chunks.append(chunk)
-        except OSError:
-            chunks = []
-        self._data = b"".join(chunks)
-        end = self._data.find(b" __bpf_call_base\n")
-        if end > 0:
-            line = self._data[self._data.rfind(b"\n", 0, end) + 1 : end]
-            address = int(line.split()[0], 16)
-            self._base = address or None  # zeros: kptr_restrict hides addresses
-
-    def helper_name(self, imm: int) -> str | None:
-        if self._data is None:
-            self._load()
-        if self._base is None or self._data is None:
-            return None
-        address = self._base + imm
-        if address not in self._names:
-            self._names[address] = None
-            at = self._data.find(b"%016x " % address)
-            if at >= 0 and (at == 0 or self._data[at - 1] == 0x0A):
-                line = self._data[at : self._data.find(b"\n", at)].split()
-                if len(line) >= 3:
-                    self._names[address] = line[2].decode()
-        return self._names[address]
+from tcaudit.kernel.abi import BPF_FUNC_TAIL_CALL
+from tcaudit.kernel.kallsyms import Kallsyms
 
 
 class KernelCode:

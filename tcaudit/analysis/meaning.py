@@ -13,47 +13,31 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Literal
 
+from tcaudit.kernel.abi import (
+    TC_ACT_NAMES,
+    TC_ACT_OK,
+    TC_ACT_PIPE,
+    TC_ACT_QUEUED,
+    TC_ACT_RECLASSIFY,
+    TC_ACT_REDIRECT,
+    TC_ACT_REPEAT,
+    TC_ACT_SHOT,
+    TC_ACT_STOLEN,
+    TC_ACT_TRAP,
+    TC_ACT_UNSPEC,
+    TCX_DROP,
+    TCX_NAMES,
+    TCX_NEXT,
+    TCX_PASS,
+    TCX_REDIRECT,
+)
+
 __all__ = [
     "TCX_DROP", "TCX_NAMES", "TCX_NEXT", "TCX_PASS", "TCX_REDIRECT", "TC_ACT_NAMES",
     "TC_ACT_OK", "TC_ACT_PIPE", "TC_ACT_QUEUED", "TC_ACT_RECLASSIFY", "TC_ACT_REDIRECT",
     "TC_ACT_REPEAT", "TC_ACT_SHOT", "TC_ACT_STOLEN", "TC_ACT_TRAP", "TC_ACT_UNSPEC",
     "Mode", "effective", "effective_one", "effective_ranges", "ranges_text", "verdict_names",
 ]
-
-TC_ACT_UNSPEC = -1
-TC_ACT_OK = 0
-TC_ACT_RECLASSIFY = 1
-TC_ACT_SHOT = 2
-TC_ACT_PIPE = 3
-TC_ACT_STOLEN = 4
-TC_ACT_QUEUED = 5
-TC_ACT_REPEAT = 6
-TC_ACT_REDIRECT = 7
-TC_ACT_TRAP = 8
-
-TCX_NEXT = -1
-TCX_PASS = 0
-TCX_DROP = 2
-TCX_REDIRECT = 7
-
-TC_ACT_NAMES: Mapping[int, str] = MappingProxyType(
-    {
-        TC_ACT_UNSPEC: "TC_ACT_UNSPEC",
-        TC_ACT_OK: "TC_ACT_OK",
-        TC_ACT_RECLASSIFY: "TC_ACT_RECLASSIFY",
-        TC_ACT_SHOT: "TC_ACT_SHOT",
-        TC_ACT_PIPE: "TC_ACT_PIPE",
-        TC_ACT_STOLEN: "TC_ACT_STOLEN",
-        TC_ACT_QUEUED: "TC_ACT_QUEUED",
-        TC_ACT_REPEAT: "TC_ACT_REPEAT",
-        TC_ACT_REDIRECT: "TC_ACT_REDIRECT",
-        TC_ACT_TRAP: "TC_ACT_TRAP",
-    }
-)
-TCX_NAMES: Mapping[int, str] = MappingProxyType(
-    {TCX_NEXT: "TCX_NEXT", TCX_PASS: "TCX_PASS", TCX_DROP: "TCX_DROP", TCX_REDIRECT: "TCX_REDIRECT"}
-)
-
 
 Mode = Literal["direct-action", "classic", "tcx"]
 

@@ -19,10 +19,8 @@ from tcaudit.errors import UsageError
 from tcaudit.inventory.namespaces import LabResolver, discover, select
 from tcaudit.inventory.programs import ProgramReader
 from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.abi import CLSACT_PARENT, TC_H_CLSACT, TCX_ATTACH
 from tcaudit.kernel.rtnl import (
-    PARENT_EGRESS,
-    PARENT_INGRESS,
-    TC_H_CLSACT,
     Filter,
     Link,
     Netlink,
@@ -41,9 +39,6 @@ from tcaudit.model import (
     Program,
     Scan,
 )
-
-_TCX_TYPES = {"tcx/ingress": bpf.BPF_TCX_INGRESS, "tcx/egress": bpf.BPF_TCX_EGRESS}
-_PARENTS = {"clsact/ingress": PARENT_INGRESS, "clsact/egress": PARENT_EGRESS}
 
 
 @dataclass(frozen=True)
@@ -120,7 +115,7 @@ class _Scanner:
 
     def _tcx(self, fd: int, ns: Netns, links: list[Link]) -> dict[tuple[int, str], _RawHook]:
         hooks: dict[tuple[int, str], _RawHook] = {}
-        wanted = [h for h in self.selection.hooks if h in _TCX_TYPES]
+        wanted = [h for h in self.selection.hooks if h in TCX_ATTACH]
         if not wanted or not links:
             return hooks
         with nsfs.inside_netns(fd):
@@ -130,7 +125,7 @@ class _Scanner:
                         hooks[(link.ifindex, hook)] = _RawHook(False, note="kernel has no TCX")
                         continue
                     try:
-                        query = bpf.tcx_query(link.ifindex, _TCX_TYPES[hook])
+                        query = bpf.tcx_query(link.ifindex, TCX_ATTACH[hook])
                     except bpf.TcxUnsupported:
                         self.tcx_supported = False
                         self.tcx_queried = True
@@ -155,7 +150,7 @@ class _Scanner:
         qdiscs: list[Qdisc],
         hooks: dict[tuple[int, str], _RawHook],
     ) -> dict[int, list[str]]:
-        wanted = [h for h in self.selection.hooks if h in _PARENTS]
+        wanted = [h for h in self.selection.hooks if h in CLSACT_PARENT]
         names = {link.ifindex: link.name for link in links}
         hook_qdisc = {
             q.ifindex: q
@@ -186,7 +181,7 @@ class _Scanner:
                             block_cache[block] = nl.block_filters(block)
                         filters = block_cache[block]
                     else:
-                        filters = nl.filters(link.ifindex, _PARENTS[hook])
+                        filters = nl.filters(link.ifindex, CLSACT_PARENT[hook])
                 except NetlinkError as err:
                     if err.errno not in (errno.ENODEV, errno.EINVAL, errno.ENOENT):
                         raise

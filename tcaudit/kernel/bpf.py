@@ -44,10 +44,6 @@ BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PROG_ARRAY = 3
 
-# enum bpf_attach_type: TCX arrived in Linux 6.6 (CONFIG_NET_XGRESS)
-BPF_TCX_INGRESS = 46
-BPF_TCX_EGRESS = 47
-
 # mprog attach flags (include/uapi/linux/bpf.h, BPF_F_BEFORE/AFTER/ID/LINK)
 BPF_F_REPLACE = 1 << 2
 BPF_F_BEFORE = 1 << 3

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tcaudit.kernel import nsfs
+from tcaudit.kernel.abi import CLSACT_HANDLE, TC_H_CLSACT, TCM_IFINDEX_MAGIC_BLOCK
 
 # message types and flags (include/uapi/linux/rtnetlink.h, netlink.h)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -75,11 +76,6 @@ PROTOCOL_NAMES = {
     0x88CC: "lldp",
 }
 
-TC_H_CLSACT = 0xFFFFFFF1  # == TC_H_INGRESS: clsact and ingress share the parent handle
-PARENT_INGRESS = 0xFFFFFFF2  # ffff:fff2
-PARENT_EGRESS = 0xFFFFFFF3  # ffff:fff3
-CLSACT_HANDLE = 0xFFFF0000
-TCM_IFINDEX_MAGIC_BLOCK = 0xFFFFFFFF
 
 # tcmsg top-level attributes (enum in include/uapi/linux/rtnetlink.h)
 TCA_KIND = 1

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from tcaudit.kernel import bpf, nsfs
-from tcaudit.kernel.rtnl import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
+from tcaudit.kernel.abi import CLSACT_PARENT, TCX_ATTACH
+from tcaudit.kernel.rtnl import ETH_P_ALL, Netlink, NetlinkError
 from tcaudit.live import traffic
 
 _COUNTER = itertools.count(1)
@@ -47,8 +48,6 @@ def _lab_source(name: str) -> Path:
     return bpf_source(f"lab/{name}")
 
 
-_PARENT = {"ingress": PARENT_INGRESS, "egress": PARENT_EGRESS}
-_TCX = {"ingress": bpf.BPF_TCX_INGRESS, "egress": bpf.BPF_TCX_EGRESS}
 # RFC 2544's benchmarking range: never routed anywhere, and the pairs only ever talk to
 # each other inside namespaces the sandbox made
 _NET_BASE = (198 << 24) | (18 << 16)
@@ -280,7 +279,7 @@ class Sandbox:
     ) -> FilterRef:
         ns.nl.add_bpf_filter(
             ns.ifindex(dev),
-            _PARENT[direction],
+            CLSACT_PARENT["clsact/" + direction],
             pref=pref,
             handle=handle,
             prog_fd=prog.fd,
@@ -296,7 +295,7 @@ class Sandbox:
     def detach(self, ref: FilterRef) -> None:
         ref.ns.nl.delete_filter(
             ref.ns.ifindex(ref.dev),
-            _PARENT[ref.direction],
+            CLSACT_PARENT["clsact/" + ref.direction],
             pref=ref.pref,
             handle=ref.handle,
             protocol=ref.protocol,
@@ -310,10 +309,11 @@ class Sandbox:
         """Attach through BPF_LINK_CREATE (link=True) or BPF_PROG_ATTACH (link=False)."""
         with nsfs.inside_netns(ns.fd):
             index = socket.if_nametoindex(dev)
+            attach = TCX_ATTACH["tcx/" + direction]
             if link:
-                link_fd: int | None = bpf.tcx_link_create(prog.fd, index, _TCX[direction])
+                link_fd: int | None = bpf.tcx_link_create(prog.fd, index, attach)
             else:
-                bpf.tcx_prog_attach(prog.fd, index, _TCX[direction])
+                bpf.tcx_prog_attach(prog.fd, index, attach)
                 link_fd = None
         ref = TcxRef(ns, dev, direction, prog, link_fd)
         self.tcx.append(ref)
@@ -326,7 +326,7 @@ class Sandbox:
             # the device may be gone already, taking the attachment with it
             with nsfs.inside_netns(ref.ns.fd), contextlib.suppress(OSError):
                 index = socket.if_nametoindex(ref.dev)
-                bpf.tcx_prog_detach(ref.program.fd, index, _TCX[ref.direction])
+                bpf.tcx_prog_detach(ref.program.fd, index, TCX_ATTACH["tcx/" + ref.direction])
         self.tcx.remove(ref)
 
     # -- traffic ------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from typing import Any
 
 from tcaudit.errors import EnvironmentProblem, UsageError
 from tcaudit.kernel import bpf, nsfs
-from tcaudit.kernel.rtnl import PARENT_INGRESS, Netlink
+from tcaudit.kernel.abi import BPF_TCX_EGRESS, BPF_TCX_INGRESS, PARENT_INGRESS
+from tcaudit.kernel.rtnl import Netlink
 from tcaudit.lab.sandbox import Namespace, Program, Sandbox
 from tcaudit.live import traffic
 from tcaudit.live.observer import bpf_source, headers_present, import_bcc
@@ -496,9 +497,9 @@ def down(name: str) -> DownResult:
                     with nsfs.inside_netns(fd):
                         index = socket.if_nametoindex(str(tcx["dev"]))
                         attach = (
-                            bpf.BPF_TCX_INGRESS
+                            BPF_TCX_INGRESS
                             if tcx["direction"] == "ingress"
-                            else bpf.BPF_TCX_EGRESS
+                            else BPF_TCX_EGRESS
                         )
                         bpf.tcx_prog_detach(prog, index, attach)
                         removed.append(f"TCX program {tcx['prog_id']} on {tcx['dev']}")

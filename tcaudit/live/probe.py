@@ -31,7 +31,8 @@ from tcaudit.advice.recommend import DEFAULT_PRIORITY, detect_priority
 from tcaudit.errors import EnvironmentProblem, UsageError
 from tcaudit.inventory.namespaces import discover
 from tcaudit.kernel import nsfs
-from tcaudit.kernel.rtnl import ETH_P_ALL, PARENT_EGRESS, PARENT_INGRESS, Netlink, NetlinkError
+from tcaudit.kernel.abi import CLSACT_PARENT
+from tcaudit.kernel.rtnl import ETH_P_ALL, Netlink, NetlinkError
 from tcaudit.live.observer import MAX_SLOTS, Observer
 from tcaudit.live.traffic import Endpoint, burst
 from tcaudit.model import (
@@ -60,7 +61,6 @@ def state_dir() -> Path:
 
 
 HANDLE_BASE = 0x7CA0  # "tcaudit": easy to spot in `tc filter show`
-_PARENT = {"clsact/ingress": PARENT_INGRESS, "clsact/egress": PARENT_EGRESS}
 
 
 def _is_ours(entry: Entry) -> bool:
@@ -261,7 +261,7 @@ def _delete_ours(nl: Netlink, record: dict[str, object]) -> bool:
         int(str(record["pref"])),
         int(str(record["handle"])),
     )
-    parent = _PARENT[str(record["hook"])]
+    parent = CLSACT_PARENT[str(record["hook"])]
     for f in nl.filters(ifindex, parent):
         if (
             f.pref == pref
@@ -362,7 +362,7 @@ def _attached(
                     ) from None
                 sockets[key] = (fd, Netlink(fd))
             nl = sockets[key][1]
-            parent = _PARENT[placement.hook]
+            parent = CLSACT_PARENT[placement.hook]
             taken = {
                 f.handle for f in nl.filters(placement.ifindex, parent) if f.pref == placement.pref
             }

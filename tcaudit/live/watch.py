@@ -38,15 +38,13 @@ from tcaudit.inventory.namespaces import discover
 from tcaudit.inventory.namespaces import select as select_namespaces
 from tcaudit.inventory.programs import ProgramReader, scan_holders
 from tcaudit.kernel import bpf, nsfs
+from tcaudit.kernel.abi import PARENT_EGRESS, PARENT_HOOK, PARENT_INGRESS, TC_H_CLSACT, TCX_ATTACH
 from tcaudit.kernel.rtnl import (
-    PARENT_EGRESS,
-    PARENT_INGRESS,
     RTM_DELLINK,
     RTM_NEWQDISC,
     RTM_NEWTFILTER,
     RTNLGRP_LINK,
     RTNLGRP_TC,
-    TC_H_CLSACT,
     EventsLost,
     Filter,
     Netlink,
@@ -68,8 +66,6 @@ from tcaudit.model import (
 )
 from tcaudit.vendors.attribution import attribute
 
-_HOOK = {PARENT_INGRESS: "clsact/ingress", PARENT_EGRESS: "clsact/egress"}
-_TCX = {"tcx/ingress": bpf.BPF_TCX_INGRESS, "tcx/egress": bpf.BPF_TCX_EGRESS}
 MAX_FINDINGS = 1000
 CACHE_LIMIT = 10_000
 
@@ -264,7 +260,7 @@ class Watcher:
             has_actions=f.has_actions,
             reachable=f.chain == 0,
         )
-        hook_name = _HOOK.get(f.parent, "clsact/ingress")
+        hook_name = PARENT_HOOK.get(f.parent, "clsact/ingress")
         interface = Interface(space.links.get(f.ifindex, "?"), f.ifindex, None, ())
         vendor = attribute(
             entry, interface, Hook(hook_name, True, (entry,)), space.netns, self._registry
@@ -311,7 +307,7 @@ class Watcher:
             netns_id=space.netns.id,
             what=what,
             interface=space.links.get(f.ifindex, str(f.ifindex)),
-            hook=_HOOK.get(f.parent),
+            hook=PARENT_HOOK.get(f.parent),
             pref=f.pref,
             handle=f.handle,
             kind=f.kind,
@@ -359,10 +355,10 @@ class Watcher:
             self._finding(
                 space,
                 "hook-gap",
-                f"{space.links.get(f.ifindex, '?')} {_HOOK.get(f.parent)} was left "
+                f"{space.links.get(f.ifindex, '?')} {PARENT_HOOK.get(f.parent)} was left "
                 f"without {known.vendor.name}'s filter for {gone:.0f} ms",
                 space.links.get(f.ifindex),
-                _HOOK.get(f.parent),
+                PARENT_HOOK.get(f.parent),
             )
 
     def _on_filter(self, space: _Space, note: Notification) -> None:
@@ -374,7 +370,7 @@ class Watcher:
         key = _key(f)
         previous = bucket.get(key)
         interface = space.links.get(f.ifindex, str(f.ifindex))
-        hook = _HOOK.get(f.parent)
+        hook = PARENT_HOOK.get(f.parent)
         if note.type == RTM_NEWTFILTER:
             if previous is not None and previous.filt == f:
                 return  # already in the model (a rescan saw it before its notification)
@@ -426,7 +422,7 @@ class Watcher:
     def _deleted(self, space: _Space, previous: _Known, actor: Actor) -> None:
         f = previous.filt
         interface = space.links.get(f.ifindex, str(f.ifindex))
-        hook = _HOOK.get(f.parent)
+        hook = PARENT_HOOK.get(f.parent)
         self._emit(self._event(space, "filter-deleted", f, previous, actor))
         adder = previous.added_by
         if (
@@ -461,11 +457,11 @@ class Watcher:
             self._finding(
                 space,
                 "piling",
-                f"{interface} {_HOOK.get(f.parent)}: {vendor.name}'s programs pile up "
+                f"{interface} {PARENT_HOOK.get(f.parent)}: {vendor.name}'s programs pile up "
                 f"at prefs {', '.join(map(str, prefs))} (old ones left behind, as in "
                 "cilium/cilium#36172)",
                 interface,
-                _HOOK.get(f.parent),
+                PARENT_HOOK.get(f.parent),
             )
 
     def _on_qdisc(self, space: _Space, note: Notification) -> None:
@@ -544,7 +540,7 @@ class Watcher:
             return state
         with nsfs.inside_netns(space.fd):
             for ifindex in list(space.links):
-                for hook, attach in _TCX.items():
+                for hook, attach in TCX_ATTACH.items():
                     try:
                         query = bpf.tcx_query(ifindex, attach)
                     except bpf.TcxUnsupported:
@@ -716,10 +712,10 @@ class Watcher:
                 self._finding(
                     space,
                     "hook-gap",
-                    f"{interface} {_HOOK.get(parent)} is still without {vendor}'s "
+                    f"{interface} {PARENT_HOOK.get(parent)} is still without {vendor}'s "
                     f"filter ({1000 * (now - started):.0f} ms)",
                     interface,
-                    _HOOK.get(parent),
+                    PARENT_HOOK.get(parent),
                 )
         self._gaps.clear()
         for space in list(self._spaces.values()):

@@ -70,8 +70,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from tcaudit.analysis.meaning import TC_ACT_NAMES, TCX_NAMES
 from tcaudit.errors import UsageError
+from tcaudit.kernel.abi import TC_ACT_NAMES, TCX_NAMES
 from tcaudit.model import (
     HOOKS,
     Entry,

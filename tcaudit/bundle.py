@@ -29,7 +29,7 @@ from typing import Any
 
 from tcaudit import __version__
 from tcaudit.advice.explain import explain
-from tcaudit.advice.recommend import detect_priority, recommend
+from tcaudit.advice.recommend import recommend
 from tcaudit.errors import UsageError
 from tcaudit.inventory.namespaces import discover, select
 from tcaudit.inventory.scan import Selection
@@ -40,7 +40,7 @@ from tcaudit.model import Scan
 from tcaudit.output.render import dumps, explain_json, explain_text, scan_json
 from tcaudit.output.reports import recommend_json, recommend_text
 from tcaudit.pipeline import inventory
-from tcaudit.vendors.attribution import is_cws
+from tcaudit.vendors.cws import detect_priority, is_cws
 
 CONFIG_KEYS = (
     "CONFIG_BPF", "CONFIG_BPF_SYSCALL", "CONFIG_BPF_JIT", "CONFIG_NET_XGRESS",

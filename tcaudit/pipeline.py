@@ -9,7 +9,8 @@ from tcaudit.analysis.attach import VerdictAnalyser, add_verdicts
 from tcaudit.inventory.namespaces import LabResolver
 from tcaudit.inventory.scan import Selection, scan
 from tcaudit.model import Scan
-from tcaudit.vendors.attribution import add_vendors, load_registry
+from tcaudit.vendors.attribution import add_vendors
+from tcaudit.vendors.registry import load_registry
 
 
 def inventory(

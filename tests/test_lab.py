@@ -14,7 +14,7 @@ from tcaudit.cli.main import main
 from tcaudit.lab import scenarios as lab
 from tcaudit.live.watch import Watcher
 from tcaudit.model import WatchEvent, WatchFinding
-from tcaudit.vendors.attribution import load_registry
+from tcaudit.vendors.registry import load_registry
 from tests.conftest import validate
 
 pytestmark = pytest.mark.usefixtures("privileged")

@@ -8,6 +8,8 @@ errors, add_vendors over a whole scan, and the JSON form.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,15 +32,15 @@ from tcaudit.model import (
     VendorMatch,
     Verdict,
 )
-from tcaudit.vendors import attribution as vendors
+from tcaudit.vendors import registry as vendors
 from tcaudit.vendors.attribution import (
     VENDOR_SCHEMA,
     add_vendors,
     attribute,
-    is_cws,
-    load_registry,
     vendor_json,
 )
+from tcaudit.vendors.cws import is_cws
+from tcaudit.vendors.registry import load_registry, registry_schema
 
 HOST = Netns(1, 4, (), (1,), "host", "/proc/1/ns/net", is_self=True)
 POD = Netns(2, 4, (), (900,), "pid 900 (pause)", "/proc/900/ns/net")
@@ -497,28 +499,40 @@ def test_user_file_replaces_a_shipped_fingerprint(tmp_path: Path) -> None:
 
 
 BAD_FILES = [
-    ("{not json", "not JSON: Expecting property name enclosed in double quotes at line 1"),
-    ([], 'expected an object with a "fingerprints" list'),
-    ({"fingerprints": [], "extra": 1}, "unknown key 'extra'"),
-    ({"schema": "tcaudit/vendors/v9", "fingerprints": []}, "schema must be 'tcaudit/vendors/v1'"),
-    ({"fingerprints": [{**MYCNI, "id": ""}]}, "fingerprint 0: id must be a non-empty string"),
+    ("{not json", "not JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+    ([], "$: [] is not of type 'object'"),
+    ({"fingerprints": [], "extra": 1}, "$: Additional properties are not allowed ('extra' was"),
+    ({"schema": "tcaudit/vendors/v9", "fingerprints": []},
+     "$.schema: 'tcaudit/vendors/v1' was expected"),
+    ({"fingerprints": [{**MYCNI, "id": ""}]}, "$.fingerprints[0].id: '' is not a non-empty string"),
     ({"fingerprints": [{**MYCNI, "matchers": {"program_nmae": ["x"]}}]},
-     "fingerprint 0 (mycni-2): matchers: unknown key 'program_nmae'"),
+     "$.fingerprints[0].matchers: Additional properties are not allowed ('program_nmae' was"),
     ({"fingerprints": [{**MYCNI, "matchers": {"program_name": ["cil_(from"]}}]},
-     "matchers.program_name: bad regex 'cil_(from'"),
-    ({"fingerprints": [{**MYCNI, "matchers": {"netns": "host"}}]}, "matchers: needs at least one"),
+     "$.fingerprints[0].matchers.program_name[0]: bad regex 'cil_(from'"),
+    ({"fingerprints": [{**MYCNI, "matchers": {"netns": "host"}}]},
+     "$.fingerprints[0].matchers: needs at least one pattern"),
     ({"fingerprints": [{**MYCNI, "matchers": {"program_name": "x"}}]},
-     "program_name must be a list of strings"),
+     "$.fingerprints[0].matchers.program_name: 'x' is not of type 'array'"),
     ({"fingerprints": [{**MYCNI, "matchers": {"program_name": ["x"], "hook": ["xdp"]}}]},
-     "hook: unknown value 'xdp'"),
-    ({"fingerprints": [{**MYCNI, "habits": ["eats-packets"]}]}, "habits: unknown value"),
-    ({"fingerprints": [{**MYCNI, "accept_verdict": "OK"}]}, "accept_verdict: unknown verdict 'OK'"),
-    ({"fingerprints": [{**MYCNI, "default_pref": 0}]}, "default_pref must be an integer 1-65535"),
-    ({"fingerprints": [{**MYCNI, "attach": "xdp"}]}, "attach must be one of clsact, tcx"),
-    ({"fingerprints": [{**MYCNI, "versions": "latest"}]}, "versions 'latest'"),
-    ({"fingerprints": [MYCNI, MYCNI]}, "fingerprint 1 (mycni-2): duplicate id"),
-    ({"fingerprints": [{k: v for k, v in MYCNI.items() if k != "matchers"}]}, "matchers missing"),
-    ({"fingerprints": ["cilium"]}, "fingerprint 0: must be an object"),
+     "$.fingerprints[0].matchers.hook[0]: 'xdp' is not one of"),
+    ({"fingerprints": [{**MYCNI, "habits": ["eats-packets"]}]},
+     "$.fingerprints[0].habits[0]: 'eats-packets' is not one of"),
+    ({"fingerprints": [{**MYCNI, "accept_verdict": "OK"}]},
+     "$.fingerprints[0].accept_verdict: 'OK' is not one of ['TC_ACT_UNSPEC'"),
+    ({"fingerprints": [{**MYCNI, "default_pref": 0}]},
+     "$.fingerprints[0].default_pref: 0 is less than the minimum of 1"),
+    ({"fingerprints": [{**MYCNI, "attach": "xdp"}]},
+     "$.fingerprints[0].attach: 'xdp' is not one of ['clsact', 'tcx']"),
+    ({"fingerprints": [{**MYCNI, "versions": "latest"}]},
+     "$.fingerprints[0].versions: 'latest' is not a version range: 1.9-1.12, 1.16+"),
+    ({"fingerprints": [MYCNI, MYCNI]}, "$.fingerprints[1].id: duplicate id 'mycni-2'"),
+    ({"fingerprints": [{k: v for k, v in MYCNI.items() if k != "matchers"}]},
+     "$.fingerprints[0]: 'matchers' is a required property"),
+    ({"fingerprints": ["cilium"]}, "$.fingerprints[0]: 'cilium' is not of type 'object'"),
+    ({"fingerprints": [{**MYCNI, "notes": ["x" * 500, 1]}]},
+     "$.fingerprints[0].notes[1]: 1 is not of type 'string'"),
+    ({"fingerprints": [{**MYCNI, "knob": ["line one\nline two"] * 40}]},
+     "$.fingerprints[0].knob: "),
 ]  # fmt: skip
 
 
@@ -538,6 +552,31 @@ def test_unreadable_user_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
     with pytest.raises(UsageError, match=r"^--vendors .*nope\.json: cannot read: No such file"):
         load_registry([missing])
+
+
+def test_shipped_registry_passes_the_schema() -> None:
+    """The run time trusts vendors.json (no jsonschema import on the scan path): this is
+    where it is checked, with the same schema and post-checks a --vendors file gets."""
+    from importlib import resources
+
+    from jsonschema import Draft202012Validator
+
+    text = resources.files("tcaudit.vendors").joinpath("vendors.json").read_text("utf-8")
+    doc = json.loads(text)
+    errors = [f"{e.json_path}: {e.message}"
+              for e in Draft202012Validator(registry_schema()).iter_errors(doc)]
+    assert errors == []
+    assert vendors.parse_registry(text, "checked against source") == vendors.shipped_registry()
+
+
+def test_scan_path_never_imports_jsonschema() -> None:
+    """jsonschema's import costs ~130 ms: only a --vendors file may pay it."""
+    code = ("import sys; from tcaudit.vendors.registry import load_registry; "
+            "from tcaudit.vendors.attribution import add_vendors; import tcaudit.pipeline; "
+            "assert load_registry(); print('jsonschema' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 # --- whole scans and JSON -----------------------------------------------------------------

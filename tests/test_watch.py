@@ -15,7 +15,7 @@ import pytest
 from tcaudit.lab.sandbox import Sandbox
 from tcaudit.live.watch import Watcher
 from tcaudit.model import WatchEvent, WatchFinding
-from tcaudit.vendors.attribution import load_registry
+from tcaudit.vendors.registry import load_registry
 from tests.conftest import validate
 
 pytestmark = pytest.mark.usefixtures("privileged")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcaudit.advice.recommend import DEFAULT_PRIORITY, Recommendation, recommend, snippets
+from tcaudit.advice.recommend import Recommendation, recommend, snippets
 from tcaudit.model import Scan
+from tcaudit.vendors.cws import DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,12 @@ plugins", Datadog CWS troubleshooting), extended where the kernel demands it
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan, VendorMatch
-from tcaudit.vendors.attribution import is_cws
+from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, is_cws
 
-DEFAULT_PRIORITY = 10  # system-probe's runtime_security_config.network.classifier_priority
 HIDING = frozenset({"accept", "redirect", "stolen", "trap"})
 PROBE_PREFIX = "tcaudit_probe"
 DIRECTIONS = ("ingress", "egress")
@@ -115,21 +113,6 @@ def _ignored(entry: Entry) -> bool:
 
 def _vendor_name(entry: Entry) -> str | None:
     return entry.vendor.name if entry.vendor else None
-
-
-def detect_priority(scan: Scan) -> tuple[int | None, int]:
-    """(pref CWS uses on this node or None, how many CWS filters were seen)."""
-    prefs = Counter(
-        entry.pref
-        for ns in scan.namespaces
-        for interface in ns.interfaces
-        for hook in interface.hooks
-        for entry in hook.entries
-        if hook.hook.startswith("clsact/") and entry.pref is not None and _is_cws_entry(entry)
-    )
-    if not prefs:
-        return None, 0
-    return prefs.most_common(1)[0][0], sum(prefs.values())
 
 
 @dataclass(frozen=True)

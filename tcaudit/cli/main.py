@@ -533,7 +533,7 @@ def watch_cmd(
 
     from tcaudit.live.watch import Watcher
     from tcaudit.output.reports import watch_json, watch_line, watch_summary, watch_summary_text
-    from tcaudit.vendors.attribution import load_registry
+    from tcaudit.vendors.registry import load_registry
 
     privileges.require("watch")
     seconds, gap_seconds = parse_duration(duration), parse_duration(gap)
@@ -720,7 +720,8 @@ def lab_down(name: str | None, everything: bool) -> None:
 
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
     from tcaudit.inventory.snapshot import read_document, scan_from_json
-    from tcaudit.vendors.attribution import add_vendors, load_registry
+    from tcaudit.vendors.attribution import add_vendors
+    from tcaudit.vendors.registry import load_registry
 
     doc = read_document(path, SCAN_SCHEMA)
     return doc, add_vendors(scan_from_json(doc), load_registry(vendor_files))

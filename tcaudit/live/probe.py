@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tcaudit.advice.recommend import DEFAULT_PRIORITY, detect_priority
 from tcaudit.errors import EnvironmentProblem, UsageError
 from tcaudit.inventory.namespaces import discover
 from tcaudit.kernel import nsfs
@@ -49,7 +48,7 @@ from tcaudit.model import (
     Scan,
     Skipped,
 )
-from tcaudit.vendors.attribution import is_cws
+from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, is_cws
 
 PROBE_PREFIX = "tcaudit_probe"
 STATE_DIR = "/run/tcaudit/probe"

@@ -26,20 +26,7 @@ with the sources it names) and datadog-cws.md:
   ``classifier_egre``, ``classifier_raw_``, held by ``system-probe``, pref 10; and the
   7.36.0-7.39.1 agents with their hard-coded pref 1 (the race of the seed document).
 
-Registry file format (JSON object): ``{"schema": "tcaudit/vendors/v1", "fingerprints": [...]}``.
-Each fingerprint: ``id`` and ``vendor`` (required), ``versions`` ("1.9-1.12", "1.16+",
-"<0.0.8", "1.13" or null), ``certainty`` ("checked against source" | "unverified"; a user
-file defaults to "unverified"), ``sources``, ``attach`` ("clsact" | "tcx"), ``default_pref``
-and ``default_handle`` (null: the kernel picks), ``pref_fixed`` (the vendor cannot use any
-other pref), ``accept_verdict`` and ``other_verdicts`` (TC_ACT_* / TCX_* names),
-``tail_calls``, ``knob`` (the exact setting that moves its priority, or null) and
-``knob_note``, ``habits`` (from :data:`HABITS`), ``notes``, and ``matchers``:
-``filter_name``, ``program_name``, ``map_name``, ``holder_comm``, ``interface`` (lists of
-Python ``re`` patterns, each matched with ``re.fullmatch``; kernel program and map names are
-cut to 15 characters), ``hook`` (list of hooks; empty = any), ``netns`` ("host" = the
-namespace tcaudit runs in, "pod" = any other, "any"), and ``unverified`` (matcher kinds that
-are educated guesses, flagged in the evidence). A user fingerprint whose ``id`` equals an
-earlier one replaces it; other fingerprints are appended.
+The registry file format is described in ``registry``.
 
 Attribution (:func:`attribute`): each fingerprint scores the entry. Strong matchers are the
 filter name, the program name, a map name and a holder's comm; weak ones are the interface,
@@ -60,20 +47,12 @@ come from the best fingerprint, labelled with the merged version range.
 from __future__ import annotations
 
 import functools
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final
 
-from tcaudit.errors import UsageError
-from tcaudit.kernel.abi import TC_ACT_NAMES, TCX_NAMES
 from tcaudit.model import (
-    HOOKS,
     Entry,
     Fingerprint,
     Holder,
@@ -85,259 +64,31 @@ from tcaudit.model import (
     VendorMatch,
     map_entries,
 )
+from tcaudit.vendors.cws import CWS_VENDOR
+from tcaudit.vendors.registry import (
+    ATTACH_KINDS,
+    CERTAINTIES,
+    HABITS,
+    VERDICT_VALUES,
+    load_registry,
+    version_key,
+    version_range,
+)
 
 __all__ = [
-    "CWS_VENDOR",
-    "HABITS",
-    "REGISTRY_SCHEMA",
     "VENDOR_SCHEMA",
     "Fingerprint",
     "Matchers",
     "VendorMatch",
     "add_vendors",
     "attribute",
-    "is_cws",
-    "load_registry",
     "vendor_json",
 ]
 
-REGISTRY_SCHEMA: Final = "tcaudit/vendors/v1"
-CWS_VENDOR: Final = "Datadog CWS"
-HABITS: Final = (
-    "deletes-clsact-qdisc",
-    "replaces-filters",
-    "removes-legacy-filters-after-tcx",
-    "deletes-handle-1-filters",
-)
-CERTAINTIES: Final = ("checked against source", "unverified")
-ATTACH_KINDS: Final = ("clsact", "tcx")
-NETNS_KINDS: Final = ("host", "pod", "any")
-STRONG_KINDS: Final = ("filter_name", "program_name", "map_name", "holder_comm")
-PATTERN_KINDS: Final = (*STRONG_KINDS, "interface")
 KERNEL_PICKED_PREFS: Final = range(0x8000, 0xC001)
 """Prefs the kernel hands out when asked for pref 0: 0xC000 (49152), then downwards."""
 
-VERDICT_VALUES: Final[Mapping[str, int]] = MappingProxyType(
-    {**{n: v for v, n in TC_ACT_NAMES.items()}, **{n: v for v, n in TCX_NAMES.items()}}
-)
-
 _PID_SUFFIX = re.compile(r".*_(\d+)")
-_FILE_KEYS = frozenset({"schema", "about", "fingerprints"})
-_FP_KEYS = frozenset(
-    {
-        "id", "vendor", "versions", "certainty", "sources", "attach", "default_pref",
-        "default_handle", "pref_fixed", "accept_verdict", "other_verdicts", "tail_calls",
-        "knob", "knob_note", "habits", "notes", "matchers",
-    }
-)  # fmt: skip
-_MATCHER_KEYS = frozenset({*PATTERN_KINDS, "hook", "netns", "unverified"})
-
-
-# --- loading -------------------------------------------------------------------------------
-
-
-class _Bad(Exception):
-    """A malformed registry value; the loader prefixes where it was."""
-
-
-def _opt_str(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _Bad(f"{key} must be a string or null")
-    return value
-
-
-def _req_str(raw: Mapping[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise _Bad(f"{key} must be a non-empty string")
-    return value
-
-
-def _str_list(raw: Mapping[str, Any], key: str, allowed: Sequence[str] = ()) -> tuple[str, ...]:
-    value = raw.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Bad(f"{key} must be a list of strings")
-    for item in value:
-        if allowed and item not in allowed:
-            raise _Bad(f"{key}: unknown value {item!r} (expected one of {', '.join(allowed)})")
-    return tuple(value)
-
-
-def _opt_int(raw: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise _Bad(f"{key} must be an integer {low}-{high} or null")
-    return value
-
-
-def _opt_bool(raw: Mapping[str, Any], key: str, default: bool | None) -> bool | None:
-    value = raw.get(key, default)
-    if value is not None and not isinstance(value, bool):
-        raise _Bad(f"{key} must be true, false or null")
-    return value
-
-
-def _choice(raw: Mapping[str, Any], key: str, allowed: Sequence[str], default: str) -> str:
-    value = raw.get(key, default)
-    if value not in allowed:
-        raise _Bad(f"{key} must be one of {', '.join(allowed)}")
-    return str(value)
-
-
-def _verdict(name: str | None, key: str) -> str | None:
-    if name is not None and name not in VERDICT_VALUES:
-        raise _Bad(f"{key}: unknown verdict {name!r} (use a TC_ACT_* or TCX_* name)")
-    return name
-
-
-def _unknown_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    extra = sorted(set(raw) - allowed)
-    if extra:
-        raise _Bad(f"{where}unknown key {extra[0]!r}")
-
-
-def _version_key(text: str) -> tuple[int, ...] | None:
-    parts = text.split(".")
-    if not all(p.isdigit() or p == "x" for p in parts):
-        return None
-    return tuple(int(p) if p.isdigit() else 1 << 30 for p in parts)
-
-
-def _version_range(text: str) -> tuple[str | None, str | None, bool] | None:
-    """(low, high, high-exclusive) of "1.9-1.12", "1.16+", "<0.0.8", "1.13"; None if odd."""
-    if text.startswith("<"):
-        bounds: tuple[str | None, str | None, bool] = (None, text[1:], True)
-    elif text.endswith("+"):
-        bounds = (text[:-1], None, False)
-    elif "-" in text:
-        low, high = text.split("-", 1)
-        bounds = (low, high, False)
-    else:
-        bounds = (text, text, False)
-    if any(b is not None and _version_key(b) is None for b in bounds[:2]):
-        return None
-    return bounds
-
-
-def _matchers(raw: object) -> Matchers:
-    if not isinstance(raw, dict):
-        raise _Bad("matchers must be an object")
-    _unknown_keys(raw, _MATCHER_KEYS, "matchers: ")
-    compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
-    for kind in PATTERN_KINDS:
-        patterns = []
-        for text in _str_list(raw, kind):
-            try:
-                patterns.append(re.compile(text))
-            except re.error as err:
-                raise _Bad(f"matchers.{kind}: bad regex {text!r}: {err}") from None
-        compiled[kind] = tuple(patterns)
-    if not any(compiled[k] for k in PATTERN_KINDS):
-        raise _Bad("matchers: needs at least one of " + ", ".join(PATTERN_KINDS))
-    return Matchers(
-        filter_name=compiled["filter_name"],
-        program_name=compiled["program_name"],
-        map_name=compiled["map_name"],
-        holder_comm=compiled["holder_comm"],
-        interface=compiled["interface"],
-        hook=_str_list(raw, "hook", HOOKS),
-        netns=_choice(raw, "netns", NETNS_KINDS, "any"),
-        unverified=_str_list(raw, "unverified", PATTERN_KINDS),
-    )
-
-
-def _fingerprint(raw: object, default_certainty: str) -> Fingerprint:
-    if not isinstance(raw, dict):
-        raise _Bad("must be an object")
-    _unknown_keys(raw, _FP_KEYS, "")
-    versions = _opt_str(raw, "versions")
-    if versions is not None and _version_range(versions) is None:
-        raise _Bad(f"versions {versions!r}: use forms like 1.9-1.12, 1.16+, <0.0.8, 1.13")
-    accept = _verdict(_opt_str(raw, "accept_verdict"), "accept_verdict")
-    others = _str_list(raw, "other_verdicts")
-    for name in others:
-        _verdict(name, "other_verdicts")
-    if "matchers" not in raw:
-        raise _Bad("matchers missing")
-    return Fingerprint(
-        id=_req_str(raw, "id"),
-        vendor=_req_str(raw, "vendor"),
-        versions=versions,
-        certainty=_choice(raw, "certainty", CERTAINTIES, default_certainty),
-        sources=_str_list(raw, "sources"),
-        attach=_choice(raw, "attach", ATTACH_KINDS, "clsact"),
-        default_pref=_opt_int(raw, "default_pref", 1, 0xFFFF),
-        default_handle=_opt_int(raw, "default_handle", 0, 0xFFFFFFFF),
-        pref_fixed=bool(_opt_bool(raw, "pref_fixed", False)),
-        accept_verdict=accept,
-        other_verdicts=others,
-        tail_calls=_opt_bool(raw, "tail_calls", None),
-        knob=_opt_str(raw, "knob"),
-        knob_note=_opt_str(raw, "knob_note"),
-        habits=_str_list(raw, "habits", HABITS),
-        notes=_str_list(raw, "notes"),
-        matchers=_matchers(raw["matchers"]),
-    )
-
-
-def _parse_registry(text: str, default_certainty: str) -> tuple[Fingerprint, ...]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _Bad(f"not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("fingerprints"), list):
-        raise _Bad('expected an object with a "fingerprints" list')
-    _unknown_keys(doc, _FILE_KEYS, "")
-    if doc.get("schema", REGISTRY_SCHEMA) != REGISTRY_SCHEMA:
-        raise _Bad(f"schema must be {REGISTRY_SCHEMA!r}")
-    result: list[Fingerprint] = []
-    for index, raw in enumerate(doc["fingerprints"]):
-        name = raw.get("id") if isinstance(raw, dict) else None
-        where = f"fingerprint {index}" + (f" ({name})" if isinstance(name, str) and name else "")
-        try:
-            fingerprint = _fingerprint(raw, default_certainty)
-        except _Bad as err:
-            raise _Bad(f"{where}: {err}") from None
-        if any(f.id == fingerprint.id for f in result):
-            raise _Bad(f"{where}: duplicate id")
-        result.append(fingerprint)
-    return tuple(result)
-
-
-@lru_cache(maxsize=1)
-def shipped_registry() -> tuple[Fingerprint, ...]:
-    """The fingerprints shipped in tcaudit/vendors/vendors.json."""
-    text = resources.files("tcaudit.vendors").joinpath("vendors.json").read_text(encoding="utf-8")
-    try:
-        return _parse_registry(text, "checked against source")
-    except _Bad as err:  # a packaging bug, caught by the tests
-        raise RuntimeError(f"tcaudit/vendors/vendors.json: {err}") from None
-
-
-def load_registry(extra_files: Sequence[str | Path] = ()) -> tuple[Fingerprint, ...]:
-    """The shipped fingerprints, then each user file's (an equal ``id`` replaces)."""
-    registry = list(shipped_registry())
-    for file in extra_files:
-        path = Path(file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-            raise UsageError(f"--vendors {path}: cannot read: {reason}") from None
-        try:
-            loaded = _parse_registry(text, "unverified")
-        except _Bad as err:
-            raise UsageError(f"--vendors {path}: {err}") from None
-        for fingerprint in loaded:
-            ids = [f.id for f in registry]
-            if fingerprint.id in ids:
-                registry[ids.index(fingerprint.id)] = fingerprint
-            else:
-                registry.append(fingerprint)
-    return tuple(registry)
 
 
 # --- attribution ---------------------------------------------------------------------------
@@ -528,7 +279,7 @@ def _score(hits: Sequence[_Hit]) -> tuple[int, int]:
 def _merge_versions(versions: Sequence[str | None]) -> str | None:
     if len(set(versions)) == 1:
         return versions[0]
-    ranges = [_version_range(v) if v else None for v in versions]
+    ranges = [version_range(v) if v else None for v in versions]
     if any(r is None for r in ranges):
         return " or ".join(dict.fromkeys(v for v in versions if v)) or None
     lows = [r[0] for r in ranges if r is not None]
@@ -547,7 +298,7 @@ def _merge_versions(versions: Sequence[str | None]) -> str | None:
 
 
 def _sort_key(text: str) -> tuple[int, ...]:
-    return _version_key(text) or ()
+    return version_key(text) or ()
 
 
 @functools.lru_cache(maxsize=256)
@@ -706,11 +457,6 @@ def add_vendors(scan: Scan, registry: Sequence[Fingerprint] | None = None) -> Sc
         scan,
         lambda e, i, h, n: replace(e, vendor=attribute(e, i, h, n, fingerprints, cache)),
     )
-
-
-def is_cws(match: VendorMatch | None) -> bool:
-    """True for Datadog CWS's own filters (never a competing vendor)."""
-    return match is not None and match.name == CWS_VENDOR
 
 
 def vendor_json(match: VendorMatch | None) -> dict[str, Any] | None:

@@ -254,3 +254,62 @@ def test_a_namespace_going_away_loses_its_filters_and_its_bookkeeping(box: Sandb
     events = [(e.what, e.netns) for e in seen if isinstance(e, WatchEvent)]
     assert ("namespace-gone", pod.name) in events and ("filter-lost", pod.name) in events
     assert [f.kind for f in seen if isinstance(f, WatchFinding)] == ["piling"]  # no gap
+
+
+def test_watch_and_scan_attribute_the_same_filter_the_same_way(box: Sandbox) -> None:
+    """One entry_from_filter() for both. A CNI known by its position only (interface,
+    pref 1, handle 1, any namespace) owns an eBPF filter there, never a classic-BPF one:
+    watch's own copy once called every cls_bpf filter "bpf" and gave it to the CNI."""
+    from tcaudit.inventory.scan import Selection, scan
+    from tcaudit.vendors.attribution import add_vendors
+    from tcaudit.vendors.registry import parse_registry
+
+    posed = {
+        "id": "poscni-1",
+        "vendor": "PosCNI",
+        "versions": "1.0+",
+        "default_pref": 1,
+        "default_handle": 1,
+        "accept_verdict": "TC_ACT_OK",
+        "knob": "--pref=N",
+        "habits": [],
+        "matchers": {"interface": ["lxc.*"], "hook": ["clsact/ingress", "clsact/egress"]},
+    }
+    text = json.dumps({"schema": "tcaudit/vendors/v1", "fingerprints": [posed]})
+    registry = (*load_registry(), *parse_registry(text, "checked against source"))
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "lxc0", pod, "eth0")
+    box.clsact(host, "lxc0")
+    seen: list[WatchEvent | WatchFinding] = []
+    watcher = Watcher([host.name, pod.name], registry, seen.append)
+    watcher.start()
+    try:
+        tc = ["tc", "-n", host.name, "filter", "add", "dev", "lxc0"]
+        # classic BPF "ret #0xffff" where the CNI puts its filter (pref 1, handle 1)
+        subprocess.run(
+            [*tc, "ingress", "pref", "1", "handle", "1", "bpf", "bytecode", "1,6 0 0 65535,"],
+            check=True,
+        )
+        prog = box.load_returning(0, "unnamed_ok")
+        box.attach(host, "lxc0", "egress", prog, pref=1, handle=1)
+        for _ in range(10):
+            watcher.step(0.05)
+    finally:
+        watcher.finish()
+    added = {
+        e.hook: (e.kind, e.vendor.name if e.vendor else None)
+        for e in seen
+        if isinstance(e, WatchEvent) and e.what == "filter-added" and e.interface == "lxc0"
+    }
+    result = add_vendors(scan(Selection(netns=(host.name,))), registry)
+    scanned = {
+        hook.hook: (entry.kind, entry.vendor.name if entry.vendor else None)
+        for ns in result.namespaces
+        for iface in ns.interfaces
+        if iface.name == "lxc0"
+        for hook in iface.hooks
+        for entry in hook.entries
+    }
+    assert added == scanned
+    assert added == {"clsact/ingress": ("cbpf", None), "clsact/egress": ("bpf", "PosCNI")}

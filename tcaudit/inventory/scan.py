@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tcaudit.errors import UsageError
@@ -193,14 +193,19 @@ class _Scanner:
         return block_devices
 
 
-def _filter_entry(f: Filter, programs: dict[int, Program]) -> Entry:
+def entry_from_filter(f: Filter, program_of: Callable[[int], Program | None]) -> Entry:
+    """The one way a clsact filter becomes an Entry, shared by scan and watch.
+
+    A classic-BPF filter is kind ``cbpf`` with its length and never a program; an eBPF
+    filter's program comes from ``program_of`` (a dict's ``get`` or a reader's).
+    """
     bpf = f.bpf
     kind = f.kind
     program = None
     if bpf is not None and bpf.classic_ops is not None:
         kind = "cbpf"
     elif bpf is not None and bpf.prog_id:
-        program = programs.get(bpf.prog_id)
+        program = program_of(bpf.prog_id)
     return Entry(
         pref=f.pref,
         handle=f.handle,
@@ -247,7 +252,7 @@ def _hook(
     return Hook(
         hook=name,
         supported=raw.supported,
-        entries=tuple(_filter_entry(f, programs) for f in ordered),
+        entries=tuple(entry_from_filter(f, programs.get) for f in ordered),
         qdisc=raw.qdisc,
         block=raw.block,
         block_devices=tuple(blocks.get(raw.block, ())) if raw.block else (),

@@ -37,6 +37,7 @@ from typing import Any
 from tcaudit.inventory.namespaces import discover
 from tcaudit.inventory.namespaces import select as select_namespaces
 from tcaudit.inventory.programs import ProgramReader, scan_holders
+from tcaudit.inventory.scan import entry_from_filter
 from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import PARENT_EGRESS, PARENT_HOOK, PARENT_INGRESS, TC_H_CLSACT, TCX_ATTACH
 from tcaudit.kernel.rtnl import (
@@ -49,11 +50,9 @@ from tcaudit.kernel.rtnl import (
     Filter,
     Netlink,
     Notification,
-    protocol_name,
 )
 from tcaudit.model import (
     Actor,
-    Entry,
     Fingerprint,
     Hook,
     Interface,
@@ -245,21 +244,8 @@ class Watcher:
 
     def _describe(self, space: _Space, f: Filter) -> tuple[Program | None, VendorMatch | None]:
         self._bound_caches()
-        program = None
-        if f.bpf is not None and f.bpf.prog_id:
-            program = self._reader.get(f.bpf.prog_id)
-        entry = Entry(
-            pref=f.pref,
-            handle=f.handle,
-            chain=f.chain,
-            protocol=protocol_name(f.protocol),
-            kind=f.kind,
-            direct_action=f.bpf.direct_action if f.bpf else None,
-            filter_name=f.bpf.name if f.bpf else None,
-            program=program,
-            has_actions=f.has_actions,
-            reachable=f.chain == 0,
-        )
+        entry = entry_from_filter(f, self._reader.get)
+        program = entry.program
         hook_name = PARENT_HOOK.get(f.parent, "clsact/ingress")
         interface = Interface(space.links.get(f.ifindex, "?"), f.ifindex, None, ())
         vendor = attribute(
@@ -310,7 +296,7 @@ class Watcher:
             hook=PARENT_HOOK.get(f.parent),
             pref=f.pref,
             handle=f.handle,
-            kind=f.kind,
+            kind="cbpf" if f.bpf is not None and f.bpf.classic_ops is not None else f.kind,
             filter_name=f.bpf.name if f.bpf else None,
             program=known.program if known else None,
             vendor=known.vendor if known else None,

@@ -3,16 +3,17 @@
 Brings up a host namespace and two pods shaped like a Cilium 1.9 node running the
 Datadog agent (CWS at pref 10), prints `tcaudit scan` and `tcaudit recommend` for it,
 runs a short probe with generated traffic, and tears everything down — also when a step
-fails or you press Ctrl-C. Nothing outside the lab's own namespaces is touched.
+fails or you press Ctrl-C. Each step is `python -m tcaudit ...` in a child process.
+Nothing outside the lab's own namespaces is touched.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import click
 
-from tcaudit.cli.main import main as cli_main
 from tcaudit.errors import TcauditError
 from tcaudit.kernel import privileges
 from tcaudit.lab import scenarios as lab
@@ -56,7 +57,10 @@ def main() -> int:
         }
         for name, text in STEPS:
             _say("tcaudit " + " ".join(commands[name]), text)
-            code = cli_main(commands[name]) or code
+            # the CLI runs as its own process, as a user would run it: the lab sits beside
+            # the layers and never imports the command line
+            done = subprocess.run([sys.executable, "-m", "tcaudit", *commands[name]], check=False)
+            code = done.returncode or code
     finally:
         down = lab.down(SCENARIO)
         _say(f"tcaudit lab down {SCENARIO}",

@@ -37,8 +37,8 @@ from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import PARENT_EGRESS, PARENT_INGRESS, TC_H_CLSACT, TCX_ATTACH
 from tcaudit.kernel.rtnl import Netlink
 from tcaudit.model import Scan
-from tcaudit.output.render import dumps, explain_json, explain_text, scan_json
-from tcaudit.output.reports import recommend_json, recommend_text
+from tcaudit.output.json_format import dumps, explain_json, recommend_json, scan_json
+from tcaudit.output.text import explain_text, recommend_text
 from tcaudit.pipeline import inventory
 from tcaudit.vendors.cws import detect_priority, is_cws
 

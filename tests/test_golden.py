@@ -27,15 +27,8 @@ from tcaudit.model import (
     Scan,
     Verdict,
 )
-from tcaudit.output.render import dumps, scan_json, scan_table
-from tcaudit.output.reports import (
-    check_json,
-    check_junit,
-    check_markdown,
-    check_text,
-    recommend_json,
-    recommend_text,
-)
+from tcaudit.output.interface import formatter
+from tcaudit.output.json_format import check_json, dumps, recommend_json, scan_json
 from tcaudit.vendors.attribution import add_vendors
 from tests.conftest import validate
 
@@ -130,14 +123,17 @@ def as_json(doc: dict[str, Any]) -> str:
 def test_recommend_and_check_formats(hostname: str, pref: int, tcx: bool) -> None:
     scan = node(hostname, pref, tcx=tcx)
     rec = recommend(scan)
-    check_golden(f"{hostname}.scan.txt", scan_table(scan))
+    table, json_ = formatter("table"), formatter("json", pretty=True)
+    check_golden(f"{hostname}.scan.txt", table.scan(scan))
     check_golden(f"{hostname}.scan.json", as_json(scan_json(scan)))
-    check_golden(f"{hostname}.recommend.txt", recommend_text(rec))
+    assert json_.scan(scan) == as_json(scan_json(scan))
+    check_golden(f"{hostname}.recommend.txt", table.recommend(rec))
     check_golden(f"{hostname}.recommend.json", as_json(recommend_json(rec)))
-    check_golden(f"{hostname}.check.txt", check_text(rec, "blind"))
+    check_golden(f"{hostname}.check.txt", table.check(rec, "blind"))
     check_golden(f"{hostname}.check.json", as_json(check_json(rec, "warning")))
-    check_golden(f"{hostname}.check.junit.xml", check_junit(rec, "blind"))
-    check_golden(f"{hostname}.check.md", check_markdown(rec, "blind"))
+    assert json_.check(rec, "warning") == as_json(check_json(rec, "warning"))
+    check_golden(f"{hostname}.check.junit.xml", formatter("junit").check(rec, "blind"))
+    check_golden(f"{hostname}.check.md", formatter("markdown").check(rec, "blind"))
 
 
 def test_the_golden_answers_are_the_seed_rule() -> None:

@@ -32,13 +32,9 @@ from tcaudit.model import (
     VendorMatch,
     Verdict,
 )
+from tcaudit.output.json_format import VENDOR_SCHEMA, vendor_json
 from tcaudit.vendors import registry as vendors
-from tcaudit.vendors.attribution import (
-    VENDOR_SCHEMA,
-    add_vendors,
-    attribute,
-    vendor_json,
-)
+from tcaudit.vendors.attribution import add_vendors, attribute
 from tcaudit.vendors.cws import is_cws
 from tcaudit.vendors.registry import load_registry, registry_schema
 

@@ -22,7 +22,7 @@ from tcaudit import __version__
 from tcaudit.errors import TcauditError, UsageError
 from tcaudit.inventory.scan import Selection, hooks_for
 from tcaudit.kernel import privileges
-from tcaudit.output.render import SCAN_SCHEMA, dumps, scan_json, scan_table
+from tcaudit.output.interface import Format, formats_for, formatter
 from tcaudit.pipeline import inventory
 
 # Commands other than scan import their modules when they run: `tcaudit scan` is the
@@ -132,7 +132,9 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _format_option(choices: Sequence[str], what: str) -> Callable[[Any], Any]:
+def _format_option(document: str, what: str) -> Callable[[Any], Any]:
+    """--format, its choices (default first) from the output layer's format table."""
+    choices = formats_for(document)
     return click.option(
         "--format",
         "fmt",
@@ -143,10 +145,12 @@ def _format_option(choices: Sequence[str], what: str) -> Callable[[Any], Any]:
     )
 
 
-def _emit(output: str | dict[str, Any]) -> None:
-    """Write a table (str) or a JSON document (dict) to stdout: JSON pretty on a terminal."""
-    if isinstance(output, dict):
-        output = dumps(output, pretty=sys.stdout.isatty())
+def _format(name: str) -> Format:
+    """The chosen format; JSON is pretty on a terminal and compact for pipes."""
+    return formatter(name, pretty=sys.stdout.isatty()) if name == "json" else formatter(name)
+
+
+def _emit(output: str) -> None:
     click.echo(output, nl=False)
 
 
@@ -176,7 +180,7 @@ Examples:
 """,
 )
 @reading_options
-@_format_option(["table", "json"], "table for people, json (tcaudit/scan/v1) for tools.")
+@_format_option("scan", "table for people, json (tcaudit/scan/v1) for tools.")
 @click.option(
     "--all",
     "show_all",
@@ -196,7 +200,7 @@ def scan_cmd(reading: Reading, fmt: str, show_all: bool) -> None:
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
     _warn(result.warnings)
-    _emit(scan_json(result) if fmt == "json" else scan_table(result, show_all=show_all))
+    _emit(_format(fmt).scan(result, show_all=show_all))
 
 
 @cli.command(
@@ -213,7 +217,7 @@ Examples:
 @reading_options
 @click.option("--pref", type=click.IntRange(0, 0xFFFF), help="clsact: the filter's pref.")
 @click.option("--position", type=click.IntRange(1), help="The entry's 1-based place in run order.")
-@_format_option(["table", "json"], "table: annotated disassembly; json: tcaudit/explain/v1.")
+@_format_option("explain", "table: annotated disassembly; json: tcaudit/explain/v1.")
 def explain_cmd(
     prog_id: int | None, reading: Reading, pref: int | None, position: int | None, fmt: str
 ) -> None:
@@ -224,12 +228,11 @@ def explain_cmd(
     --pref (clsact) or --position (TCX). Read-only.
     """
     from tcaudit.advice.explain import explain_selected
-    from tcaudit.output.render import explain_json, explain_text
 
     privileges.require("explain")
     result = explain_selected(reading.selection, prog_id, pref=pref, position=position)
     _warn(result.warnings)
-    _emit(explain_json(result) if fmt == "json" else explain_text(result))
+    _emit(_format(fmt).explain(result))
 
 
 PRIORITY_OPTION = click.option(
@@ -251,7 +254,7 @@ Examples:
 )
 @reading_options
 @PRIORITY_OPTION
-@_format_option(["table", "json"], "table: the answer first; json: tcaudit/recommend/v1.")
+@_format_option("recommend", "table: the answer first; json: tcaudit/recommend/v1.")
 def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     """What to set runtime_security_config.network.classifier_priority to — or that CWS
     network detections must be disabled — with the evidence and ready-to-paste settings.
@@ -260,7 +263,6 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     ingress and egress). Read-only.
     """
     from tcaudit.advice.recommend import recommend
-    from tcaudit.output.reports import recommend_json, recommend_text
 
     privileges.require("recommend")
     scan = inventory(
@@ -268,7 +270,7 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     )
     _warn(scan.warnings)
     result = recommend(scan, priority=priority)
-    _emit(recommend_json(result) if fmt == "json" else recommend_text(result))
+    _emit(_format(fmt).recommend(result))
 
 
 @cli.command(
@@ -296,11 +298,11 @@ Examples:
     show_default=True,
     help="Lowest finding level that makes the exit status 1.",
 )
-@_format_option(["table", "json", "junit", "markdown"], "Report format.")
+@_format_option("check", "Report format.")
 def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) -> int:
     """A CI gate: the recommendation's findings, with an exit status."""
     from tcaudit.advice.recommend import recommend
-    from tcaudit.output.reports import check_json, check_junit, check_markdown, check_text, failing
+    from tcaudit.output.interface import failing
 
     privileges.require("check")
     scan = inventory(
@@ -308,13 +310,7 @@ def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) ->
     )
     _warn(scan.warnings)
     result = recommend(scan, priority=priority)
-    renderers: dict[str, Callable[[Any, str], Any]] = {
-        "table": check_text,
-        "json": check_json,
-        "junit": check_junit,
-        "markdown": check_markdown,
-    }
-    _emit(renderers[fmt](result, fail_on))
+    _emit(_format(fmt).check(result, fail_on))
     return 1 if failing(result.findings, fail_on) else 0
 
 
@@ -341,7 +337,7 @@ def snapshot_cmd(reading: Reading, output: str) -> None:
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
     _warn(scan.warnings)
-    text = dumps(scan_json(scan), pretty=True)
+    text = formatter("json", pretty=True).scan(scan)
     if output == "-":
         click.echo(text, nl=False)
         return
@@ -399,7 +395,7 @@ never on a node hook without a clsact qdisc, and removed on exit, Ctrl-C or SIGT
     is_flag=True,
     help="Remove observers left by a probe that was killed, and exit.",
 )
-@_format_option(["table", "json"], "table, or json (tcaudit/probe/v1).")
+@_format_option("probe", "table, or json (tcaudit/probe/v1).")
 def probe_cmd(
     reading: Reading,
     at: tuple[int, ...],
@@ -415,11 +411,10 @@ def probe_cmd(
     static one from its bytecode."""
     from tcaudit.live import probe
     from tcaudit.live.observer import Observer
-    from tcaudit.output.reports import cleanup_text, probe_json, probe_text
 
     privileges.require("probe")
     if do_cleanup:
-        _emit(cleanup_text(probe.cleanup()))
+        _emit(formatter("table").cleanup(probe.cleanup()))
         return
     seconds = parse_duration(duration)
     if all(h.startswith("tcx/") for h in reading.selection.hooks):
@@ -452,7 +447,7 @@ def probe_cmd(
 
                 result = probe.run(where, observer, seconds, generate=generate, on_tick=tick)
                 bar.update(steps - done[0])
-    _emit(probe_json(result) if fmt == "json" else probe_text(result))
+    _emit(_format(fmt).probe(result))
 
 
 @cli.command(
@@ -520,7 +515,7 @@ Stops at --duration or Ctrl-C (exit 130) and prints a summary. Read-only.
     help="Extra vendor fingerprints. Repeatable.",
 )
 @_format_option(
-    ["text", "jsonl"],
+    "watch",
     "text lines, or one JSON object per line (tcaudit/watch/v1; the last one is the summary).",
 )
 def watch_cmd(
@@ -529,19 +524,18 @@ def watch_cmd(
     """Record every change to the tc hooks as it happens (filters added, replaced,
     deleted or lost, clsact qdiscs, TCX attachments) with the vendor and the process
     behind it, and raise findings when vendors race each other."""
-    import json
 
     from tcaudit.live.watch import Watcher
-    from tcaudit.output.reports import watch_json, watch_line, watch_summary, watch_summary_text
     from tcaudit.vendors.registry import load_registry
 
     privileges.require("watch")
     seconds, gap_seconds = parse_duration(duration), parse_duration(gap)
     registry = load_registry(vendor_files)
 
+    shown = formatter(fmt)
+
     def emit(item: Any) -> None:
-        line = json.dumps(watch_json(item)) if fmt == "jsonl" else watch_line(item)
-        click.echo(line)
+        click.echo(shown.watch_item(item))
 
     watcher = Watcher(netns, registry, emit, gap=gap_seconds)
     stopped = 0
@@ -556,9 +550,9 @@ def watch_cmd(
         watcher.finish()
     summary = watcher.summary
     if fmt == "jsonl":
-        click.echo(json.dumps(watch_summary(summary)))
+        click.echo(shown.watch_summary(summary), nl=False)
     else:
-        click.echo(watch_summary_text(summary), err=True, nl=False)
+        click.echo(shown.watch_summary(summary), err=True, nl=False)
     return stopped
 
 
@@ -720,6 +714,7 @@ def lab_down(name: str | None, everything: bool) -> None:
 
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
     from tcaudit.inventory.snapshot import read_document, scan_from_json
+    from tcaudit.output.json_format import SCAN_SCHEMA
     from tcaudit.vendors.attribution import add_vendors
     from tcaudit.vendors.registry import load_registry
 
@@ -754,17 +749,17 @@ Examples:
     metavar="FILE",
     help="Extra vendor fingerprints. Repeatable.",
 )
-@_format_option(["table", "json"], "table, or json (tcaudit/diff/v1).")
+@_format_option("diff", "table, or json (tcaudit/diff/v1).")
 def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fmt: str) -> int:
     """What changed on the tc hooks between two snapshots: filters added, removed, moved,
     replaced, verdicts and vendor versions changed, TCX programs appearing."""
     from tcaudit.advice.diff import diff
-    from tcaudit.output.reports import diff_json, diff_text, failing
+    from tcaudit.output.interface import failing
 
     _, before = _load_snapshot(old, vendor_files)
     _, after = _load_snapshot(new, vendor_files)
     changes = diff(before, after)
-    _emit(diff_json(changes, old, new, fail_on) if fmt == "json" else diff_text(changes, fail_on))
+    _emit(_format(fmt).diff(changes, old, new, fail_on))
     return 1 if failing(changes, fail_on) else 0
 
 
@@ -784,12 +779,11 @@ Examples:
     metavar="FILE",
     help="Extra vendor fingerprints. Repeatable.",
 )
-@_format_option(["table", "json"], "table, or json (tcaudit/merge/v1).")
+@_format_option("merge", "table, or json (tcaudit/merge/v1).")
 def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: str) -> None:
     """One cluster-wide answer from every node's snapshot: the priority that works on
     all of them, or the nodes that force disabling network detections and why."""
     from tcaudit.advice.merge import merge
-    from tcaudit.output.reports import merge_json, merge_text
 
     nodes = []
     seen: set[str] = set()
@@ -801,7 +795,7 @@ def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: st
         seen.add(name)
         nodes.append((name, path, scan))
     answer = merge(nodes)
-    _emit(merge_json(answer) if fmt == "json" else merge_text(answer))
+    _emit(_format(fmt).merge(answer))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,7 +50,7 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Final
 
 from tcaudit.model import (
     Entry,
@@ -66,9 +66,6 @@ from tcaudit.model import (
 )
 from tcaudit.vendors.cws import CWS_VENDOR
 from tcaudit.vendors.registry import (
-    ATTACH_KINDS,
-    CERTAINTIES,
-    HABITS,
     VERDICT_VALUES,
     load_registry,
     version_key,
@@ -76,13 +73,11 @@ from tcaudit.vendors.registry import (
 )
 
 __all__ = [
-    "VENDOR_SCHEMA",
     "Fingerprint",
     "Matchers",
     "VendorMatch",
     "add_vendors",
     "attribute",
-    "vendor_json",
 ]
 
 KERNEL_PICKED_PREFS: Final = range(0x8000, 0xC001)
@@ -457,49 +452,3 @@ def add_vendors(scan: Scan, registry: Sequence[Fingerprint] | None = None) -> Sc
         scan,
         lambda e, i, h, n: replace(e, vendor=attribute(e, i, h, n, fingerprints, cache)),
     )
-
-
-def vendor_json(match: VendorMatch | None) -> dict[str, Any] | None:
-    """The ``vendor`` object of an entry in scan JSON (see :data:`VENDOR_SCHEMA`)."""
-    if match is None:
-        return None
-    fp = match.fingerprint
-    return {
-        "name": match.name,
-        "version_hint": match.version_hint,
-        "confidence": match.confidence,
-        "evidence": list(match.evidence),
-        "fingerprint": fp.id,
-        "certainty": fp.certainty,
-        "attach": fp.attach,
-        "default_pref": fp.default_pref,
-        "default_handle": None if fp.default_handle is None else f"0x{fp.default_handle:x}",
-        "accept_verdict": fp.accept_verdict,
-        "knob": fp.knob,
-        "knob_note": fp.knob_note,
-        "habits": list(fp.habits),
-    }
-
-
-VENDOR_SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "description": "Who put this entry here (tcaudit/vendors.py); the entry's vendor is "
-    "null when the owner is unknown.",
-    "required": ["name", "version_hint", "confidence", "evidence"],
-    "properties": {
-        "name": {"type": "string"},
-        "version_hint": {"type": ["string", "null"]},
-        "confidence": {"enum": ["high", "medium", "low"]},
-        "evidence": {"type": "array", "items": {"type": "string"}},
-        "fingerprint": {"type": "string"},
-        "certainty": {"enum": list(CERTAINTIES)},
-        "attach": {"enum": list(ATTACH_KINDS)},
-        "default_pref": {"type": ["integer", "null"]},
-        "default_handle": {"type": ["string", "null"], "pattern": "^0x[0-9a-f]+$"},
-        "accept_verdict": {"type": ["string", "null"]},
-        "knob": {"type": ["string", "null"]},
-        "knob_note": {"type": ["string", "null"]},
-        "habits": {"type": "array", "items": {"enum": list(HABITS)}},
-    },
-}
-"""JSON Schema of :func:`vendor_json`'s object; an entry's ``vendor`` is this or null."""

@@ -1,0 +1,31 @@
+"""`tcaudit probe`: put observers into live tc chains and count what reaches them.
+
+The code lives in tcaudit/live/probe/attach.py for now; this package re-exports the
+names callers use (``probe.plan``, ``probe.run``, ``probe.cleanup``, ...).
+"""
+
+from tcaudit.live.probe.attach import (
+    HANDLE_BASE,
+    PROBE_PREFIX,
+    STATE_DIR,
+    ProbeError,
+    StateFile,
+    Tick,
+    cleanup,
+    plan,
+    run,
+    state_dir,
+)
+
+__all__ = [
+    "HANDLE_BASE",
+    "PROBE_PREFIX",
+    "STATE_DIR",
+    "ProbeError",
+    "StateFile",
+    "Tick",
+    "cleanup",
+    "plan",
+    "run",
+    "state_dir",
+]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tcaudit.lab.sandbox import Sandbox
-from tcaudit.live.probe.attach import _conclude
+from tcaudit.live.probe.conclusions import conclude
 from tcaudit.model import Entry, Netns, ObserverResult, Placement, Plan, Verdict
 from tests.conftest import validate
 from tests.nodes import Node, node, run_json
@@ -332,7 +332,7 @@ def test_a_disagreement_is_flagged_loudly() -> None:
         ObserverResult(after, 2, 2, Counts(packets=40), 100, "obs", 0.4),
     ]
     plan = Plan((placement, after), (), ((ns, "lxc0", "clsact/ingress", entry),), 10)
-    conclusion = _conclude(plan, plan.subjects[0], observers)
+    conclusion = conclude(plan, plan.subjects[0], observers)
     assert conclusion.agrees is False
     assert conclusion.message.startswith(
         "DISAGREEMENT: claims_unspec at pref 3 ends the chain for 60%"

@@ -1,18 +1,14 @@
-"""`tcaudit probe`: put observers into live tc chains and count what reaches them.
+"""Putting observers into live chains, counting, and taking them out in every exit path.
 
-Static analysis says what a classifier CAN return; observers show what actually gets
-past it. An observer is bpf/verdict_probe.c attached as a cls_bpf filter that always
-returns TC_ACT_UNSPEC (it never changes a packet's fate) and counts packets per slot.
+An observer is bpf/verdict_probe.c attached as a cls_bpf filter that always returns
+TC_ACT_UNSPEC (it never changes a packet's fate) and counts packets per slot; ``run``
+attaches one per placement of a plan, reads the counts (and the links' rx/tx counters)
+for a while, optionally sending traffic between the selected namespaces, and detaches.
 
-Rules for changing a live chain (contracts.md, "Changing a live hook"):
-- create-only (NLM_F_EXCL), never replace; delete only what we added;
-- a free pref, or a pref whose filters are all bpf with protocol all (ours is added last,
-  so it runs FIRST at that pref and sees exactly what reaches it); never pref 0; never a
-  hook without a clsact qdisc on a node (lab and selftest namespaces may create clsact);
-- every observer is named tcaudit_probe_<slot> and recorded in a state file BEFORE it is
-  added, so `tcaudit probe --cleanup` removes exactly those after a crash or SIGKILL;
-- removed in every exit path: normal end, exception, Ctrl-C, SIGTERM (the CLI turns
-  SIGTERM into the same unwinding as Ctrl-C).
+The rules for changing a live chain (the package docstring) that hold here: create-only
+(NLM_F_EXCL), never replace; every observer is named tcaudit_probe_<pid>_<slot> and
+recorded in the state file BEFORE it is added; delete only what we added (still there,
+still ours); removed in every exit path.
 """
 
 from __future__ import annotations
@@ -31,148 +27,12 @@ from tcaudit.kernel.abi import CLSACT_PARENT
 from tcaudit.kernel.rtnl import ETH_P_ALL, Netlink, NetlinkError
 from tcaudit.live.observer import MAX_SLOTS, Observer
 from tcaudit.live.probe.conclusions import results
-from tcaudit.live.probe.naming import PROBE_PREFIX, is_ours
+from tcaudit.live.probe.naming import PROBE_PREFIX
 from tcaudit.live.probe.state import ProbeError, StateFile, delete_ours, state_dir
 from tcaudit.live.traffic import Endpoint, burst
-from tcaudit.model import (
-    Entry,
-    Hook,
-    Netns,
-    Placement,
-    Plan,
-    ProbeResult,
-    Scan,
-    Skipped,
-)
-from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, is_cws
+from tcaudit.model import Netns, Placement, Plan, ProbeResult
 
 HANDLE_BASE = 0x7CA0  # "tcaudit": easy to spot in `tc filter show`
-
-
-def _usable(hook: Hook, pref: int) -> tuple[bool, bool]:
-    """(usable, shares) for an observer (bpf, protocol all) at ``pref`` on ``hook``."""
-    if not 1 <= pref <= 0xFFFF:
-        return False, False
-    there = [e for e in hook.entries if e.pref == pref and e.chain == 0]
-    if not there:
-        return True, False
-    if all(e.kind in ("bpf", "cbpf") and e.protocol == "all" for e in there):
-        return True, True
-    return False, False
-
-
-def _foreign(hook: Hook) -> list[Entry]:
-    return [
-        e
-        for e in hook.entries
-        if e.pref is not None and e.reachable and not is_cws(e.vendor) and not is_ours(e)
-    ]
-
-
-def plan(
-    scan: Scan,
-    *,
-    at: tuple[int, ...] = (),
-    priority: int | None = None,
-) -> Plan:
-    """Where observers go. Default: at the CWS priority in effect, and just before and
-    just after every foreign classifier; ``at`` replaces that with explicit prefs."""
-    detected, _ = detect_priority(scan)
-    cws_pref = priority or detected or DEFAULT_PRIORITY
-    placements: list[Placement] = []
-    skipped: list[Skipped] = []
-    subjects: list[tuple[Netns, str, str, Entry]] = []
-    for ns in scan.namespaces:
-        for interface in ns.interfaces:
-            hooks = {h.hook: h for h in interface.hooks}
-            for name in ("clsact/ingress", "clsact/egress"):
-                hook = hooks.get(name)
-                if hook is None:
-                    continue
-                direction = name.split("/")[1]
-                tcx = hooks.get(f"tcx/{direction}")
-                foreign = _foreign(hook)
-                tcx_foreign = [e for e in (tcx.entries if tcx else ()) if not is_cws(e.vendor)]
-                if not at and not foreign and not tcx_foreign:
-                    continue  # nothing to find out on this hook
-                if hook.block is not None:
-                    skipped.append(
-                        Skipped(
-                            ns.netns.label,
-                            interface.name,
-                            name,
-                            f"its qdisc uses shared block {hook.block}: an "
-                            "observer there would sit on every device of the "
-                            "block",
-                        )
-                    )
-                    continue
-                if not hook.supported:
-                    skipped.append(
-                        Skipped(
-                            ns.netns.label,
-                            interface.name,
-                            name,
-                            "no clsact qdisc: nothing runs there (not created on a node hook)",
-                        )
-                    )
-                    continue
-                wanted: dict[int, list[str]] = {}
-                if at:
-                    for pref in at:
-                        wanted.setdefault(pref, []).append("at")
-                else:
-                    wanted.setdefault(cws_pref, []).append("cws")
-                    for entry in foreign:
-                        assert entry.pref is not None
-                        subjects.append((ns.netns, interface.name, name, entry))
-                        wanted.setdefault(entry.pref + 1, []).append(f"after {entry.pref}")
-                        before = entry.pref - 1
-                        usable, shares = _usable(hook, before)
-                        if not usable or shares:
-                            # pref-1 holds other filters (which would run AFTER us and
-                            # blur the count): share the entry's own pref instead, where
-                            # an observer added last runs first
-                            before = entry.pref
-                        wanted.setdefault(before, []).append(f"before {entry.pref}")
-                for pref, roles in sorted(wanted.items()):
-                    usable, shares = _usable(hook, pref)
-                    if not usable:
-                        skipped.append(
-                            Skipped(
-                                ns.netns.label,
-                                interface.name,
-                                name,
-                                f"pref {pref} is held by a non-bpf or non-'all' filter: not shared",
-                            )
-                        )
-                        continue
-                    placements.append(
-                        Placement(
-                            ns.netns,
-                            interface.name,
-                            interface.ifindex,
-                            name,
-                            pref,
-                            tuple(roles),
-                            shares,
-                        )
-                    )
-    if len(placements) >= MAX_SLOTS:
-        raise UsageError(
-            f"{len(placements)} observers needed, at most {MAX_SLOTS - 1}: "
-            "narrow it with --netns/--dev/--hook"
-        )
-    return Plan(
-        tuple(placements),
-        tuple(skipped),
-        tuple(subjects),
-        cws_pref,
-        tuple(ns.netns for ns in scan.namespaces),
-    )
-
-
-# -- running ---------------------------------------------------------------------------
 
 
 Tick = Callable[[float, int], None]

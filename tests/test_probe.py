@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tcaudit.lab.sandbox import Sandbox
-from tcaudit.live import probe
-from tcaudit.model import Entry, Netns, Verdict
+from tcaudit.live.probe.conclusions import conclude
+from tcaudit.model import Entry, Netns, ObserverResult, Placement, Plan, Verdict
 from tests.conftest import validate
 from tests.nodes import Node, node, run_json
 
@@ -323,16 +323,16 @@ def test_a_disagreement_is_flagged_loudly() -> None:
         program=None,
         verdict=Verdict((-1,), ("continue",), "static", None),
     )
-    placement = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 2, ("before 3",), False)
-    after = probe.Placement(ns, "lxc0", 2, "clsact/ingress", 4, ("after 3",), False)
+    placement = Placement(ns, "lxc0", 2, "clsact/ingress", 2, ("before 3",), False)
+    after = Placement(ns, "lxc0", 2, "clsact/ingress", 4, ("after 3",), False)
     from tcaudit.model import Counts
 
     observers = [
-        probe.ObserverResult(placement, 1, 1, Counts(packets=100), 100, "rx", 1.0),
-        probe.ObserverResult(after, 2, 2, Counts(packets=40), 100, "obs", 0.4),
+        ObserverResult(placement, 1, 1, Counts(packets=100), 100, "rx", 1.0),
+        ObserverResult(after, 2, 2, Counts(packets=40), 100, "obs", 0.4),
     ]
-    plan = probe.Plan((placement, after), (), ((ns, "lxc0", "clsact/ingress", entry),), 10)
-    conclusion = probe._conclude(plan, plan.subjects[0], observers)
+    plan = Plan((placement, after), (), ((ns, "lxc0", "clsact/ingress", entry),), 10)
+    conclusion = conclude(plan, plan.subjects[0], observers)
     assert conclusion.agrees is False
     assert conclusion.message.startswith(
         "DISAGREEMENT: claims_unspec at pref 3 ends the chain for 60%"

@@ -1,0 +1,38 @@
+"""`tcaudit probe`: put observers into live tc chains and count what reaches them.
+
+Static analysis says what a classifier CAN return; observers show what actually gets
+past it. An observer is bpf/verdict_probe.c attached as a cls_bpf filter that always
+returns TC_ACT_UNSPEC (it never changes a packet's fate) and counts packets per slot.
+
+Rules for changing a live chain (contracts.md, "Changing a live hook"):
+- create-only (NLM_F_EXCL), never replace; delete only what we added;
+- a free pref, or a pref whose filters are all bpf with protocol all (ours is added last,
+  so it runs FIRST at that pref and sees exactly what reaches it); never pref 0; never a
+  hook without a clsact qdisc on a node (lab and selftest namespaces may create clsact);
+- every observer is named tcaudit_probe_<pid>_<slot> and recorded in a state file BEFORE
+  it is added, so `tcaudit probe --cleanup` removes exactly those after a crash or SIGKILL;
+- removed in every exit path: normal end, exception, Ctrl-C, SIGTERM (the CLI turns
+  SIGTERM into the same unwinding as Ctrl-C).
+
+Modules: ``placements`` (where observers go: ``plan``), ``state`` (the state file and
+``cleanup``), ``attach`` (observers in and out, and ``run``), ``conclusions`` (counts
+turned into conclusions, pure), ``naming`` (what marks an observer as ours).
+"""
+
+from tcaudit.live.probe.attach import HANDLE_BASE, Tick, run
+from tcaudit.live.probe.naming import PROBE_PREFIX
+from tcaudit.live.probe.placements import plan
+from tcaudit.live.probe.state import STATE_DIR, ProbeError, StateFile, cleanup, state_dir
+
+__all__ = [
+    "HANDLE_BASE",
+    "PROBE_PREFIX",
+    "STATE_DIR",
+    "ProbeError",
+    "StateFile",
+    "Tick",
+    "cleanup",
+    "plan",
+    "run",
+    "state_dir",
+]

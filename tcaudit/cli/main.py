@@ -7,20 +7,28 @@ TCAUDIT_DEBUG=1 for the traceback), so a crash is never mistaken for findings.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from tcaudit import __version__
+from tcaudit.cli.options import (
+    FAIL_ON,
+    PRIORITY_OPTION,
+    SELECTOR_HELP,
+    Reading,
+    emit,
+    format_option,
+    parse_duration,
+    reading_options,
+    warn,
+)
 from tcaudit.errors import TcauditError, UsageError
-from tcaudit.inventory.scan import Selection, hooks_for
 from tcaudit.kernel import privileges
 from tcaudit.output.render import SCAN_SCHEMA, dumps, scan_json, scan_table
 from tcaudit.pipeline import inventory
@@ -39,120 +47,6 @@ class Terminated(BaseException):
 
 def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
-
-
-def parse_duration(text: str) -> float:
-    """ "10s", "500ms", "2m" or plain seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for suffix in ("ms", "s", "m"):
-        if text.endswith(suffix):
-            number, scale = text[: -len(suffix)], units[suffix]
-            break
-    else:
-        number, scale = text, 1.0
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a duration like 10s, 500ms or 2m") from None
-    if not 0 < value <= 24 * 3600:
-        raise click.BadParameter("a duration between 1ms and 24h")
-    return value
-
-
-SELECTOR_HELP = (
-    "Network namespace to read: all (default), self, a netns name, pid:N, a path "
-    "(/proc/N/ns/net, /run/netns/X), inode:N or lab:NAME. Repeatable."
-)
-FAIL_ON = click.Choice(["blind", "warning", "never"])
-
-
-@dataclass(frozen=True)
-class Reading:
-    """The options every command that reads hooks shares (contracts.md)."""
-
-    selection: Selection
-    vendor_files: tuple[str, ...]
-    use_cache: bool = True
-
-
-def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --netns/--dev/--hook/--direction/--vendors and pass them as one ``reading``."""
-
-    @functools.wraps(func)
-    def wrapper(**kwargs: Any) -> Any:
-        direction = kwargs.pop("direction")
-        reading = Reading(
-            selection=Selection(
-                netns=kwargs.pop("netns"),
-                devs=kwargs.pop("devs"),
-                hooks=hooks_for(kwargs.pop("hooks"), None if direction == "both" else direction),
-            ),
-            vendor_files=kwargs.pop("vendor_files"),
-            use_cache=not kwargs.pop("no_cache"),
-        )
-        return func(reading=reading, **kwargs)
-
-    options = [
-        click.option("--netns", "netns", multiple=True, metavar="SEL", help=SELECTOR_HELP),
-        click.option(
-            "--dev", "devs", multiple=True, metavar="IFNAME", help="Interface name. Repeatable."
-        ),
-        click.option(
-            "--hook",
-            "hooks",
-            multiple=True,
-            metavar="HOOK",
-            help="tcx/ingress, tcx/egress, clsact/ingress or clsact/egress. Repeatable.",
-        ),
-        click.option(
-            "--direction",
-            type=click.Choice(["ingress", "egress", "both"]),
-            default="both",
-            show_default=True,
-            help="Shorthand for both hook kinds (tcx and clsact) of one direction.",
-        ),
-        click.option(
-            "--vendors",
-            "vendor_files",
-            multiple=True,
-            metavar="FILE",
-            type=click.Path(dir_okay=False),
-            help="Extra vendor fingerprints (JSON, the shape of the shipped registry). Repeatable.",
-        ),
-        click.option(
-            "--no-cache",
-            "no_cache",
-            is_flag=True,
-            help="Analyse every program again instead of reusing verdicts from "
-            "$TCAUDIT_CACHE_DIR (default /var/cache/tcaudit).",
-        ),
-    ]
-    for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
-
-
-def _format_option(choices: Sequence[str], what: str) -> Callable[[Any], Any]:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(list(choices)),
-        default=choices[0],
-        show_default=True,
-        help=what,
-    )
-
-
-def _emit(output: str | dict[str, Any]) -> None:
-    """Write a table (str) or a JSON document (dict) to stdout: JSON pretty on a terminal."""
-    if isinstance(output, dict):
-        output = dumps(output, pretty=sys.stdout.isatty())
-    click.echo(output, nl=False)
-
-
-def _warn(lines: Sequence[str]) -> None:
-    for line in lines:
-        click.echo(f"tcaudit: warning: {line}", err=True)
 
 
 @click.group(
@@ -176,7 +70,7 @@ Examples:
 """,
 )
 @reading_options
-@_format_option(["table", "json"], "table for people, json (tcaudit/scan/v1) for tools.")
+@format_option(["table", "json"], "table for people, json (tcaudit/scan/v1) for tools.")
 @click.option(
     "--all",
     "show_all",
@@ -195,8 +89,8 @@ def scan_cmd(reading: Reading, fmt: str, show_all: bool) -> None:
     result = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
-    _warn(result.warnings)
-    _emit(scan_json(result) if fmt == "json" else scan_table(result, show_all=show_all))
+    warn(result.warnings)
+    emit(scan_json(result) if fmt == "json" else scan_table(result, show_all=show_all))
 
 
 @cli.command(
@@ -213,7 +107,7 @@ Examples:
 @reading_options
 @click.option("--pref", type=click.IntRange(0, 0xFFFF), help="clsact: the filter's pref.")
 @click.option("--position", type=click.IntRange(1), help="The entry's 1-based place in run order.")
-@_format_option(["table", "json"], "table: annotated disassembly; json: tcaudit/explain/v1.")
+@format_option(["table", "json"], "table: annotated disassembly; json: tcaudit/explain/v1.")
 def explain_cmd(
     prog_id: int | None, reading: Reading, pref: int | None, position: int | None, fmt: str
 ) -> None:
@@ -228,15 +122,8 @@ def explain_cmd(
 
     privileges.require("explain")
     result = explain_selected(reading.selection, prog_id, pref=pref, position=position)
-    _warn(result.warnings)
-    _emit(explain_json(result) if fmt == "json" else explain_text(result))
-
-
-PRIORITY_OPTION = click.option(
-    "--priority",
-    type=click.IntRange(1, 0xFFFF),
-    help="Evaluate this classifier_priority (default: the one CWS uses here, else 10).",
-)
+    warn(result.warnings)
+    emit(explain_json(result) if fmt == "json" else explain_text(result))
 
 
 @cli.command(
@@ -251,7 +138,7 @@ Examples:
 )
 @reading_options
 @PRIORITY_OPTION
-@_format_option(["table", "json"], "table: the answer first; json: tcaudit/recommend/v1.")
+@format_option(["table", "json"], "table: the answer first; json: tcaudit/recommend/v1.")
 def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     """What to set runtime_security_config.network.classifier_priority to — or that CWS
     network detections must be disabled — with the evidence and ready-to-paste settings.
@@ -266,9 +153,9 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     scan = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
-    _warn(scan.warnings)
+    warn(scan.warnings)
     result = recommend(scan, priority=priority)
-    _emit(recommend_json(result) if fmt == "json" else recommend_text(result))
+    emit(recommend_json(result) if fmt == "json" else recommend_text(result))
 
 
 @cli.command(
@@ -296,7 +183,7 @@ Examples:
     show_default=True,
     help="Lowest finding level that makes the exit status 1.",
 )
-@_format_option(["table", "json", "junit", "markdown"], "Report format.")
+@format_option(["table", "json", "junit", "markdown"], "Report format.")
 def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) -> int:
     """A CI gate: the recommendation's findings, with an exit status."""
     from tcaudit.advice.recommend import recommend
@@ -306,7 +193,7 @@ def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) ->
     scan = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
-    _warn(scan.warnings)
+    warn(scan.warnings)
     result = recommend(scan, priority=priority)
     renderers: dict[str, Callable[[Any, str], Any]] = {
         "table": check_text,
@@ -314,7 +201,7 @@ def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) ->
         "junit": check_junit,
         "markdown": check_markdown,
     }
-    _emit(renderers[fmt](result, fail_on))
+    emit(renderers[fmt](result, fail_on))
     return 1 if failing(result.findings, fail_on) else 0
 
 
@@ -340,7 +227,7 @@ def snapshot_cmd(reading: Reading, output: str) -> None:
     scan = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
-    _warn(scan.warnings)
+    warn(scan.warnings)
     text = dumps(scan_json(scan), pretty=True)
     if output == "-":
         click.echo(text, nl=False)
@@ -399,7 +286,7 @@ never on a node hook without a clsact qdisc, and removed on exit, Ctrl-C or SIGT
     is_flag=True,
     help="Remove observers left by a probe that was killed, and exit.",
 )
-@_format_option(["table", "json"], "table, or json (tcaudit/probe/v1).")
+@format_option(["table", "json"], "table, or json (tcaudit/probe/v1).")
 def probe_cmd(
     reading: Reading,
     at: tuple[int, ...],
@@ -419,7 +306,7 @@ def probe_cmd(
 
     privileges.require("probe")
     if do_cleanup:
-        _emit(cleanup_text(probe.cleanup()))
+        emit(cleanup_text(probe.cleanup()))
         return
     seconds = parse_duration(duration)
     if all(h.startswith("tcx/") for h in reading.selection.hooks):
@@ -430,10 +317,10 @@ def probe_cmd(
     scan = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
-    _warn(scan.warnings)
+    warn(scan.warnings)
     where = probe.plan(scan, at=at, priority=priority)
     for skipped in where.skipped:
-        _warn([f"{skipped.netns} {skipped.interface} {skipped.hook}: {skipped.reason}"])
+        warn([f"{skipped.netns} {skipped.interface} {skipped.hook}: {skipped.reason}"])
     with Observer() as observer:
         if not sys.stderr.isatty():  # no progress bar in logs and pipes
             result = probe.run(where, observer, seconds, generate=generate)
@@ -452,7 +339,7 @@ def probe_cmd(
 
                 result = probe.run(where, observer, seconds, generate=generate, on_tick=tick)
                 bar.update(steps - done[0])
-    _emit(probe_json(result) if fmt == "json" else probe_text(result))
+    emit(probe_json(result) if fmt == "json" else probe_text(result))
 
 
 @cli.command(
@@ -519,7 +406,7 @@ Stops at --duration or Ctrl-C (exit 130) and prints a summary. Read-only.
     metavar="FILE",
     help="Extra vendor fingerprints. Repeatable.",
 )
-@_format_option(
+@format_option(
     ["text", "jsonl"],
     "text lines, or one JSON object per line (tcaudit/watch/v1; the last one is the summary).",
 )
@@ -539,11 +426,11 @@ def watch_cmd(
     seconds, gap_seconds = parse_duration(duration), parse_duration(gap)
     registry = load_registry(vendor_files)
 
-    def emit(item: Any) -> None:
+    def echo_item(item: Any) -> None:
         line = json.dumps(watch_json(item)) if fmt == "jsonl" else watch_line(item)
         click.echo(line)
 
-    watcher = Watcher(netns, registry, emit, gap=gap_seconds)
+    watcher = Watcher(netns, registry, echo_item, gap=gap_seconds)
     stopped = 0
     try:
         watcher.start()
@@ -754,7 +641,7 @@ Examples:
     metavar="FILE",
     help="Extra vendor fingerprints. Repeatable.",
 )
-@_format_option(["table", "json"], "table, or json (tcaudit/diff/v1).")
+@format_option(["table", "json"], "table, or json (tcaudit/diff/v1).")
 def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fmt: str) -> int:
     """What changed on the tc hooks between two snapshots: filters added, removed, moved,
     replaced, verdicts and vendor versions changed, TCX programs appearing."""
@@ -764,7 +651,7 @@ def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fm
     _, before = _load_snapshot(old, vendor_files)
     _, after = _load_snapshot(new, vendor_files)
     changes = diff(before, after)
-    _emit(diff_json(changes, old, new, fail_on) if fmt == "json" else diff_text(changes, fail_on))
+    emit(diff_json(changes, old, new, fail_on) if fmt == "json" else diff_text(changes, fail_on))
     return 1 if failing(changes, fail_on) else 0
 
 
@@ -784,7 +671,7 @@ Examples:
     metavar="FILE",
     help="Extra vendor fingerprints. Repeatable.",
 )
-@_format_option(["table", "json"], "table, or json (tcaudit/merge/v1).")
+@format_option(["table", "json"], "table, or json (tcaudit/merge/v1).")
 def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: str) -> None:
     """One cluster-wide answer from every node's snapshot: the priority that works on
     all of them, or the nodes that force disabling network detections and why."""
@@ -801,7 +688,7 @@ def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: st
         seen.add(name)
         nodes.append((name, path, scan))
     answer = merge(nodes)
-    _emit(merge_json(answer) if fmt == "json" else merge_text(answer))
+    emit(merge_json(answer) if fmt == "json" else merge_text(answer))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

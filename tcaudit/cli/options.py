@@ -1,0 +1,141 @@
+"""The option machinery the commands share: the reading options (--netns, --dev, --hook,
+--direction, --vendors, --no-cache) as one `Reading`, --format, --priority, --fail-on,
+durations, and writing a result or warnings."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from tcaudit.inventory.scan import Selection, hooks_for
+from tcaudit.output.interface import Format, formats_for, formatter
+
+
+def parse_duration(text: str) -> float:
+    """ "10s", "500ms", "2m" or plain seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for suffix in ("ms", "s", "m"):
+        if text.endswith(suffix):
+            number, scale = text[: -len(suffix)], units[suffix]
+            break
+    else:
+        number, scale = text, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 10s, 500ms or 2m") from None
+    if not 0 < value <= 24 * 3600:
+        raise click.BadParameter("a duration between 1ms and 24h")
+    return value
+
+
+SELECTOR_HELP = (
+    "Network namespace to read: all (default), self, a netns name, pid:N, a path "
+    "(/proc/N/ns/net, /run/netns/X), inode:N or lab:NAME. Repeatable."
+)
+FAIL_ON = click.Choice(["blind", "warning", "never"])
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The options every command that reads hooks shares (contracts.md)."""
+
+    selection: Selection
+    vendor_files: tuple[str, ...]
+    use_cache: bool = True
+
+
+def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --netns/--dev/--hook/--direction/--vendors and pass them as one ``reading``."""
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        direction = kwargs.pop("direction")
+        reading = Reading(
+            selection=Selection(
+                netns=kwargs.pop("netns"),
+                devs=kwargs.pop("devs"),
+                hooks=hooks_for(kwargs.pop("hooks"), None if direction == "both" else direction),
+            ),
+            vendor_files=kwargs.pop("vendor_files"),
+            use_cache=not kwargs.pop("no_cache"),
+        )
+        return func(reading=reading, **kwargs)
+
+    options = [
+        click.option("--netns", "netns", multiple=True, metavar="SEL", help=SELECTOR_HELP),
+        click.option(
+            "--dev", "devs", multiple=True, metavar="IFNAME", help="Interface name. Repeatable."
+        ),
+        click.option(
+            "--hook",
+            "hooks",
+            multiple=True,
+            metavar="HOOK",
+            help="tcx/ingress, tcx/egress, clsact/ingress or clsact/egress. Repeatable.",
+        ),
+        click.option(
+            "--direction",
+            type=click.Choice(["ingress", "egress", "both"]),
+            default="both",
+            show_default=True,
+            help="Shorthand for both hook kinds (tcx and clsact) of one direction.",
+        ),
+        click.option(
+            "--vendors",
+            "vendor_files",
+            multiple=True,
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help="Extra vendor fingerprints (JSON, the shape of the shipped registry). Repeatable.",
+        ),
+        click.option(
+            "--no-cache",
+            "no_cache",
+            is_flag=True,
+            help="Analyse every program again instead of reusing verdicts from "
+            "$TCAUDIT_CACHE_DIR (default /var/cache/tcaudit).",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def format_option(document: str, what: str) -> Callable[[Any], Any]:
+    """--format, its choices (default first) from the output layer's format table."""
+    choices = formats_for(document)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=choices[0],
+        show_default=True,
+        help=what,
+    )
+
+
+PRIORITY_OPTION = click.option(
+    "--priority",
+    type=click.IntRange(1, 0xFFFF),
+    help="Evaluate this classifier_priority (default: the one CWS uses here, else 10).",
+)
+
+
+def chosen_format(name: str) -> Format:
+    """The chosen format; JSON is pretty on a terminal and compact for pipes."""
+    return formatter(name, pretty=sys.stdout.isatty()) if name == "json" else formatter(name)
+
+
+def emit(output: str) -> None:
+    click.echo(output, nl=False)
+
+
+def warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(f"tcaudit: warning: {line}", err=True)

@@ -45,6 +45,7 @@ $(STAMP): .apt-done setup.cfg pyproject.toml
 
 lint: setup
 	$(VENV)/bin/ruff check tcaudit bpf tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tcaudit.analysis.attach import VerdictAnalyser, add_verdicts
-from tcaudit.inventory.namespaces import LabResolver
 from tcaudit.inventory.scan import Selection, scan
 from tcaudit.model import Scan
 from tcaudit.vendors.attribution import add_vendors
@@ -17,7 +16,6 @@ def inventory(
     selection: Selection | None = None,
     *,
     vendor_files: Sequence[str | Path] = (),
-    lab_resolver: LabResolver | None = None,
     use_cache: bool = False,
 ) -> Scan:
     """Everything on the selected hooks, in execution order, with verdicts and vendors.
@@ -26,7 +24,7 @@ def inventory(
     (``analysis.cache``); the CLI turns it on unless ``--no-cache`` is given.
     """
     registry = load_registry(vendor_files)  # first: a bad --vendors file fails before reading
-    found = scan(selection or Selection(), lab_resolver=lab_resolver)
+    found = scan(selection or Selection())
     cache = None
     if use_cache:
         from tcaudit.analysis.cache import open_cache

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tcaudit.cli.main import main
+from tcaudit.cli.options import resolve_lab
 from tcaudit.lab import scenarios as lab
 from tcaudit.live.watch import Watcher
 from tcaudit.model import WatchEvent, WatchFinding
@@ -96,7 +97,7 @@ def test_lab_traffic_reaches_the_probe(lab_state: Path, capsys: pytest.CaptureFi
 def test_the_race_scenario_feeds_watch(lab_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "lab", "up", "cilium-1.9-race")[0] == 0
     seen: list[WatchEvent | WatchFinding] = []
-    watcher = Watcher(["lab:cilium-1.9-race"], load_registry(), seen.append)
+    watcher = Watcher(resolve_lab(["lab:cilium-1.9-race"]), load_registry(), seen.append)
     try:
         watcher.start()
         import threading

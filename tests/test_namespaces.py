@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tcaudit.cli.options import resolve_lab
 from tcaudit.errors import UsageError
 from tcaudit.inventory.namespaces import cgroup_identity, discover, select
 from tcaudit.inventory.scan import Selection, scan
@@ -98,7 +99,9 @@ def test_selectors_never_create_a_namespace(privileged: None) -> None:
     name = f"tcat-nope-{os.getpid()}"
     with pytest.raises(UsageError, match="no network namespace named"):
         select(discover(), [name])
-    with pytest.raises(UsageError, match="no lab scenario"):
+    with pytest.raises(UsageError, match="no lab scenario named 'nothing-here' is up"):
+        resolve_lab(["self", "lab:nothing-here"])
+    with pytest.raises(UsageError, match="lab selectors are resolved by the command line"):
         select(discover(), ["lab:nothing-here"])
     assert not Path(f"/run/netns/{name}").exists()
 

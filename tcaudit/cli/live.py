@@ -18,6 +18,7 @@ from tcaudit.cli.options import (
     format_option,
     parse_duration,
     reading_options,
+    resolve_lab,
     warn,
 )
 from tcaudit.kernel import privileges
@@ -185,7 +186,7 @@ def watch_cmd(
     def echo_item(item: Any) -> None:
         click.echo(shown.watch_item(item))
 
-    watcher = Watcher(netns, registry, echo_item, gap=gap_seconds)
+    watcher = Watcher(resolve_lab(netns), registry, echo_item, gap=gap_seconds)
     stopped = 0
     try:
         watcher.start()

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from tcaudit.errors import UsageError
 from tcaudit.inventory.scan import Selection, hooks_for
 from tcaudit.output.interface import Format, formats_for, formatter
 
@@ -50,6 +51,27 @@ class Reading:
     use_cache: bool = True
 
 
+def resolve_lab(selectors: Sequence[str]) -> tuple[str, ...]:
+    """``lab:NAME`` selectors become the names of the namespaces the lab made for NAME,
+    from the lab's own record. The CLI does this, so the inventory never imports the lab
+    (it sits beside the layers); every other selector is passed on as given."""
+    if not any(s.startswith("lab:") for s in selectors):
+        return tuple(selectors)
+    from tcaudit.lab.scenarios import namespaces_of
+
+    resolved: list[str] = []
+    for selector in selectors:
+        kind, _, value = selector.partition(":")
+        if kind != "lab" or not value:
+            resolved.append(selector)
+            continue
+        names = namespaces_of(value)
+        if not names:
+            raise UsageError(f"--netns {selector}: no lab scenario named {value!r} is up")
+        resolved += names
+    return tuple(resolved)
+
+
 def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --netns/--dev/--hook/--direction/--vendors and pass them as one ``reading``."""
 
@@ -58,7 +80,7 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
         direction = kwargs.pop("direction")
         reading = Reading(
             selection=Selection(
-                netns=kwargs.pop("netns"),
+                netns=resolve_lab(kwargs.pop("netns")),
                 devs=kwargs.pop("devs"),
                 hooks=hooks_for(kwargs.pop("hooks"), None if direction == "both" else direction),
             ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from tcaudit.errors import UsageError
@@ -184,13 +184,9 @@ def _label(found: _Found, is_self: bool) -> Netns:
     )
 
 
-LabResolver = Callable[[str], list[str]]
-
-
 def select(
     known: list[Netns],
     selectors: Iterable[str],
-    lab_resolver: LabResolver | None = None,
 ) -> list[Netns]:
     """Apply ``--netns`` selectors (contracts.md); none means all. Never creates a netns.
 
@@ -202,7 +198,7 @@ def select(
     by_key = {(ns.dev, ns.id): ns for ns in known}
     chosen: dict[tuple[int, int], Netns] = {}
     for selector in selectors:
-        for ns in _resolve_one(selector, known, by_key, lab_resolver):
+        for ns in _resolve_one(selector, known, by_key):
             chosen.setdefault((ns.dev, ns.id), ns)
     order = {(ns.dev, ns.id): i for i, ns in enumerate(known)}
     return sorted(chosen.values(), key=lambda ns: order.get((ns.dev, ns.id), len(order)))
@@ -212,7 +208,6 @@ def _resolve_one(
     selector: str,
     known: list[Netns],
     by_key: dict[tuple[int, int], Netns],
-    lab_resolver: LabResolver | None,
 ) -> list[Netns]:
     if selector == "self":
         return [ns for ns in known if ns.is_self]
@@ -229,14 +224,9 @@ def _resolve_one(
             raise UsageError(f"--netns {selector}: no network namespace has inode {value}")
         return found
     if kind == "lab" and value:
-        if lab_resolver is None:
-            from tcaudit.lab.scenarios import namespaces_of  # the lab's own record of what it made
-
-            lab_resolver = namespaces_of
-        names = lab_resolver(value)
-        if not names:
-            raise UsageError(f"--netns {selector}: no lab scenario named {value!r} is up")
-        return [_resolve_name(name, selector, known) for name in names]
+        # the CLI turns lab:NAME into the lab's namespace names (cli/options.py): the
+        # inventory sits below the lab and never asks it
+        raise UsageError(f"--netns {selector}: lab selectors are resolved by the command line")
     if "/" in selector:
         return [_by_path(selector, selector, by_key)]
     return [_resolve_name(selector, selector, known)]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tcaudit.errors import UsageError
-from tcaudit.inventory.namespaces import LabResolver, discover, select
+from tcaudit.inventory.namespaces import discover, select
 from tcaudit.inventory.programs import ProgramReader
 from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import CLSACT_PARENT, TC_H_CLSACT, TCX_ATTACH
@@ -264,10 +264,9 @@ def scan(
     selection: Selection = Selection(),
     *,
     reader: ProgramReader | None = None,
-    lab_resolver: LabResolver | None = None,
 ) -> Scan:
     """Read every selected hook; raises UsageError for selectors or --dev matching nothing."""
-    chosen = select(discover(), selection.netns, lab_resolver)
+    chosen = select(discover(), selection.netns)
     scanner = _Scanner(selection)
     raws = [raw for ns in chosen if (raw := scanner.read_namespace(ns)) is not None]
     if selection.devs:

@@ -108,7 +108,6 @@ class Watcher:
         gap: float = 0.1,
         tcx_interval: float = 0.25,
         rediscover_interval: float = 1.0,
-        lab_resolver: Callable[[str], list[str]] | None = None,
         receive_buffer: int = 32 << 20,
     ) -> None:
         self._selectors = list(selectors)
@@ -118,7 +117,6 @@ class Watcher:
         self._gap = gap
         self._tcx_interval = tcx_interval
         self._rediscover_interval = rediscover_interval
-        self._lab_resolver = lab_resolver
         self._receive_buffer = receive_buffer
         self._spaces: dict[int, _Space] = {}
         self._reader = ProgramReader(holders=False)
@@ -159,7 +157,7 @@ class Watcher:
     # -- namespaces -----------------------------------------------------------------------
 
     def start(self) -> None:
-        for netns in select_namespaces(discover(), self._selectors, self._lab_resolver):
+        for netns in select_namespaces(discover(), self._selectors):
             self._add_space(netns, announce=False)
         self.summary.namespaces = len(self._spaces)
         self._next_discovery = time.monotonic() + self._rediscover_interval

@@ -1,6 +1,9 @@
 """`tcaudit watch`: record who changes the tc hooks, and catch vendors racing each other.
 
-``loop`` holds the ``Watcher``, imported on first use.
+``loop`` (the ``Watcher``: namespaces, sockets, TCX polling, rescans), ``events`` (the
+model of each namespace's hooks and the event records), ``races`` (the findings' rules,
+pure functions of that model), ``actors`` (the process behind a change). ``Watcher`` is
+imported on first use, so the pure modules load without the kernel gateways.
 """
 
 from __future__ import annotations

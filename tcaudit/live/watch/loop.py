@@ -1,13 +1,11 @@
-"""`tcaudit watch`: record who changes the tc hooks, and catch vendors racing each other.
+"""The watch's loop: namespaces, their sockets, notifications, TCX polling, rescans.
 
 Per watched namespace: one rtnetlink socket subscribed to RTNLGRP_TC and RTNLGRP_LINK
-(opened from inside the namespace BEFORE the initial dump, so nothing falls between),
-a model of every clsact filter and TCX attachment, and:
+(opened from inside the namespace BEFORE the initial dump, so nothing falls between)
+and the model of its hooks (``events.Space``), and:
 
 - tc notifications turned into events: filter added / replaced / deleted, qdisc added /
-  deleted; the actor is the process behind the netlink port id the kernel puts in the
-  notification (the socket's owner, found through /proc/net/netlink and /proc/*/fd),
-  else a process holding the new program;
+  deleted, each with its actor (``actors``);
 - filters that vanish without an event of their own (their qdisc, link or namespace is
   deleted) reported as "filter-lost";
 - TCX: no netlink events exist, so the mprog revision of every link is polled;
@@ -16,12 +14,8 @@ a model of every clsact filter and TCX attachment, and:
   never keeps a dead pod's namespace alive;
 - overruns (ENOBUFS) reported as "events-lost", followed by a rescan of that namespace.
 
-Findings: a vendor's filter replaced by another vendor's program; a filter deleted by a
-process other than the one that added it; clsact deleted (every filter on it lost) and
-recreated; a hook left without a vendor's filter for longer than --gap; one vendor's
-programs piling up at several prefs of one hook (cilium/cilium#36172); a TCX program
-appearing in front of legacy filters. Memory stays bounded: the model holds what is on
-the hooks now, events are streamed out, findings are capped.
+The findings' rules are in ``races``. Memory stays bounded: the model holds what is on
+the hooks now, events are streamed out, findings are capped, caches are bounded.
 """
 
 from __future__ import annotations
@@ -31,12 +25,13 @@ import os
 import selectors
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import tcaudit.live.watch.races as races
 from tcaudit.inventory.namespaces import discover
 from tcaudit.inventory.namespaces import select as select_namespaces
-from tcaudit.inventory.programs import ProgramReader, scan_holders
+from tcaudit.inventory.programs import ProgramReader
 from tcaudit.inventory.scan import entry_from_filter
 from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import PARENT_EGRESS, PARENT_HOOK, PARENT_INGRESS, TC_H_CLSACT, TCX_ATTACH
@@ -50,6 +45,19 @@ from tcaudit.kernel.rtnl import (
     Filter,
     Netlink,
     Notification,
+)
+from tcaudit.live.watch.actors import CACHE_LIMIT, Actors
+from tcaudit.live.watch.events import (
+    Known,
+    Space,
+    TcxState,
+    bulk_deleted,
+    everything,
+    filter_event,
+    key,
+    rescan_events,
+    take_filters,
+    tcx_changes,
 )
 from tcaudit.model import (
     Actor,
@@ -66,31 +74,14 @@ from tcaudit.model import (
 from tcaudit.vendors.attribution import attribute
 
 MAX_FINDINGS = 1000
-CACHE_LIMIT = 10_000
 
 
-@dataclass
-class _Known:
-    """A filter on a hook, as the watch last saw it."""
+@dataclass(kw_only=True)
+class _Watched(Space):
+    """A namespace being watched: the model of its hooks, its fd and its socket."""
 
-    filt: Filter
-    program: Program | None
-    vendor: VendorMatch | None
-    added_by: Actor | None
-
-
-@dataclass
-class _Space:
-    netns: Netns
     fd: int
     nl: Netlink
-    links: dict[int, str] = field(default_factory=dict)
-    clsact: set[int] = field(default_factory=set)
-    filters: dict[tuple[int, int], dict[tuple[int, int, int, str], _Known]] = field(
-        default_factory=dict
-    )
-    tcx: dict[tuple[int, str], tuple[int, tuple[int, ...]]] = field(default_factory=dict)
-    clsact_deleted_at: dict[int, float] = field(default_factory=dict)
 
 
 Emit = Callable[[WatchEvent | WatchFinding], None]
@@ -120,12 +111,11 @@ class Watcher:
         self._rediscover_interval = rediscover_interval
         self._lab_resolver = lab_resolver
         self._receive_buffer = receive_buffer
-        self._spaces: dict[int, _Space] = {}
+        self._spaces: dict[int, _Watched] = {}
         self._reader = ProgramReader(holders=False)
-        self._holders: dict[int, list[Actor]] = {}
-        self._owners: dict[tuple[int, int], Actor] = {}
-        self._gaps: dict[tuple[int, int, int, str], float] = {}
-        self._piling: set[tuple[int, int, int, str]] = set()
+        self._actors = Actors()
+        self._gaps: dict[races.VendorHook, float] = {}  # since when (monotonic)
+        self._piling: set[races.VendorHook] = set()  # reported once
         self.summary = WatchSummary(started=time.time())
         self._next_tcx = 0.0
         self._next_discovery = 0.0
@@ -146,15 +136,21 @@ class Watcher:
         """Emit an event about a namespace, stamped now (filter events use ``_event``)."""
         self._emit(WatchEvent(time.time(), netns.label, netns.id, what, **fields))
 
-    def _finding(
+    def _event(
         self,
-        space: _Space,
-        kind: str,
-        message: str,
-        interface: str | None = None,
-        hook: str | None = None,
+        space: _Watched,
+        what: str,
+        f: Filter,
+        known: Known | None,
+        actor: Actor | None,
+        previous: Known | None = None,
+        note: str | None = None,
     ) -> None:
-        self._emit(WatchFinding(time.time(), kind, message, space.netns.label, interface, hook))
+        self._emit(filter_event(space, what, f, known, actor, previous, note, now=time.time()))
+
+    def _finding(self, space: _Watched, race: races.Race | None) -> None:
+        if race is not None:
+            self._emit(race.finding(time.time(), space.netns.label))
 
     # -- namespaces -----------------------------------------------------------------------
 
@@ -180,7 +176,7 @@ class Watcher:
             os.close(fd)
             self._unwatched(netns, err)
             return
-        space = _Space(netns, fd, nl)
+        space = _Watched(netns, fd=fd, nl=nl)
         self._spaces[netns.id] = space
         self._load(space)
         if announce:
@@ -192,7 +188,7 @@ class Watcher:
     def _unwatched(self, netns: Netns, err: OSError) -> None:
         self._ns_event(netns, "namespace-unwatched", note=f"cannot watch it: {err.strerror}")
 
-    def _load(self, space: _Space) -> None:
+    def _load(self, space: _Watched) -> None:
         """(Re)read a namespace's state; returns nothing, replaces the model."""
         space.links = {link.ifindex: link.name for link in space.nl.links(stats=False)}
         space.clsact = {
@@ -206,10 +202,10 @@ class Watcher:
                 bucket = space.filters.setdefault((ifindex, parent), {})
                 for f in space.nl.filters(ifindex, parent):
                     program, vendor = self._describe(space, f)
-                    bucket[_key(f)] = _Known(f, program, vendor, None)
+                    bucket[key(f)] = Known(f, program, vendor, None)
         space.tcx = self._tcx_state(space)
 
-    def _close_space(self, space: _Space) -> None:
+    def _close_space(self, space: _Watched) -> None:
         space.nl.close()
         os.close(space.fd)
         del self._spaces[space.netns.id]
@@ -238,11 +234,9 @@ class Watcher:
         """Caches follow programs and sockets that come and go: keep them bounded."""
         if self._reader.size() > CACHE_LIMIT:
             self._reader = ProgramReader(holders=False)
-        for cache in (self._holders, self._owners):
-            if len(cache) > CACHE_LIMIT:
-                cache.clear()
+        self._actors.bound()
 
-    def _describe(self, space: _Space, f: Filter) -> tuple[Program | None, VendorMatch | None]:
+    def _describe(self, space: _Watched, f: Filter) -> tuple[Program | None, VendorMatch | None]:
         self._bound_caches()
         entry = entry_from_filter(f, self._reader.get)
         program = entry.program
@@ -253,209 +247,90 @@ class Watcher:
         )
         return program, vendor
 
-    def _actor(self, space: _Space, portid: int, program: Program | None) -> Actor:
-        if portid == 0:
-            return Actor(None, None, 0, "kernel")
-        key = (space.netns.id, portid)
-        actor = self._owners.get(key)
-        if actor is None or not _still(actor):
-            # port ids are reused once a socket closes: re-resolve when the owner is gone
-            actor = self._owners[key] = _netlink_owner(space.fd, portid)
-        if actor.pid is None and program is not None:
-            holders = self._program_holders(program.id)
-            if holders:
-                return holders[0]
-        return actor
+    def _actor(self, space: _Watched, portid: int, program: Program | None) -> Actor:
+        return self._actors.actor(space.netns.id, space.fd, portid, program)
 
-    def _program_holders(self, prog_id: int) -> list[Actor]:
-        if prog_id not in self._holders:
-            self._holders[prog_id] = [
-                Actor(h.pid, h.comm, None, "holds the program")
-                for h in scan_holders().get(prog_id, [])
-            ]
-        return self._holders[prog_id]
+    # -- filters, qdiscs, links -----------------------------------------------------------
 
-    # -- events ------------------------------------------------------------------------
-
-    def _event(
-        self,
-        space: _Space,
-        what: str,
-        f: Filter,
-        known: _Known | None,
-        actor: Actor | None,
-        previous: _Known | None = None,
-        note: str | None = None,
-    ) -> WatchEvent:
-        return WatchEvent(
-            time=time.time(),
-            netns=space.netns.label,
-            netns_id=space.netns.id,
-            what=what,
-            interface=space.links.get(f.ifindex, str(f.ifindex)),
-            hook=PARENT_HOOK.get(f.parent),
-            pref=f.pref,
-            handle=f.handle,
-            kind="cbpf" if f.bpf is not None and f.bpf.classic_ops is not None else f.kind,
-            filter_name=f.bpf.name if f.bpf else None,
-            program=known.program if known else None,
-            vendor=known.vendor if known else None,
-            actor=actor,
-            previous_program=previous.program if previous else None,
-            previous_vendor=previous.vendor if previous else None,
-            note=note,
-        )
-
-    def _lost(self, space: _Space, known: _Known, why: str, *, hook_gone: bool = False) -> None:
-        self._emit(self._event(space, "filter-lost", known.filt, known, None, note=why))
+    def _lost(self, space: _Watched, known: Known, why: str, *, hook_gone: bool = False) -> None:
+        self._event(space, "filter-lost", known.filt, known, None, note=why)
         if not hook_gone:  # a deleted link or namespace leaves no hook to be without
             self._gap_open(space, known)
 
     def _forget(self, netns_id: int, ifindex: int | None = None) -> None:
         """Drop the bookkeeping of a namespace (or one of its links) that is gone."""
         for book in (self._gaps, self._piling):
-            for key in [k for k in book if k[0] == netns_id and ifindex in (None, k[1])]:
+            for k in [k for k in book if k[0] == netns_id and ifindex in (None, k[1])]:
                 if isinstance(book, dict):
-                    del book[key]
+                    del book[k]
                 else:
-                    book.discard(key)
+                    book.discard(k)
 
-    def _gap_open(self, space: _Space, known: _Known) -> None:
-        if known.vendor is None:
-            return
-        f = known.filt
-        bucket = space.filters.get((f.ifindex, f.parent), {})
-        if any(k.vendor and k.vendor.name == known.vendor.name for k in bucket.values()):
-            return
-        self._gaps.setdefault(
-            (space.netns.id, f.ifindex, f.parent, known.vendor.name), time.monotonic()
-        )
+    def _gap_open(self, space: _Watched, known: Known) -> None:
+        gap = races.left_without(space, known)
+        if gap is not None:
+            self._gaps.setdefault(gap, time.monotonic())
 
-    def _gap_close(self, space: _Space, known: _Known) -> None:
-        if known.vendor is None:
-            return
-        f = known.filt
-        started = self._gaps.pop((space.netns.id, f.ifindex, f.parent, known.vendor.name), None)
-        if started is not None and time.monotonic() - started > self._gap:
-            gone = (time.monotonic() - started) * 1000
-            self._finding(
-                space,
-                "hook-gap",
-                f"{space.links.get(f.ifindex, '?')} {PARENT_HOOK.get(f.parent)} was left "
-                f"without {known.vendor.name}'s filter for {gone:.0f} ms",
-                space.links.get(f.ifindex),
-                PARENT_HOOK.get(f.parent),
-            )
+    def _gap_close(self, space: _Watched, known: Known) -> None:
+        gap = races.vendor_hook(space, known)
+        if gap is not None and (started := self._gaps.pop(gap, None)) is not None:
+            self._finding(space, races.hook_gap(space, gap, time.monotonic() - started, self._gap))
 
-    def _on_filter(self, space: _Space, note: Notification) -> None:
+    def _on_filter(self, space: _Watched, note: Notification) -> None:
         f = note.filter
         assert f is not None
         if f.block is not None:
             return  # shared blocks: reported through their devices' dumps only
         bucket = space.filters.setdefault((f.ifindex, f.parent), {})
-        key = _key(f)
-        previous = bucket.get(key)
-        interface = space.links.get(f.ifindex, str(f.ifindex))
-        hook = PARENT_HOOK.get(f.parent)
+        previous = bucket.get(key(f))
         if note.type == RTM_NEWTFILTER:
             if previous is not None and previous.filt == f:
                 return  # already in the model (a rescan saw it before its notification)
             program, vendor = self._describe(space, f)
             actor = self._actor(space, note.portid, program)
-            known = _Known(f, program, vendor, actor)
-            bucket[key] = known
+            known = Known(f, program, vendor, actor)
+            bucket[key(f)] = known
             if previous is None:
-                self._emit(self._event(space, "filter-added", f, known, actor))
+                self._event(space, "filter-added", f, known, actor)
             else:
-                self._emit(self._event(space, "filter-replaced", f, known, actor, previous))
-                before = previous.vendor.name if previous.vendor else None
-                after = vendor.name if vendor else None
-                if before != after:
-                    self._finding(
-                        space,
-                        "vendor-replaced",
-                        f"{interface} {hook} pref {f.pref} handle 0x{f.handle:x}: "
-                        f"{before or 'an unknown owner'}'s filter replaced by "
-                        f"{after or 'an unknown'} program (by {actor.text()})",
-                        interface,
-                        hook,
-                    )
+                self._event(space, "filter-replaced", f, known, actor, previous)
+                self._finding(space, races.vendor_replaced(space, previous, known, actor))
             self._gap_close(space, known)
-            self._check_piling(space, f, vendor)
+            hook = races.vendor_hook(space, known)
+            race = races.piling(space, known, self._piling)
+            if hook is not None and race is not None:
+                self._piling.add(hook)  # reported once per hook and vendor
+                self._finding(space, race)
             return
         if previous is None:  # deleted before we saw it (e.g. during a rescan)
             program, vendor = self._describe(space, f)
-            previous = _Known(f, program, vendor, None)
+            previous = Known(f, program, vendor, None)
         else:
-            del bucket[key]
+            del bucket[key(f)]
         self._deleted(space, previous, self._actor(space, note.portid, None))
 
-    def _on_bulk_delete(self, space: _Space, note: Notification) -> None:
+    def _on_bulk_delete(self, space: _Watched, note: Notification) -> None:
         """`tc filter del ... pref N` (every handle) or a whole hook flushed: one message
         without options, so the model says which filters went."""
         assert note.bulk_delete is not None
         ifindex, parent, pref, protocol = note.bulk_delete
         bucket = space.filters.get((ifindex, parent), {})
-        gone = [
-            key
-            for key, known in bucket.items()
-            if pref in (0, known.filt.pref) and protocol in (0, known.filt.protocol)
-        ]
+        gone = bulk_deleted(bucket, pref, protocol)
         actor = self._actor(space, note.portid, None)
-        for key in gone:
-            self._deleted(space, bucket.pop(key), actor)
+        for k in gone:
+            self._deleted(space, bucket.pop(k), actor)
 
-    def _deleted(self, space: _Space, previous: _Known, actor: Actor) -> None:
-        f = previous.filt
-        interface = space.links.get(f.ifindex, str(f.ifindex))
-        hook = PARENT_HOOK.get(f.parent)
-        self._emit(self._event(space, "filter-deleted", f, previous, actor))
-        adder = previous.added_by
-        if (
-            adder is not None
-            and adder.pid is not None
-            and actor.pid is not None
-            and (adder.pid != actor.pid)
-        ):
-            self._finding(
-                space,
-                "deleted-by-other",
-                f"{interface} {hook} pref {f.pref} handle 0x{f.handle:x} "
-                f"({previous.vendor.name if previous.vendor else 'unknown owner'}) "
-                f"was deleted by {actor.text()}, not by {adder.text()} who added "
-                "it",
-                interface,
-                hook,
-            )
+    def _deleted(self, space: _Watched, previous: Known, actor: Actor) -> None:
+        self._event(space, "filter-deleted", previous.filt, previous, actor)
+        self._finding(space, races.deleted_by_other(space, previous, actor))
         self._gap_open(space, previous)
 
-    def _check_piling(self, space: _Space, f: Filter, vendor: VendorMatch | None) -> None:
-        if vendor is None:
-            return
-        bucket = space.filters.get((f.ifindex, f.parent), {})
-        prefs = sorted(
-            {k.filt.pref for k in bucket.values() if k.vendor and k.vendor.name == vendor.name}
-        )
-        marker = (space.netns.id, f.ifindex, f.parent, vendor.name)
-        if len(prefs) >= 2 and marker not in self._piling:
-            self._piling.add(marker)
-            interface = space.links.get(f.ifindex, "?")
-            self._finding(
-                space,
-                "piling",
-                f"{interface} {PARENT_HOOK.get(f.parent)}: {vendor.name}'s programs pile up "
-                f"at prefs {', '.join(map(str, prefs))} (old ones left behind, as in "
-                "cilium/cilium#36172)",
-                interface,
-                PARENT_HOOK.get(f.parent),
-            )
-
-    def _on_qdisc(self, space: _Space, note: Notification) -> None:
+    def _on_qdisc(self, space: _Watched, note: Notification) -> None:
         q = note.qdisc
         assert q is not None
         if q.parent != TC_H_CLSACT or q.kind not in ("clsact", "ingress", ""):
             return
-        interface = space.links.get(q.ifindex, str(q.ifindex))
+        interface = space.interface(q.ifindex)
         actor = self._actor(space, note.portid, None)
         now = time.time()
         if note.type == RTM_NEWQDISC:
@@ -464,17 +339,10 @@ class Watcher:
                 space.netns, "qdisc-added", interface=interface, kind=q.kind, actor=actor
             )
             deleted = space.clsact_deleted_at.pop(q.ifindex, None)
-            if deleted is not None:
-                self._finding(
-                    space,
-                    "clsact-recreated",
-                    f"{interface}: clsact recreated {1000 * (now - deleted):.0f} ms "
-                    f"after it was deleted (by {actor.text()})",
-                    interface,
-                )
+            self._finding(space, races.clsact_recreated(space, q.ifindex, deleted, now, actor))
             return
         space.clsact.discard(q.ifindex)
-        lost = _take_filters(space, q.ifindex)
+        lost = take_filters(space, q.ifindex)
         self._ns_event(
             space.netns,
             "qdisc-deleted",
@@ -484,25 +352,17 @@ class Watcher:
             note=f"{len(lost)} filters lost with it",
         )
         space.clsact_deleted_at[q.ifindex] = now
-        if lost:
-            owners = sorted({k.vendor.name for k in lost if k.vendor} or {"unknown owners"})
-            self._finding(
-                space,
-                "clsact-deleted",
-                f"{interface}: clsact deleted by {actor.text()}: {len(lost)} filters "
-                f"lost ({', '.join(owners)})",
-                interface,
-            )
+        self._finding(space, races.clsact_deleted(space, q.ifindex, lost, actor))
         for known in lost:
             self._lost(space, known, "its clsact qdisc was deleted")
 
-    def _on_link(self, space: _Space, note: Notification) -> None:
+    def _on_link(self, space: _Watched, note: Notification) -> None:
         link = note.link
         assert link is not None
         if note.type != RTM_DELLINK:
             space.links[link.ifindex] = link.name
             return
-        lost = _take_filters(space, link.ifindex)
+        lost = take_filters(space, link.ifindex)
         space.clsact.discard(link.ifindex)
         for direction in ("tcx/ingress", "tcx/egress"):
             space.tcx.pop((link.ifindex, direction), None)
@@ -520,8 +380,8 @@ class Watcher:
 
     # -- TCX ------------------------------------------------------------------------------
 
-    def _tcx_state(self, space: _Space) -> dict[tuple[int, str], tuple[int, tuple[int, ...]]]:
-        state: dict[tuple[int, str], tuple[int, tuple[int, ...]]] = {}
+    def _tcx_state(self, space: _Watched) -> TcxState:
+        state: TcxState = {}
         if not self._tcx_supported:
             return state
         with nsfs.inside_netns(space.fd):
@@ -537,100 +397,42 @@ class Watcher:
                     state[(ifindex, hook)] = (query.revision, query.prog_ids)
         return state
 
-    def _poll_tcx(self, space: _Space) -> None:
+    def _poll_tcx(self, space: _Watched) -> None:
         fresh = self._tcx_state(space)
-        for key, (revision, progs) in fresh.items():
-            # a link first seen now (made during the watch) starts from nothing attached
-            old_revision, old_progs = space.tcx.get(key, (0, ()))
-            if revision == old_revision:
-                continue
-            ifindex, hook = key
-            interface = space.links.get(ifindex, str(ifindex))
-            for prog_id in progs:
-                if prog_id not in old_progs:
-                    program = self._reader.get(prog_id)
-                    holders = self._program_holders(prog_id)
-                    self._ns_event(
-                        space.netns,
-                        "tcx-attached",
-                        interface=interface,
-                        hook=hook,
-                        kind="tcx",
-                        program=program,
-                        actor=holders[0] if holders else None,
-                    )
-                    parent = PARENT_INGRESS if hook.endswith("ingress") else PARENT_EGRESS
-                    legacy = space.filters.get((ifindex, parent), {})
-                    if legacy:
-                        self._finding(
-                            space,
-                            "tcx-in-front",
-                            f"{interface} {hook}: TCX program {prog_id} "
-                            f"({program.name}) now runs before {len(legacy)} clsact "
-                            "filters",
-                            interface,
-                            hook,
-                        )
-            for prog_id in old_progs:
-                if prog_id not in progs:
-                    self._ns_event(
-                        space.netns,
-                        "tcx-detached",
-                        interface=interface,
-                        hook=hook,
-                        kind="tcx",
-                        program=self._reader.get(prog_id),
-                    )
+        for (ifindex, hook), attached, detached in tcx_changes(space.tcx, fresh):
+            interface = space.interface(ifindex)
+            for prog_id in attached:
+                program = self._reader.get(prog_id)
+                holders = self._actors.holders(prog_id)
+                self._ns_event(
+                    space.netns,
+                    "tcx-attached",
+                    interface=interface,
+                    hook=hook,
+                    kind="tcx",
+                    program=program,
+                    actor=holders[0] if holders else None,
+                )
+                self._finding(space, races.tcx_in_front(space, ifindex, hook, prog_id, program))
+            for prog_id in detached:
+                self._ns_event(
+                    space.netns,
+                    "tcx-detached",
+                    interface=interface,
+                    hook=hook,
+                    kind="tcx",
+                    program=self._reader.get(prog_id),
+                )
         space.tcx = fresh
 
     # -- the loop -------------------------------------------------------------------------
 
-    def _rescan(self, space: _Space) -> None:
+    def _rescan(self, space: _Watched) -> None:
         """After an overrun: compare a fresh dump with the model, emit the difference."""
-        before = {
-            (k, key): known for k, bucket in space.filters.items() for key, known in bucket.items()
-        }
+        before = everything(space)
         self._load(space)
-        after = {
-            (k, key): known for k, bucket in space.filters.items() for key, known in bucket.items()
-        }
-        for ident, known in after.items():
-            old = before.get(ident)
-            if old is None:
-                self._emit(
-                    self._event(
-                        space,
-                        "filter-added",
-                        known.filt,
-                        known,
-                        None,
-                        note="seen by the rescan after lost events",
-                    )
-                )
-            elif old.program != known.program:
-                self._emit(
-                    self._event(
-                        space,
-                        "filter-replaced",
-                        known.filt,
-                        known,
-                        None,
-                        old,
-                        note="seen by the rescan after lost events",
-                    )
-                )
-        for ident, known in before.items():
-            if ident not in after:
-                self._emit(
-                    self._event(
-                        space,
-                        "filter-deleted",
-                        known.filt,
-                        known,
-                        None,
-                        note="seen by the rescan after lost events",
-                    )
-                )
+        for event in rescan_events(space, before, everything(space), time.time()):
+            self._emit(event)
 
     def step(self, timeout: float) -> None:
         """Wait up to ``timeout`` for notifications and handle everything that is due."""
@@ -641,7 +443,7 @@ class Watcher:
             with selectors.DefaultSelector() as selector:
                 for fileno in sockets:
                     selector.register(fileno, selectors.EVENT_READ)
-                ready = [int(key.fd) for key, _ in selector.select(timeout)]
+                ready = [int(k.fd) for k, _ in selector.select(timeout)]
         elif timeout > 0:
             time.sleep(timeout)
         for fileno in ready:
@@ -659,8 +461,10 @@ class Watcher:
                 )
                 self._finding(
                     space,
-                    "events-lost",
-                    "netlink notifications were lost; the state was rebuilt by a rescan",
+                    races.Race(
+                        "events-lost",
+                        "netlink notifications were lost; the state was rebuilt by a rescan",
+                    ),
                 )
                 self._rescan(space)
                 continue
@@ -691,77 +495,14 @@ class Watcher:
 
     def finish(self) -> None:
         now = time.monotonic()
-        for (netns_id, ifindex, parent, vendor), started in list(self._gaps.items()):
-            space = self._spaces.get(netns_id)
-            if space is not None and now - started > self._gap:
-                interface = space.links.get(ifindex, str(ifindex))
+        for gap, started in list(self._gaps.items()):
+            space = self._spaces.get(gap[0])
+            if space is not None:
                 self._finding(
-                    space,
-                    "hook-gap",
-                    f"{interface} {PARENT_HOOK.get(parent)} is still without {vendor}'s "
-                    f"filter ({1000 * (now - started):.0f} ms)",
-                    interface,
-                    PARENT_HOOK.get(parent),
+                    space, races.hook_gap(space, gap, now - started, self._gap, still=True)
                 )
         self._gaps.clear()
         for space in list(self._spaces.values()):
             with contextlib.suppress(OSError):
                 self._close_space(space)
         self.summary.ended = time.time()
-
-
-def _take_filters(space: _Space, ifindex: int) -> list[_Known]:
-    """Remove and return what the model has on both clsact parents of a link."""
-    return [
-        known
-        for parent in (PARENT_INGRESS, PARENT_EGRESS)
-        for known in space.filters.pop((ifindex, parent), {}).values()
-    ]
-
-
-def _still(actor: Actor) -> bool:
-    """The cached owner of a port id is still the same live process."""
-    if actor.pid is None:
-        return False
-    try:
-        with open(f"/proc/{actor.pid}/comm") as comm:
-            return comm.read().strip() == actor.comm
-    except OSError:
-        return False
-
-
-def _key(f: Filter) -> tuple[int, int, int, str]:
-    return (f.pref, f.handle, f.protocol, f.kind)
-
-
-def _netlink_owner(netns_fd: int, portid: int) -> Actor:
-    """The process whose NETLINK_ROUTE socket has ``portid`` in that namespace."""
-    inode = None
-    try:
-        with nsfs.inside_netns(netns_fd), open("/proc/thread-self/net/netlink") as table:
-            for line in table.read().splitlines()[1:]:
-                fields = line.split()
-                if len(fields) >= 10 and fields[1] == "0" and int(fields[2]) == portid:
-                    inode = fields[9]
-                    break
-    except OSError:
-        pass
-    if inode is None:
-        return Actor(None, None, portid, "netlink port id")
-    target = f"socket:[{inode}]"
-    # the usual case first: the first netlink socket of a process gets its pid as port id
-    candidates = [str(portid)] if portid > 0 else []
-    candidates += [p for p in os.listdir("/proc") if p.isdigit() and p != str(portid)]
-    for pid in candidates:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    with open(f"/proc/{pid}/comm") as comm:
-                        return Actor(int(pid), comm.read().strip(), portid, "netlink port id")
-            except OSError:
-                continue
-    return Actor(None, None, portid, "netlink port id")

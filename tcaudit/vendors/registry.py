@@ -7,7 +7,7 @@ given: the import costs about 130 ms, and the plain scan path never pays it. Wha
 cannot say (a pattern must compile as a Python ``re``, ids are unique) is checked after it.
 Every problem is one line naming the file and the JSON path, and exit code 2
 (``UsageError``). The shipped file is validated against the same schema by the tests
-(tests/test_vendors.py), so at run time it is trusted and only converted.
+(tests/vendors/test_vendors.py), so at run time it is trusted and only converted.
 
 Format (a JSON object): ``{"schema": "tcaudit/vendors/v1", "fingerprints": [...]}``.
 Each fingerprint: ``id`` and ``vendor`` (required), ``versions`` ("1.9-1.12", "1.16+",

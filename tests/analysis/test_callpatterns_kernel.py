@@ -7,7 +7,7 @@ error above the low byte) and the "(int)ret < 0" sign-extension idiom. bcc keeps
 ``noinline`` function as a bpf-to-bpf call but cannot load it (the callee lands in a
 section of its own: "last insn is not an exit or jmp"), so the file is compiled by
 clang-14 and loaded with ``bpftool prog loadall`` on a private bpffs, as
-tests/test_verdicts_kernel.py does for tests/bpf/subprog.c. clang-14 merges the
+tests/analysis/test_verdicts_kernel.py does for tests/bpf/subprog.c. clang-14 merges the
 drop-notification sites of one function into a single tail call (IR sinking, then tail
 merging), so the file is compiled with both turned off: every site stays a site.
 
@@ -17,7 +17,7 @@ its default verdict, ten literal notification sites, and a 64-bit r0 whose upper
 disagrees with the sign of its low half; two more (sub_upper_raw, loop_count_raw) cut
 sub_keep's and loop_verdict's shapes down to what they need (as does loop_nocount in C).
 
-Like tests/test_patterns_kernel.py, each program is run with BPF_PROG_TEST_RUN over a
+Like tests/analysis/test_patterns_kernel.py, each program is run with BPF_PROG_TEST_RUN over a
 few hundred generated frames and contexts and checked for soundness (every value the
 kernel returned is covered), definiteness (not "unknown") and exactness (the truth in
 TRUTH), both as loaded normally and loaded with ``net.core.bpf_jit_harden=2``.
@@ -40,9 +40,7 @@ from tcaudit.analysis import insns as I
 from tcaudit.analysis.attach import VerdictAnalyser
 from tcaudit.kernel import bpf
 from tests import bpfasm as A
-from tests.bpfasm import R0, R1, R2, R3, R6, R7, R10, Label
-from tests.conftest import require_privileged
-from tests.test_patterns_kernel import (
+from tests.analysis.test_patterns_kernel import (
     CTX_CB,
     CTX_MARK,
     CTX_PRIORITY,
@@ -55,8 +53,10 @@ from tests.test_patterns_kernel import (
     packets,
     s32,
 )
+from tests.bpfasm import R0, R1, R2, R3, R6, R7, R10, Label
+from tests.conftest import require_privileged
 
-SOURCE = Path(__file__).resolve().parent / "bpf" / "callpatterns.c"
+SOURCE = Path(__file__).resolve().parents[1] / "bpf" / "callpatterns.c"
 CLANG = "clang-14"
 CFLAGS = (
     "-O2",

@@ -19,6 +19,7 @@ from tcaudit.analysis.dependence import depends
 from tcaudit.analysis.insns import Insn, encode
 from tcaudit.analysis.prepare import Prepared, operand_hull
 from tcaudit.analysis.shapes import Shapes
+from tests.analysis.test_verdicts_props import trees
 from tests.bpfasm import (
     HELPERS,
     R0,
@@ -47,7 +48,6 @@ from tests.bpfasm import (
     st,
     stx,
 )
-from tests.test_verdicts_props import trees
 
 ARRAY_BASE = 500
 HASH = 900  # a map every copy shares (say, the node's policy map)

@@ -10,7 +10,7 @@ import pytest
 
 from tcaudit.lab.sandbox import Sandbox
 from tests.conftest import validate
-from tests.test_scan import hook_of, pod_pair, run, scan_doc
+from tests.inventory.test_scan import hook_of, pod_pair, run, scan_doc
 
 pytestmark = pytest.mark.usefixtures("privileged")
 

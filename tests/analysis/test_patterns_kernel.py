@@ -36,7 +36,7 @@ from tests import bpfasm as A
 from tests.bpfasm import R0, R1, R2, R3, R4, R5, R6, R10, Label
 from tests.conftest import require_privileged
 
-PATTERNS = Path(__file__).resolve().parent / "bpf" / "patterns.c"
+PATTERNS = Path(__file__).resolve().parents[1] / "bpf" / "patterns.c"
 HARDEN = Path("/proc/sys/net/core/bpf_jit_harden")
 S32_MIN, S32_MAX = -(1 << 31), (1 << 31) - 1
 EFAULT = 14

@@ -19,7 +19,7 @@ from tcaudit.vendors.registry import load_registry
 from tests.conftest import validate
 
 pytestmark = pytest.mark.usefixtures("privileged")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def watching(box: Sandbox, names: list[str], **kwargs: Any) -> tuple[Watcher, list[Any]]:

@@ -35,7 +35,7 @@ from tcaudit.model import (
 )
 from tcaudit.output.interface import DOCUMENTS, FORMATS, Format, formats_for, formatter
 from tests.conftest import validate
-from tests.test_golden import node, program
+from tests.output.test_golden import node, program
 
 SCAN = node("node-set", 5)
 REC = recommend(SCAN)

@@ -143,7 +143,7 @@ def test_scans_survive_namespaces_and_links_churning(privileged: None) -> None:
             result = scan(Selection())
             assert result.namespaces  # at least our own
             scans += 1
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]
         for _ in range(3):
             proc = subprocess.run(
                 [sys.executable, "-m", "tcaudit", "scan", "--format", "json"],

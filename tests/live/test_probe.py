@@ -20,7 +20,7 @@ from tests.conftest import validate
 from tests.nodes import Node, node, run_json
 
 pytestmark = pytest.mark.usefixtures("privileged")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def probe_doc(capsys: pytest.CaptureFixture[str], n: Node, *extra: str) -> dict[str, Any]:

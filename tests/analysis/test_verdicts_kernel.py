@@ -27,8 +27,8 @@ from tcaudit.analysis.attach import VerdictAnalyser
 from tcaudit.bpf import source_path
 from tcaudit.kernel import bpf
 from tcaudit.lab.sandbox import Sandbox
+from tests.analysis.test_patterns_kernel import covers, definite, jit_harden, uses_r11
 from tests.conftest import require_privileged
-from tests.test_patterns_kernel import covers, definite, jit_harden, uses_r11
 
 VERDICT_PROGRAMS = (
     "by_byte",
@@ -180,7 +180,7 @@ def _clang_subprog(harden: AbstractContextManager[None]) -> Iterator[int]:
     fd = -1
     try:
         obj = workdir / "subprog.o"
-        src = Path(__file__).resolve().parent / "bpf" / "subprog.c"
+        src = Path(__file__).resolve().parents[1] / "bpf" / "subprog.c"
         subprocess.run(
             [
                 "clang",

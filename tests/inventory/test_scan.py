@@ -384,7 +384,7 @@ def test_not_root_exits_3_with_one_line() -> None:
         capture_output=True,
         text=True,
         cwd="/",
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.strip().splitlines() == [
@@ -400,7 +400,7 @@ def test_unreadable_program_keeps_the_entry_with_a_reason() -> None:
 
 
 def test_module_and_console_script_entry_points() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run(
         [sys.executable, "-m", "tcaudit", "--version"], capture_output=True, text=True, env=env

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from tcaudit.analysis import insns as I
 from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
 from tcaudit.analysis.insns import Insn, decode, format_insn
+from tests.analysis.test_verdicts_props import FP_HELPERS, Tree, fp_trees, listing, trees
 from tests.bpfasm import HELPERS, FakeSource
-from tests.test_verdicts_props import FP_HELPERS, Tree, fp_trees, listing, trees
 
 BUDGET = 20_000
 S32_MIN, S32_MAX = -(1 << 31), (1 << 31) - 1

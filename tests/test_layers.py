@@ -73,3 +73,46 @@ def test_a_wrong_way_import_breaks_a_contract(
     done = _lint(tree)
     assert done.returncode != 0
     assert broken in done.stdout.replace("\n", " ")
+
+
+def _modules_after(code: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(done.stdout.split())
+
+
+def test_help_imports_no_core_module() -> None:
+    """`tcaudit scan --help` loads the CLI's option code and nothing of the line below it."""
+    loaded = _modules_after(
+        "from tcaudit.cli.main import main\nimport contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n    main(['scan', '--help'])"
+    )
+    ours = {m for m in loaded if m.startswith("tcaudit")}
+    assert "tcaudit.cli.reading" in ours
+    heavy = {"bcc", "tabulate", "jsonschema", "pyroute2", "yaml"}
+    assert not heavy & loaded
+    below = ("tcaudit.inventory.", "tcaudit.analysis.", "tcaudit.kernel.bpf", "tcaudit.live.")
+    assert not {m for m in ours if m.startswith(below)}
+    assert "tcaudit.cli.live" not in ours and "tcaudit.cli.lab" not in ours
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["tcaudit", "tcaudit.kernel", "tcaudit.inventory", "tcaudit.analysis", "tcaudit.vendors",
+     "tcaudit.advice", "tcaudit.output", "tcaudit.cli", "tcaudit.live", "tcaudit.live.probe",
+     "tcaudit.live.watch", "tcaudit.lab"],
+)
+def test_package_inits_import_nothing_heavy(package: str) -> None:
+    before = _modules_after("")
+    loaded = _modules_after(f"import {package}")
+    new = {m for m in loaded - before if m.startswith("tcaudit")}
+    # a package brings itself and its parents; the probe's re-exports are its own modules
+    allowed = {package, *(package.rsplit(".", n)[0] for n in range(1, package.count(".") + 1))}
+    extra = {m for m in new - allowed if not m.startswith(package + ".")}
+    assert extra == set(), extra
+    assert not {"bcc", "tabulate", "jsonschema", "pyroute2"} & (loaded - before)

@@ -22,7 +22,6 @@ from tcaudit.cli.options import (
     warn,
 )
 from tcaudit.kernel import privileges
-from tcaudit.pipeline import inventory
 
 
 @click.command(
@@ -86,6 +85,7 @@ def probe_cmd(
     from tcaudit.live import probe
     from tcaudit.live.observer import Observer
     from tcaudit.output.interface import formatter
+    from tcaudit.pipeline import inventory
 
     privileges.require("probe")
     if do_cleanup:

@@ -11,6 +11,7 @@ and lab.py (selftest, lab), and are added to the root group here.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -19,13 +20,41 @@ from collections.abc import Sequence
 import click
 
 from tcaudit import __version__
-from tcaudit.cli import lab, live, offline, reading
 from tcaudit.cli.exits import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 from tcaudit.errors import TcauditError
 
-# The command modules import at their top only what scan needs; every other command
-# imports its modules when it runs: `tcaudit scan` is the one people loop over, and its
-# start-up time is part of its speed target.
+# Commands are imported when they are looked up (`tcaudit scan` imports cli/reading.py,
+# never the live tools), and every command imports the core modules it needs when it
+# runs: `tcaudit scan` is the one people loop over, and its start-up time is part of its
+# speed target; `tcaudit scan --help` imports no inventory, engine or output module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "scan": ("reading", "scan_cmd"),
+    "explain": ("reading", "explain_cmd"),
+    "recommend": ("reading", "recommend_cmd"),
+    "check": ("reading", "check_cmd"),
+    "snapshot": ("reading", "snapshot_cmd"),
+    "bundle": ("reading", "bundle_cmd"),
+    "diff": ("offline", "diff_cmd"),
+    "merge": ("offline", "merge_cmd"),
+    "probe": ("live", "probe_cmd"),
+    "watch": ("live", "watch_cmd"),
+    "selftest": ("lab", "selftest_cmd"),
+    "lab": ("lab", "lab_group"),
+}
+
+
+class _Commands(click.Group):
+    """The root group: each command's module is imported on first lookup."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, name = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f"tcaudit.cli.{module}"), name)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -33,6 +62,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 @click.group(
+    cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Run 'tcaudit COMMAND --help' for a command's options and examples.",
 )
@@ -40,20 +70,6 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def cli() -> None:
     """Which eBPF tc classifiers run on this node's hooks, in what order, what they hide
     from later ones, and what classifier_priority Datadog CWS should use."""
-
-
-cli.add_command(reading.scan_cmd)
-cli.add_command(reading.explain_cmd)
-cli.add_command(reading.recommend_cmd)
-cli.add_command(reading.check_cmd)
-cli.add_command(reading.snapshot_cmd)
-cli.add_command(reading.bundle_cmd)
-cli.add_command(offline.diff_cmd)
-cli.add_command(offline.merge_cmd)
-cli.add_command(live.probe_cmd)
-cli.add_command(live.watch_cmd)
-cli.add_command(lab.selftest_cmd)
-cli.add_command(lab.lab_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,13 +8,15 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tcaudit.errors import UsageError
-from tcaudit.inventory.scan import Selection, hooks_for
 from tcaudit.output.interface import Format, formats_for, formatter
+
+if TYPE_CHECKING:  # the inventory is imported when a command runs, not for --help
+    from tcaudit.inventory.scan import Selection
 
 
 def parse_duration(text: str) -> float:
@@ -77,6 +79,8 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
+        from tcaudit.inventory.scan import Selection, hooks_for
+
         direction = kwargs.pop("direction")
         reading = Reading(
             selection=Selection(

@@ -26,7 +26,6 @@ from tcaudit.cli.options import (
 from tcaudit.errors import UsageError
 from tcaudit.kernel import privileges
 from tcaudit.output.interface import formatter
-from tcaudit.pipeline import inventory
 
 
 @click.command(
@@ -55,6 +54,8 @@ def scan_cmd(reading: Reading, fmt: str, show_all: bool) -> None:
     kernel runs them: TCX programs first, then clsact filters by ascending pref, and within
     one pref the most recently added first.
     """
+    from tcaudit.pipeline import inventory
+
     privileges.require("scan")
     result = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
@@ -116,6 +117,7 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     ingress and egress). Read-only.
     """
     from tcaudit.advice.recommend import recommend
+    from tcaudit.pipeline import inventory
 
     privileges.require("recommend")
     scan = inventory(
@@ -156,6 +158,7 @@ def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) ->
     """A CI gate: the recommendation's findings, with an exit status."""
     from tcaudit.advice.recommend import recommend
     from tcaudit.output.interface import failing
+    from tcaudit.pipeline import inventory
 
     privileges.require("check")
     scan = inventory(
@@ -185,6 +188,8 @@ Examples:
 )
 def snapshot_cmd(reading: Reading, output: str) -> None:
     """Save the whole inventory, with verdicts and vendors, for diff and merge."""
+    from tcaudit.pipeline import inventory
+
     privileges.require("snapshot")
     scan = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache

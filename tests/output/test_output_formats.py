@@ -144,7 +144,10 @@ def test_an_unknown_format_is_a_usage_error() -> None:
 
 def test_every_document_has_a_format_and_the_cli_offers_exactly_those() -> None:
     offered: dict[str, list[str]] = {}
-    for command in cli.commands.values():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None
         for param in command.params:
             if isinstance(param, click.Option) and param.name == "fmt":
                 assert isinstance(param.type, click.Choice)

@@ -19,10 +19,31 @@ Modules: ``placements`` (where observers go: ``plan``), ``state`` (the state fil
 turned into conclusions, pure), ``naming`` (what marks an observer as ours).
 """
 
-from tcaudit.live.probe.attach import HANDLE_BASE, Tick, run
-from tcaudit.live.probe.naming import PROBE_PREFIX
-from tcaudit.live.probe.placements import plan
-from tcaudit.live.probe.state import STATE_DIR, ProbeError, StateFile, cleanup, state_dir
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tcaudit.live.probe.attach import HANDLE_BASE, Tick, run
+    from tcaudit.live.probe.naming import PROBE_PREFIX
+    from tcaudit.live.probe.placements import plan
+    from tcaudit.live.probe.state import STATE_DIR, ProbeError, StateFile, cleanup, state_dir
+
+# each name from the module that defines it, imported on first use: `import
+# tcaudit.live.probe` (or one pure submodule) does not pull in the kernel gateways
+_FROM = {
+    "HANDLE_BASE": "attach",
+    "Tick": "attach",
+    "run": "attach",
+    "PROBE_PREFIX": "naming",
+    "plan": "placements",
+    "STATE_DIR": "state",
+    "ProbeError": "state",
+    "StateFile": "state",
+    "cleanup": "state",
+    "state_dir": "state",
+}
 
 __all__ = [
     "HANDLE_BASE",
@@ -36,3 +57,9 @@ __all__ = [
     "run",
     "state_dir",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM:
+        return getattr(importlib.import_module(f"tcaudit.live.probe.{_FROM[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,7 @@ import click
 from tcaudit import __version__
 from tcaudit.cli.exits import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 from tcaudit.errors import TcauditError
+from tcaudit.output.sanitize import shown
 
 # Commands are imported when they are looked up (`tcaudit scan` imports cli/reading.py,
 # never the live tools), and every command imports the core modules it needs when it
@@ -109,7 +110,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except click.exceptions.Exit as err:
         return int(err.exit_code)
     except TcauditError as err:
-        click.echo(f"tcaudit: error: {err}", err=True)
+        click.echo(f"tcaudit: error: {shown(str(err))}", err=True)
         return err.exit_code
     except BrokenPipeError:
         # `tcaudit scan | head`: quietly stop, without Python's noise on exit
@@ -120,7 +121,7 @@ def _run(argv: Sequence[str] | None) -> int:
         if os.environ.get("TCAUDIT_DEBUG"):
             traceback.print_exc()
         click.echo(
-            f"tcaudit: internal error: {type(err).__name__}: {err} "
+            f"tcaudit: internal error: {type(err).__name__}: {shown(str(err))} "
             "(set TCAUDIT_DEBUG=1 for the traceback; please report it)",
             err=True,
         )

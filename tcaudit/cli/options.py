@@ -14,6 +14,7 @@ import click
 
 from tcaudit.errors import UsageError
 from tcaudit.output.interface import Format, formats_for, formatter
+from tcaudit.output.sanitize import shown
 
 if TYPE_CHECKING:  # the inventory is imported when a command runs, not for --help
     from tcaudit.inventory.scan import Selection
@@ -164,4 +165,4 @@ def emit(output: str) -> None:
 
 def warn(lines: Sequence[str]) -> None:
     for line in lines:
-        click.echo(f"tcaudit: warning: {line}", err=True)
+        click.echo(f"tcaudit: warning: {shown(line)}", err=True)

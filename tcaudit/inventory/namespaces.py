@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from tcaudit.errors import UsageError
+from tcaudit.kernel.procfs import comm_of
 from tcaudit.model import Netns
 
 NETNS_DIRS = ("/run/netns", "/var/run/netns")
@@ -50,7 +51,7 @@ def _stat_key(path: str) -> tuple[int, int] | None:
 
 def _read(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
             return handle.read()
     except OSError:
         return None
@@ -67,7 +68,7 @@ def cgroup_identity(cgroup: str) -> tuple[str | None, str | None]:
 
 def _describe_pid(pid: int) -> tuple[str, str | None, str | None, str | None]:
     """(comm, container id, pod uid, pod name) of a process, as far as /proc tells."""
-    comm = (_read(f"/proc/{pid}/comm") or "?").strip()
+    comm = comm_of(pid) or "?"
     container, pod_uid = cgroup_identity(_read(f"/proc/{pid}/cgroup") or "")
     pod = None
     if pod_uid is not None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from tcaudit.kernel import bpf
+from tcaudit.kernel.procfs import comm_of
 from tcaudit.model import Holder, MapRef, Program
 
 # enum bpf_prog_type (include/uapi/linux/bpf.h), as bpftool names them
@@ -74,11 +75,7 @@ def scan_holders(proc: str = "/proc") -> dict[int, list[Holder]]:
                 if line.startswith("prog_id:"):
                     prog_id = int(line.split()[1])
                     if comm is None:
-                        try:
-                            with open(f"{proc}/{pid}/comm", encoding="utf-8") as f:
-                                comm = f.read().strip()
-                        except OSError:
-                            comm = "?"
+                        comm = comm_of(pid, proc) or "?"
                     entry = Holder(pid=int(pid), comm=comm)
                     bucket = holders.setdefault(prog_id, [])
                     if entry not in bucket:

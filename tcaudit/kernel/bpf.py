@@ -244,7 +244,7 @@ def prog_info(fd: int, *, with_code: bool = False) -> ProgInfo:
     return ProgInfo(
         id=info.id,
         type=info.type,
-        name=info.name.decode(errors="replace"),
+        name=info.name.decode(errors="surrogateescape"),
         tag=bytes(info.tag).hex(),
         xlated_len=xlated_len,
         load_time_ns=info.load_time,
@@ -263,7 +263,7 @@ def map_info(fd: int) -> MapInfo:
     return MapInfo(
         id=info.id,
         type=info.type,
-        name=info.name.decode(errors="replace"),
+        name=info.name.decode(errors="surrogateescape"),
         key_size=info.key_size,
         value_size=info.value_size,
         max_entries=info.max_entries,

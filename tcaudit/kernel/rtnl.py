@@ -341,7 +341,7 @@ class Netlink:
         does: only lab stand-ins emulating a vendor may ask for it.
         """
         options = nla(TCA_BPF_FD, struct.pack("=I", prog_fd))
-        options += nla(TCA_BPF_NAME, name.encode() + b"\0")
+        options += nla(TCA_BPF_NAME, name.encode(errors="surrogateescape") + b"\0")
         flags_value = TCA_BPF_FLAG_ACT_DIRECT if direct_action else 0
         options += nla(TCA_BPF_FLAGS, struct.pack("=I", flags_value))
         if classid is not None:

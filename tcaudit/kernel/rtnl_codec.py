@@ -196,7 +196,7 @@ def _decode_bpf(options: dict[int, bytes]) -> BpfOptions:
         ops = tuple(struct.unpack_from("=HBBI", raw, i) for i in range(0, len(raw) - 7, 8))
     name = options.get(TCA_BPF_NAME)
     return BpfOptions(
-        name=name.split(b"\0", 1)[0].decode(errors="replace") if name is not None else None,
+        name=_asciiz(name) if name is not None else None,
         prog_id=struct.unpack("=I", options[TCA_BPF_ID][:4])[0] if TCA_BPF_ID in options else None,
         tag=options[TCA_BPF_TAG][:8].hex() if TCA_BPF_TAG in options else None,
         direct_action=bool(flags & TCA_BPF_FLAG_ACT_DIRECT),
@@ -220,7 +220,9 @@ def _u32(attrs: dict[int, bytes], kind: int) -> int | None:
 
 
 def _asciiz(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode(errors="replace")
+    """A name another vendor chose: bytes that are not UTF-8 kept apart as surrogates
+    (two names never collapse into one U+FFFD; output/sanitize.py shows them as \\xNN)."""
+    return raw.split(b"\0", 1)[0].decode(errors="surrogateescape")
 
 
 def tcmsg(ifindex: int, handle: int, parent: int, info: int, attrs: bytes = b"") -> bytes:

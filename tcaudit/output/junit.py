@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING
 
 from tcaudit import __version__
 from tcaudit.output.interface import LEVELS, Format
+from tcaudit.output.sanitize import shown
 
 if TYPE_CHECKING:
     from tcaudit.advice.recommend import Finding, Recommendation
 
 def escape(text: str) -> str:
-    """XML character data (xml.sax.saxutils would pull in urllib: 10 ms per run)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """XML character data for one line of text (xml.sax.saxutils would pull in urllib:
+    10 ms per run). XML 1.0 cannot carry ESC or most other controls, not even as a
+    character reference, so they are shown (escaped as text) first."""
+    return shown(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def quoteattr(text: str) -> str:
-    return '"' + escape(text).replace('"', "&quot;").replace("\n", "&#10;") + '"'
+    return '"' + escape(text).replace('"', "&quot;") + '"'
 
 
 def check_junit(rec: Recommendation, fail_on: str) -> str:
@@ -48,10 +51,10 @@ def check_junit(rec: Recommendation, fail_on: str) -> str:
         failures += bool(bad)
         inner = ""
         if bad:
-            text = "\n".join(f"[{f.level}] {f.message}" for f in bad)
+            text = "\n".join(escape(f"[{f.level}] {f.message}") for f in bad)
             inner = (
                 f"<failure message={quoteattr(bad[0].message)} type={quoteattr(bad[0].kind)}>"
-                f"{escape(text)}</failure>"
+                f"{text}</failure>"
             )
         body.append(
             f"    <testcase classname={quoteattr(classname)} name={quoteattr(name)}>"

@@ -5,14 +5,38 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tcaudit.output.interface import Format, failing
+from tcaudit.output.sanitize import shown
 
 if TYPE_CHECKING:
     from tcaudit.advice.recommend import Recommendation
 
+# what would make a table cell end, an HTML tag, a link or emphasis in GitHub's markdown
+# (job summaries and PR comments render HTML); `_` is left alone: GFM ignores it inside
+# words, and names are full of it
+_MARKUP = str.maketrans(
+    {
+        "|": "\\|",
+        "[": "\\[",
+        "]": "\\]",
+        "*": "\\*",
+        "`": "\\`",
+        "<": "&lt;",
+        ">": "&gt;",
+        "&": "&amp;",
+    }
+)
+
+
+def text(value: str) -> str:
+    """A vendor-chosen string as markdown text: shown (no control or bidi character, no
+    newline), then its markup escaped."""
+    return shown(value).translate(_MARKUP)
+
+
 def check_markdown(rec: Recommendation, fail_on: str) -> str:
     bad = failing(rec.findings, fail_on)
     status = "❌ FAIL" if bad else "✅ OK"
-    out = [f"### tcaudit check: {status} (fail on `{fail_on}`)", "", rec.summary, ""]
+    out = [f"### tcaudit check: {status} (fail on `{fail_on}`)", "", text(rec.summary), ""]
     out += [
         f"**Action:** `{rec.action}`"
         + (
@@ -25,9 +49,10 @@ def check_markdown(rec: Recommendation, fail_on: str) -> str:
     if rec.findings:
         out += ["| level | kind | where | vendor | message |", "|---|---|---|---|---|"]
         for f in rec.findings:
-            where = f"{f.where.netns} {f.where.interface} {f.where.hook}" if f.where else ""
-            message = f.message.replace("|", "\\|")
-            out.append(f"| {f.level} | {f.kind} | {where} | {f.vendor or ''} | {message} |")
+            where = text(f"{f.where.netns} {f.where.interface} {f.where.hook}") if f.where else ""
+            out.append(
+                f"| {f.level} | {f.kind} | {where} | {text(f.vendor or '')} | {text(f.message)} |"
+            )
         out.append("")
     if rec.action != "keep":
         out += [

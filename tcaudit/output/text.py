@@ -21,6 +21,7 @@ from tcaudit.model import (
     WatchSummary,
 )
 from tcaudit.output.interface import Format, failing, handle_text, stamp
+from tcaudit.output.sanitize import safe_text, shown
 
 if TYPE_CHECKING:  # the answers' types: `tcaudit scan` need not import the advice layer
     from tcaudit.advice.diff import Change
@@ -43,7 +44,7 @@ def _program_text(entry: Entry) -> str:
         return "-" if entry.kind not in ("bpf", "tcx") else "? (no program id)"
     if program.error:
         return f"id {program.id}: {program.error}"
-    return f"{program.id} {program.name or '(no name)'}"
+    return f"{program.id} {shown(program.name or '') or '(no name)'}"
 
 
 def _vendor_text(entry: Entry) -> str:
@@ -51,17 +52,18 @@ def _vendor_text(entry: Entry) -> str:
     if match is None:
         return "unknown"
     version = f" {match.version_hint}" if match.version_hint else ""
-    return f"{match.name}{version} ({match.confidence})"
+    return shown(f"{match.name}{version} ({match.confidence})")
 
 
 def _holders_text(entry: Entry) -> str:
     if entry.program is None or not entry.program.holders:
         return ""
-    return ", ".join(f"{h.comm}[{h.pid}]" for h in entry.program.holders[:3]) + (
+    return ", ".join(f"{shown(h.comm or '?')}[{h.pid}]" for h in entry.program.holders[:3]) + (
         " …" if len(entry.program.holders) > 3 else ""
     )
 
 
+@safe_text
 def scan_table(scan: Scan, *, show_all: bool = False) -> str:
     """A table per namespace; interfaces with nothing on their hooks hidden unless show_all."""
     from tabulate import tabulate  # only tables need it (saves ~20 ms on JSON runs)
@@ -79,7 +81,7 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
                 if not hook.entries:
                     if show_all:
                         state = "empty" if hook.supported else (hook.note or "unsupported")
-                        name = interface.name if first else ""
+                        name = shown(interface.name) if first else ""
                         rows.append([name, hook.hook, "", "", state, "", "", "", "", ""])
                         first = False
                     continue
@@ -95,13 +97,13 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
                         flags.append(f"block {hook.block}")
                     rows.append(
                         [
-                            interface.name if first else "",
+                            shown(interface.name) if first else "",
                             hook.hook,
                             "" if entry.pref is None else str(entry.pref),
                             handle_text(entry.handle)
                             or (f"link {entry.link_id}" if entry.link_id else "attach"),
                             entry.kind + (" " + ",".join(flags) if flags else ""),
-                            entry.filter_name or "",
+                            shown(entry.filter_name or ""),
                             _program_text(entry),
                             verdict_text(entry.verdict),
                             _vendor_text(entry),
@@ -111,7 +113,7 @@ def scan_table(scan: Scan, *, show_all: bool = False) -> str:
                     first = False
         if not rows:
             continue
-        header = f"netns {ns.netns.label} [inode {ns.netns.id}]"
+        header = f"netns {shown(ns.netns.label)} [inode {ns.netns.id}]"
         table = tabulate(
             rows,
             headers=[
@@ -152,7 +154,7 @@ def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
     else:
         values = f"unknown ({listing.reason})"
     out = [
-        f"program {program.id} {program.name or '(no name)'}  type {program.type}  "
+        f"program {program.id} {shown(program.name or '') or '(no name)'}  type {program.type}  "
         f"tag {program.tag}  {program.insns} insns  loaded {program.loaded_at}",
         f"  returns: {values}",
     ]
@@ -189,6 +191,7 @@ def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
     return out
 
 
+@safe_text
 def explain_text(explanation: Explanation, *, code: bool = True) -> str:
     out = _listing_text(explanation.root, code)
     for target in explanation.targets:
@@ -199,15 +202,18 @@ def explain_text(explanation: Explanation, *, code: bool = True) -> str:
     for a in explanation.attachments:
         words = "|".join(a.effective) if a.effective is not None else "?"
         pref = f" pref {a.pref}" if a.pref is not None else ""
-        out.append(f"  {a.netns} {a.interface} {a.hook}{pref} ({a.mode}): {words}")
+        out.append(f"  {shown(a.netns)} {shown(a.interface)} {a.hook}{pref} ({a.mode}): {words}")
     out += [
         "",
         "summary:",
-        *textwrap.wrap(explanation.summary, 88, initial_indent="  ", subsequent_indent="  "),
+        *textwrap.wrap(
+            shown(explanation.summary), 88, initial_indent="  ", subsequent_indent="  "
+        ),
     ]
     return "\n".join(out) + "\n"
 
 
+@safe_text
 def recommend_text(rec: Recommendation) -> str:
     """The short answer first (what to do, why, what to paste), details after."""
     from tabulate import tabulate
@@ -217,7 +223,7 @@ def recommend_text(rec: Recommendation) -> str:
         "set-priority": f"SET classifier_priority {rec.classifier_priority}",
         "disable-network": "DISABLE CWS network detections",
     }[rec.action]
-    out = [title, "", *textwrap.wrap(rec.summary, 88), ""]
+    out = [title, "", *textwrap.wrap(shown(rec.summary), 88), ""]
     if rec.action != "keep":
         out.append("Paste one of these:")
         labels = {
@@ -229,7 +235,7 @@ def recommend_text(rec: Recommendation) -> str:
             out += [f"  # {label}", *("    " + line for line in rec.snippets[key].splitlines()), ""]
     for alternative in rec.alternatives:
         out += textwrap.wrap(
-            f"Alternative ({alternative.kind}): {alternative.description}",
+            f"Alternative ({alternative.kind}): {shown(alternative.description)}",
             88,
             subsequent_indent="  ",
         )
@@ -238,14 +244,14 @@ def recommend_text(rec: Recommendation) -> str:
     if rec.blind:
         rows = [
             [
-                b.where.netns,
-                b.where.interface,
+                shown(b.where.netns),
+                shown(b.where.interface),
                 b.where.hook,
                 b.culprit_hook,
                 "" if b.pref is None else str(b.pref),
-                b.vendor or "unknown",
+                shown(b.vendor or "unknown"),
                 "yes" if b.fixable else "no",
-                b.reason if b.certain else f"(may) {b.reason}",
+                shown(b.reason if b.certain else f"(may) {b.reason}"),
             ]
             for b in rec.blind
         ]
@@ -271,22 +277,23 @@ def recommend_text(rec: Recommendation) -> str:
     if partial:
         out.append("Per namespace (blind / hooks, of which no priority fixes):")
         out += [
-            f"  {n.netns}: {n.blind}/{n.hooks}, {n.unfixable} unfixable"
-            + (f"  [{', '.join(n.vendors)}]" if n.vendors else "")
+            f"  {shown(n.netns)}: {n.blind}/{n.hooks}, {n.unfixable} unfixable"
+            + (f"  [{shown(', '.join(n.vendors))}]" if n.vendors else "")
             for n in partial
         ]
         out.append("")
     warnings = [f for f in rec.findings if f.level == "warning"]
     if warnings:
         out.append("Warnings:")
-        out += [f"  - {f.message}" for f in warnings[:20]]
+        out += [f"  - {shown(f.message)}" for f in warnings[:20]]
         if len(warnings) > 20:
             out.append(f"  ... and {len(warnings) - 20} more (--format json lists them all)")
         out.append("")
-    out += [f"Note: {note}" for note in rec.notes]
+    out += [f"Note: {shown(note)}" for note in rec.notes]
     return "\n".join(out) + "\n"
 
 
+@safe_text
 def check_text(rec: Recommendation, fail_on: str) -> str:
     bad = failing(rec.findings, fail_on)
     head = (
@@ -295,12 +302,13 @@ def check_text(rec: Recommendation, fail_on: str) -> str:
         else f"OK: nothing at or above '{fail_on}'"
     )
     lines = [head, ""]
-    lines += [f"[{f.level}] {f.kind}: {f.message}" for f in rec.findings]
+    lines += [f"[{f.level}] {f.kind}: {shown(f.message)}" for f in rec.findings]
     if rec.findings:
         lines.append("")
     return "\n".join(lines) + recommend_text(rec)
 
 
+@safe_text
 def diff_text(changes: list[Change], fail_on: str) -> str:
     if not changes:
         return "no changes on any tc hook\n"
@@ -308,11 +316,12 @@ def diff_text(changes: list[Change], fail_on: str) -> str:
     head = f"{len(changes)} change(s); {len(bad)} at or above '{fail_on}'"
     lines = [head, ""]
     for c in changes:
-        where = " ".join(x for x in (c.netns, c.interface, c.hook) if x)
-        lines.append(f"[{c.level}] {c.kind:16} {where}: {c.message}")
+        where = " ".join(shown(x) for x in (c.netns, c.interface, c.hook) if x)
+        lines.append(f"[{c.level}] {c.kind:16} {where}: {shown(c.message)}")
     return "\n".join(lines) + "\n"
 
 
+@safe_text
 def merge_text(answer: ClusterAnswer) -> str:
     from tabulate import tabulate
 
@@ -323,19 +332,19 @@ def merge_text(answer: ClusterAnswer) -> str:
     }[answer.action]
     rows = [
         [
-            n.node,
+            shown(n.node),
             n.recommendation.action,
             ""
             if n.recommendation.classifier_priority is None
             else str(n.recommendation.classifier_priority),
-            n.recommendation.summary[:90],
+            shown(n.recommendation.summary[:90]),
         ]
         for n in answer.nodes
     ]
     out = [
         title,
         "",
-        *textwrap.wrap(answer.summary, 88),
+        *textwrap.wrap(shown(answer.summary), 88),
         "",
         tabulate(rows, headers=["node", "action", "priority", "why"], tablefmt="simple"),
         "",
@@ -349,13 +358,14 @@ def merge_text(answer: ClusterAnswer) -> str:
     return "\n".join(out) + "\n"
 
 
+@safe_text
 def probe_text(result: ProbeResult) -> str:
     from tabulate import tabulate
 
     rows = [
         [
-            o.placement.netns.label,
-            o.placement.interface,
+            shown(o.placement.netns.label),
+            shown(o.placement.interface),
             o.placement.hook,
             o.placement.pref,
             ", ".join(o.placement.roles) + (" (shared pref)" if o.placement.shares else ""),
@@ -391,52 +401,55 @@ def probe_text(result: ProbeResult) -> str:
         for c in result.conclusions:
             flag = "!!" if c.agrees is False else "  "
             out += textwrap.wrap(
-                f"{c.interface} {c.hook} ({c.netns}): {c.message}",
+                shown(f"{c.interface} {c.hook} ({c.netns}): {c.message}"),
                 92,
                 initial_indent=f"{flag} ",
                 subsequent_indent="     ",
             )
         out.append("")
-    out += [f"note: {note}" for note in result.notes]
+    out += [f"note: {shown(note)}" for note in result.notes]
     return "\n".join(out) + "\n"
 
 
+@safe_text
 def cleanup_text(report: CleanupReport) -> str:
-    out = [f"removed: {item}" for item in report.removed]
-    out += [f"already gone: {item}" for item in report.gone]
-    out += [f"left alone: {item}" for item in report.active]
+    out = [f"removed: {shown(item)}" for item in report.removed]
+    out += [f"already gone: {shown(item)}" for item in report.gone]
+    out += [f"left alone: {shown(item)}" for item in report.active]
     if not out:
         out = ["nothing to clean up: no observer was left behind"]
     return "\n".join(out) + "\n"
 
 
+@safe_text
 def watch_line(item: WatchEvent | WatchFinding) -> str:
     when = stamp(item.time)[11:]
     if isinstance(item, WatchFinding):
-        return f"{when} FINDING {item.kind}: {item.message}"
-    parts = [when, item.what, item.netns]
+        return f"{when} FINDING {item.kind}: {shown(item.message)}"
+    parts = [when, item.what, shown(item.netns)]
     if item.interface:
-        parts.append(item.interface)
+        parts.append(shown(item.interface))
     if item.hook:
         parts.append(item.hook)
     if item.pref is not None:
         parts.append(f"pref {item.pref} handle 0x{(item.handle or 0):x}")
     if item.filter_name:
-        parts.append(item.filter_name)
+        parts.append(shown(item.filter_name))
     if item.program is not None:
-        parts.append(f"prog {item.program.id} {item.program.name or ''}".rstrip())
+        parts.append(f"prog {item.program.id} {shown(item.program.name or '')}".rstrip())
     if item.vendor is not None:
-        parts.append(f"[{item.vendor.name}]")
+        parts.append(f"[{shown(item.vendor.name)}]")
     if item.previous_vendor is not None or item.previous_program is not None:
         was = item.previous_vendor.name if item.previous_vendor else "unknown"
         parts.append(f"(was {was})")
     if item.actor is not None:
-        parts.append(f"by {item.actor.text()}")
+        parts.append(f"by {shown(item.actor.text())}")
     if item.note:
-        parts.append(f"- {item.note}")
+        parts.append(f"- {shown(item.note)}")
     return " ".join(parts)
 
 
+@safe_text
 def watch_summary_text(summary: WatchSummary) -> str:
     counts = ", ".join(f"{n} {what}" for what, n in sorted(summary.events.items())) or "none"
     out = [
@@ -447,7 +460,7 @@ def watch_summary_text(summary: WatchSummary) -> str:
         out.append(f"events lost {summary.lost} time(s) (each followed by a rescan)")
     if summary.findings:
         out.append(f"{len(summary.findings) + summary.findings_dropped} finding(s):")
-        out += [f"  - {f.kind}: {f.message}" for f in summary.findings]
+        out += [f"  - {f.kind}: {shown(f.message)}" for f in summary.findings]
     else:
         out.append("no findings")
     return "\n".join(out) + "\n"

@@ -13,6 +13,7 @@ import os
 
 from tcaudit.inventory.programs import scan_holders
 from tcaudit.kernel import nsfs
+from tcaudit.kernel.procfs import comm_of
 from tcaudit.model import Actor, Program
 
 CACHE_LIMIT = 10_000
@@ -60,11 +61,7 @@ def still(actor: Actor) -> bool:
     """The cached owner of a port id is still the same live process."""
     if actor.pid is None:
         return False
-    try:
-        with open(f"/proc/{actor.pid}/comm") as comm:
-            return comm.read().strip() == actor.comm
-    except OSError:
-        return False
+    return comm_of(actor.pid) == actor.comm
 
 
 def netlink_owner(netns_fd: int, portid: int) -> Actor:
@@ -93,8 +90,7 @@ def netlink_owner(netns_fd: int, portid: int) -> Actor:
         for fd in fds:
             try:
                 if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    with open(f"/proc/{pid}/comm") as comm:
-                        return Actor(int(pid), comm.read().strip(), portid, "netlink port id")
+                    return Actor(int(pid), comm_of(pid), portid, "netlink port id")
             except OSError:
                 continue
     return Actor(None, None, portid, "netlink port id")

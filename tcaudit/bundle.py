@@ -40,7 +40,7 @@ from tcaudit.model import Scan
 from tcaudit.output.json_format import dumps, explain_json, recommend_json, scan_json
 from tcaudit.output.text import explain_text, recommend_text
 from tcaudit.pipeline import inventory
-from tcaudit.vendors.cws import detect_priority, is_cws
+from tcaudit.vendors.cws import detect_priority, trusted
 
 CONFIG_KEYS = (
     "CONFIG_BPF", "CONFIG_BPF_SYSCALL", "CONFIG_BPF_JIT", "CONFIG_NET_XGRESS",
@@ -191,7 +191,7 @@ def _cws(scan: Scan) -> dict[str, Any]:
         for interface in ns.interfaces:
             for hook in interface.hooks:
                 for entry in hook.entries:
-                    if not is_cws(entry.vendor):
+                    if not trusted(entry):
                         continue
                     hooks.append(f"{ns.netns.label} {interface.name} {hook.hook}")
                     if entry.pref is not None:
@@ -256,7 +256,7 @@ def collect(
             for i in ns.interfaces
             for h in i.hooks
             for e in h.entries
-            if e.program is not None and e.program.error is None and not is_cws(e.vendor)
+            if e.program is not None and e.program.error is None and not trusted(e)
         }
     )
     for prog_id in foreign:

@@ -112,6 +112,9 @@ class Entry:
     reachable: bool = True  # False for chains other than 0 (entered only by goto_chain)
     verdict: Verdict | None = None  # filled in by analysis.add_verdicts
     vendor: VendorMatch | None = None  # filled in by vendors.add_vendors
+    # one of tcaudit's own probe observers: known by the probe's state records
+    # (inventory/observers.py), never by its name
+    observer: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tcaudit.analysis.attach import VerdictAnalyser, add_verdicts
+from tcaudit.inventory.observers import mark_observers, recorded_observers
 from tcaudit.inventory.scan import Selection, scan
 from tcaudit.model import Scan
 from tcaudit.vendors.attribution import add_vendors
@@ -24,7 +25,7 @@ def inventory(
     (``analysis.cache``); the CLI turns it on unless ``--no-cache`` is given.
     """
     registry = load_registry(vendor_files)  # first: a bad --vendors file fails before reading
-    found = scan(selection or Selection())
+    found = mark_observers(scan(selection or Selection()), recorded_observers())
     cache = None
     if use_cache:
         from tcaudit.analysis.cache import open_cache

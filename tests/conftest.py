@@ -82,3 +82,6 @@ def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     """Every test's verdict cache is a private directory (never /var/cache/tcaudit)."""
     directory = tmp_path_factory.mktemp("cache") / "tcaudit"
     monkeypatch.setenv("TCAUDIT_CACHE_DIR", str(directory))
+    # and its own probe state directory (0700, as pytest makes them): no test reads or
+    # writes the node's /run/tcaudit/probe
+    monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path_factory.mktemp("probe")))

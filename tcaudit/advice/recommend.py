@@ -24,11 +24,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from tcaudit.model import Entry, Hook, Interface, NamespaceScan, Scan, VendorMatch
-from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, is_cws
+from tcaudit.model import (
+    Entry,
+    Hook,
+    Interface,
+    NamespaceScan,
+    Netns,
+    Scan,
+    VendorMatch,
+    map_entries,
+)
+from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, impostor, trusted
 
 HIDING = frozenset({"accept", "redirect", "stolen", "trap"})
-PROBE_PREFIX = "tcaudit_probe"
 DIRECTIONS = ("ingress", "egress")
 
 
@@ -56,7 +64,7 @@ class BlindSpot:
 class Finding:
     level: str  # "blind" or "warning"
     kind: str  # blind | unknown-verdict | drop-only | pref-collision | destructive-vendor
-    # | cws-missing
+    # | cws-missing | cws-impostor
     message: str
     where: Where | None = None
     pref: int | None = None
@@ -101,14 +109,14 @@ class Recommendation:
 
 
 def _is_cws_entry(entry: Entry) -> bool:
-    return is_cws(entry.vendor)
+    """CWS's own filter: attributed to it AND behaving like it (vendors/cws.py)."""
+    return trusted(entry)
 
 
 def _ignored(entry: Entry) -> bool:
-    """Entries that never compete with CWS: its own, tcaudit's probes, unreachable chains."""
-    if _is_cws_entry(entry) or not entry.reachable:
-        return True
-    return bool(entry.filter_name and entry.filter_name.startswith(PROBE_PREFIX))
+    """Entries that never compete with CWS: its own, tcaudit's observers (known by the
+    probe's records, inventory/observers.py: never by a name), unreachable chains."""
+    return _is_cws_entry(entry) or entry.observer or not entry.reachable
 
 
 def _vendor_name(entry: Entry) -> str | None:
@@ -212,10 +220,41 @@ def _best_priority(limit: int, collisions: set[int]) -> int | None:
     return None
 
 
+def _unmask_impostors(scan: Scan, findings: list[Finding]) -> Scan:
+    """Entries named like CWS whose verdict says otherwise count like any classifier (of
+    unknown owner), each with a ``cws-impostor`` warning naming it."""
+
+    def unmask(entry: Entry, interface: Interface, hook: Hook, netns: Netns) -> Entry:
+        if not impostor(entry):
+            return entry
+        words = entry.verdict.effective if entry.verdict else None
+        what = (
+            f"can {'|'.join(words)}" if words is not None else "has a verdict tcaudit cannot tell"
+        )
+        name = entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+        place = f"pref {entry.pref}" if entry.pref is not None else "TCX"
+        findings.append(
+            Finding(
+                "warning",
+                "cws-impostor",
+                f"{interface.name} {hook.hook} in {netns.label}: {name} at {place} is named like "
+                f"Datadog CWS but {what}, which CWS's classifiers never do: counted like any "
+                "other classifier",
+                Where(netns.label, netns.id, interface.name, hook.hook),
+                entry.pref,
+            )
+        )
+        return replace(entry, vendor=None)
+
+    return map_entries(scan, unmask)
+
+
 def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
     """The answer for the selected namespaces. ``priority``: the configured one to
     evaluate (default: the one CWS uses on this node, else 10)."""
     detected, cws_count = detect_priority(scan)
+    findings: list[Finding] = []
+    scan = _unmask_impostors(scan, findings)
     if priority is not None:
         current, source = priority, "configured"
     elif detected is not None:
@@ -224,7 +263,6 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
         current, source = DEFAULT_PRIORITY, "assumed"
 
     blind: list[BlindSpot] = []
-    findings: list[Finding] = []
     collisions: set[int] = set()
     enders_by_hook: list[tuple[Where, list[_Ender]]] = []
     summaries: list[NamespaceSummary] = []
@@ -249,7 +287,7 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
                 if any(_is_cws_entry(e) for e in all_entries):
                     cws_hooks += 1
                 for entry in all_entries:
-                    if entry.vendor and not is_cws(entry.vendor):
+                    if entry.vendor and not trusted(entry):
                         ns_vendors.add(entry.vendor.name)
                         if _habits(entry.vendor):
                             destructive.setdefault(entry.vendor.name, entry.vendor)

@@ -130,6 +130,7 @@ def _entry(doc: dict[str, Any]) -> Entry:
         link_id=doc.get("link_id"),
         cbpf_insns=doc.get("cbpf_insns"),
         reachable=doc.get("reachable", True),
+        observer=doc.get("observer", False) is True,
         verdict=_verdict(doc.get("verdict")),
     )
 

@@ -168,6 +168,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "link_id": entry.link_id,
         "cbpf_insns": entry.cbpf_insns,
         "reachable": entry.reachable,
+        "observer": entry.observer,
         "program": program_json(entry.program),
         "verdict": verdict_json(entry.verdict),
         "vendor": vendor_json(entry.vendor),

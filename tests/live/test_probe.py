@@ -265,6 +265,18 @@ def test_sigkill_leaves_marked_observers_that_cleanup_removes(
     monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path))
     from tcaudit.cli.main import main
 
+    # until removed, the left-behind observers are known as tcaudit's by their records
+    assert main(["scan", "--format", "json", *n.selectors()]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    marked = [
+        (e["filter_name"], e["observer"])
+        for ns in doc["namespaces"]
+        for i in ns["interfaces"]
+        for h in i["hooks"]
+        for e in h["entries"]
+        if (e["filter_name"] or "").startswith("tcaudit_probe")
+    ]
+    assert len(marked) == left and all(observer for _, observer in marked)
     assert main(["probe", "--cleanup"]) == 0
     out = capsys.readouterr().out
     assert out.count("removed: tcaudit_probe_") == left

@@ -25,10 +25,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tcaudit.inventory.observers import STATE_DIR, state_dir
     from tcaudit.live.probe.attach import HANDLE_BASE, Tick, run
     from tcaudit.live.probe.naming import PROBE_PREFIX
     from tcaudit.live.probe.placements import plan
-    from tcaudit.live.probe.state import STATE_DIR, ProbeError, StateFile, cleanup, state_dir
+    from tcaudit.live.probe.state import ProbeError, StateFile, cleanup
 
 # each name from the module that defines it, imported on first use: `import
 # tcaudit.live.probe` (or one pure submodule) does not pull in the kernel gateways
@@ -38,11 +39,11 @@ _FROM = {
     "run": "attach",
     "PROBE_PREFIX": "naming",
     "plan": "placements",
-    "STATE_DIR": "state",
+    "STATE_DIR": "tcaudit.inventory.observers",
     "ProbeError": "state",
     "StateFile": "state",
     "cleanup": "state",
-    "state_dir": "state",
+    "state_dir": "tcaudit.inventory.observers",
 }
 
 __all__ = [
@@ -61,5 +62,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _FROM:
-        return getattr(importlib.import_module(f"tcaudit.live.probe.{_FROM[name]}"), name)
+        module = _FROM[name]
+        if "." not in module:
+            module = f"tcaudit.live.probe.{module}"
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

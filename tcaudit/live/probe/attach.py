@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tcaudit.errors import UsageError
-from tcaudit.kernel import nsfs
+from tcaudit.inventory.observers import state_dir
+from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import CLSACT_PARENT
 from tcaudit.kernel.rtnl import ETH_P_ALL, Netlink, NetlinkError
 from tcaudit.live.observer import MAX_SLOTS, Observer
 from tcaudit.live.probe.conclusions import results
 from tcaudit.live.probe.naming import PROBE_PREFIX
-from tcaudit.live.probe.state import ProbeError, StateFile, delete_ours, state_dir
+from tcaudit.live.probe.state import ProbeError, StateFile, delete_ours
 from tcaudit.live.traffic import Endpoint, burst
 from tcaudit.model import Netns, Placement, Plan, ProbeResult
 
@@ -50,6 +51,8 @@ def _attached(
     """
     attached: list[tuple[Placement, int, int]] = []
     sockets: dict[int, tuple[int, Netlink]] = {}
+    # the program id and tag are what recommend and clean-up recognise an observer by
+    program = bpf.prog_info(observer.fd)
     try:
         for slot, placement in enumerate(plan.placements, start=1):
             key = placement.netns.id
@@ -82,6 +85,8 @@ def _attached(
                     "pref": placement.pref,
                     "handle": handle,
                     "name": name,
+                    "prog_id": program.id,
+                    "tag": program.tag,
                 }
             )
             try:

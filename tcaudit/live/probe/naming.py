@@ -1,4 +1,9 @@
-"""What marks an observer as tcaudit's: the name every observer carries."""
+"""The name every observer carries, and what marks an entry as one of ours.
+
+The name is for people reading `tc filter show`; tcaudit itself never trusts it: an entry
+is one of its observers only when the probe's state records say so (program id and tag,
+inventory/observers.py), and clean-up deletes only what a record names.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ PROBE_PREFIX = "tcaudit_probe"
 
 
 def is_ours(entry: Entry) -> bool:
-    """A filter some tcaudit probe added (running, or killed before it could remove it)."""
-    return bool(entry.filter_name and entry.filter_name.startswith(PROBE_PREFIX))
+    """A filter some tcaudit probe added (running, or killed before it could remove it),
+    as the probe's records show."""
+    return entry.observer
 

@@ -15,7 +15,7 @@ from tcaudit.errors import UsageError
 from tcaudit.live.observer import MAX_SLOTS
 from tcaudit.live.probe.naming import is_ours
 from tcaudit.model import Entry, Hook, Netns, Placement, Plan, Scan, Skipped
-from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, is_cws
+from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, trusted
 
 
 def _usable(hook: Hook, pref: int) -> tuple[bool, bool]:
@@ -34,7 +34,7 @@ def _foreign(hook: Hook) -> list[Entry]:
     return [
         e
         for e in hook.entries
-        if e.pref is not None and e.reachable and not is_cws(e.vendor) and not is_ours(e)
+        if e.pref is not None and e.reachable and not trusted(e) and not is_ours(e)
     ]
 
 
@@ -61,7 +61,7 @@ def plan(
                 direction = name.split("/")[1]
                 tcx = hooks.get(f"tcx/{direction}")
                 foreign = _foreign(hook)
-                tcx_foreign = [e for e in (tcx.entries if tcx else ()) if not is_cws(e.vendor)]
+                tcx_foreign = [e for e in (tcx.entries if tcx else ()) if not trusted(e)]
                 if not at and not foreign and not tcx_foreign:
                     continue  # nothing to find out on this hook
                 if hook.block is not None:

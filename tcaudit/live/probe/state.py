@@ -19,18 +19,12 @@ from pathlib import Path
 
 from tcaudit.errors import EnvironmentProblem
 from tcaudit.inventory.namespaces import discover
+from tcaudit.inventory.observers import state_dir, trusted_directory
 from tcaudit.kernel import nsfs
 from tcaudit.kernel.abi import CLSACT_PARENT
 from tcaudit.kernel.rtnl import Netlink
 from tcaudit.live.probe.naming import PROBE_PREFIX
 from tcaudit.model import CleanupReport
-
-STATE_DIR = "/run/tcaudit/probe"
-
-
-def state_dir() -> Path:
-    """Where running probes record their observers (TCAUDIT_PROBE_STATE_DIR overrides)."""
-    return Path(os.environ.get("TCAUDIT_PROBE_STATE_DIR", STATE_DIR))
 
 
 class ProbeError(EnvironmentProblem):
@@ -47,13 +41,21 @@ class StateFile:
 
     @classmethod
     def create(cls, directory: Path) -> StateFile:
+        """A new state file in ``directory`` (made 0700 when missing), which must be one
+        `recommend` trusts: otherwise the records could not be told from forgeries."""
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as err:
             raise ProbeError(
                 f"cannot create {directory} for the probe's state file: "
                 f"{err.strerror} (set TCAUDIT_PROBE_STATE_DIR)"
             ) from None
+        if not trusted_directory(directory):
+            raise ProbeError(
+                f"probe state directory {directory} is not a directory owned by root (or "
+                "this user) and closed to others: fix it (chmod 700) or set "
+                "TCAUDIT_PROBE_STATE_DIR"
+            )
         return cls(directory / f"{os.getpid()}-{time.time_ns()}.json")
 
     def add(self, record: dict[str, object]) -> None:
@@ -68,7 +70,11 @@ class StateFile:
         tmp = self.path.with_suffix(".tmp")
         doc = {"pid": os.getpid(), "started": _start_time(os.getpid()), "observers": self.records}
         try:
-            tmp.write_text(json.dumps(doc))
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps(doc))
             tmp.replace(self.path)
         except OSError as err:
             raise ProbeError(
@@ -113,6 +119,8 @@ def delete_ours(nl: Netlink, record: dict[str, object]) -> bool:
             and f.bpf is not None
             and f.bpf.name == record["name"]
             and str(record["name"]).startswith(PROBE_PREFIX)
+            # the very program the probe attached (older records carry no id)
+            and record.get("prog_id", f.bpf.prog_id) == f.bpf.prog_id
         ):
             nl.delete_filter(
                 ifindex, parent, pref=pref, handle=handle, protocol=f.protocol, kind="bpf"

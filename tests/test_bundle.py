@@ -126,3 +126,23 @@ def test_asks_first_and_refuses_without_a_terminal(
     assert (
         main(["bundle", "-o", str(tmp_path / "missing" / "b.tar.gz"), "--yes", *n.selectors()]) == 2
     )
+
+
+@pytest.mark.parametrize("command", ["bundle", "snapshot"])
+def test_an_unwritable_output_fails_before_any_work(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One line and exit 2 before the node is read: nothing collected, nothing listed."""
+    import tcaudit.pipeline
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the node was read before the output was checked")
+
+    monkeypatch.setattr(tcaudit.pipeline, "inventory", never)
+    args = [command, "-o", "/nonexistent/x.tgz", "--netns", "self"]
+    code = main([*args, "--yes"] if command == "bundle" else args)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err == (
+        "tcaudit: error: -o /nonexistent/x.tgz: cannot write it: No such file or directory\n"
+    )

@@ -21,6 +21,7 @@ from tcaudit.cli.options import (
     resolve_lab,
     warn,
 )
+from tcaudit.errors import UsageError
 from tcaudit.kernel import privileges
 
 
@@ -102,6 +103,8 @@ def probe_cmd(
     )
     warn(scan.warnings)
     where = probe.plan(scan, at=at, priority=priority)
+    if not where.placements:  # one line saying why, not a warning per hook and then that
+        raise UsageError(probe.nothing_to_observe(where))
     for skipped in where.skipped:
         warn([f"{skipped.netns} {skipped.interface} {skipped.hook}: {skipped.reason}"])
     with Observer() as observer:

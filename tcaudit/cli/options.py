@@ -5,9 +5,11 @@ durations, and writing a result or warnings."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -161,6 +163,21 @@ def chosen_format(name: str) -> Format:
 
 def emit(output: str) -> None:
     click.echo(output, nl=False)
+
+
+def check_writable(output: str) -> None:
+    """Fail before any work when ``-o`` cannot be written: a scratch file is created
+    beside it (and removed), which also catches read-only and full file systems."""
+    if output == "-":
+        return
+    target = Path(output)
+    probe = target.with_name(f".{target.name}.check{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise UsageError(f"-o {output}: cannot write it: {err.strerror}") from None
+    os.close(fd)
+    probe.unlink(missing_ok=True)
 
 
 def warn(lines: Sequence[str]) -> None:

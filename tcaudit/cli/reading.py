@@ -17,6 +17,7 @@ from tcaudit.cli.options import (
     FAIL_ON,
     PRIORITY_OPTION,
     Reading,
+    check_writable,
     chosen_format,
     emit,
     format_option,
@@ -191,6 +192,7 @@ def snapshot_cmd(reading: Reading, output: str) -> None:
     from tcaudit.pipeline import inventory
 
     privileges.require("snapshot")
+    check_writable(output)
     scan = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
@@ -237,6 +239,7 @@ def bundle_cmd(reading: Reading, output: str, yes: bool, include_addresses: bool
     from tcaudit.bundle import collect, write
 
     privileges.require("bundle")
+    check_writable(output)  # before collecting anything
     command = [
         "bundle",
         "-o",

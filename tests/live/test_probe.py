@@ -197,6 +197,23 @@ def test_refuses_hooks_without_clsact_and_foreign_prefs(
     )
 
 
+def test_at_on_hooks_without_clsact_says_why_in_one_line(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pod = box.namespace("pod")
+    peer = box.namespace("peer")
+    box.veth(pod, "eth0", peer, "eth1")
+    from tcaudit.cli.main import main
+
+    code = main(["probe", "--duration", "0.2s", "--netns", pod.name, "--at", "5"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"tcaudit: error: nothing to observe: lo clsact/ingress in {pod.name} and 3 more "
+        "skipped: no clsact qdisc: nothing runs there (not created on a node hook)"
+    ], err
+
+
 def _start_probe(n: Node, state_dir: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TCAUDIT_PROBE_STATE_DIR": str(state_dir)}
     return subprocess.Popen(

@@ -34,6 +34,9 @@ from tests.conftest import validate
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("TCAUDIT_UPDATE_GOLDEN") == "1"
+if UPDATE and os.environ.get("CI"):
+    # regenerating makes every golden test pass: never where the result is the verdict
+    raise pytest.UsageError("TCAUDIT_UPDATE_GOLDEN=1 is refused when CI is set")
 
 
 def program(pid: int, name: str, maps: tuple[str, ...] = (), holder: str | None = None
@@ -195,3 +198,20 @@ def test_malformed_or_foreign_json_is_a_usage_error(
             assert code == 2, (name, err)
             assert out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert main(["diff", str(good), str(tmp_path / "missing.json")]) == 2
+
+
+def test_regenerating_golden_files_is_refused_in_ci(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CI": "1", "TCAUDIT_UPDATE_GOLDEN": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "TCAUDIT_UPDATE_GOLDEN=1 is refused when CI is set" in done.stdout + done.stderr

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tcaudit.inventory.observers import STATE_DIR, state_dir
-    from tcaudit.live.probe.attach import HANDLE_BASE, Tick, run
+    from tcaudit.live.probe.attach import HANDLE_BASE, Tick, nothing_to_observe, run
     from tcaudit.live.probe.naming import PROBE_PREFIX
     from tcaudit.live.probe.placements import plan
     from tcaudit.live.probe.state import ProbeError, StateFile, cleanup
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _FROM = {
     "HANDLE_BASE": "attach",
     "Tick": "attach",
+    "nothing_to_observe": "attach",
     "run": "attach",
     "PROBE_PREFIX": "naming",
     "plan": "placements",
@@ -54,6 +55,7 @@ __all__ = [
     "StateFile",
     "Tick",
     "cleanup",
+    "nothing_to_observe",
     "plan",
     "run",
     "state_dir",

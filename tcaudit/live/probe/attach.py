@@ -174,6 +174,19 @@ def _endpoints(plan: Plan) -> tuple[list[Endpoint], list[int]]:
     return endpoints, fds
 
 
+def nothing_to_observe(plan: Plan) -> str:
+    """Why a plan holds no observer, in one line: the hooks' own reasons when every one
+    was skipped (a hook without clsact, a shared block ...), else that nothing foreign
+    runs there."""
+    if plan.skipped:
+        reasons = sorted({s.reason for s in plan.skipped})
+        first = plan.skipped[0]
+        where = f"{first.interface} {first.hook} in {first.netns}"
+        more = f" and {len(plan.skipped) - 1} more" if len(plan.skipped) > 1 else ""
+        return f"nothing to observe: {where}{more} skipped: {'; '.join(reasons)}"
+    return "nothing to observe on the selected hooks (no foreign classifier; name prefs with --at)"
+
+
 def run(
     plan: Plan,
     observer: Observer,
@@ -185,9 +198,7 @@ def run(
 ) -> ProbeResult:
     """Attach, count for ``duration`` seconds (sending traffic with ``generate``), detach."""
     if not plan.placements:
-        raise UsageError(
-            "nothing to observe on the selected hooks (no foreign classifier; name prefs with --at)"
-        )
+        raise UsageError(nothing_to_observe(plan))
     state = StateFile.create(directory or state_dir())
     endpoints, fds = _endpoints(plan) if generate else ([], [])
     try:

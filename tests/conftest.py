@@ -85,3 +85,4 @@ def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     # and its own probe state directory (0700, as pytest makes them): no test reads or
     # writes the node's /run/tcaudit/probe
     monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path_factory.mktemp("probe")))
+    monkeypatch.setenv("TCAUDIT_CRASH_DIR", str(tmp_path_factory.mktemp("crash") / "tcaudit"))

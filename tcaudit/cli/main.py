@@ -118,11 +118,17 @@ def _run(argv: Sequence[str] | None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as err:
+        from tcaudit.cli.crash import write_crash
+
         if os.environ.get("TCAUDIT_DEBUG"):
             traceback.print_exc()
+        where = write_crash(err, list(argv) if argv is not None else sys.argv[1:])
+        details = (
+            f"the details are in {where}" if where else "set TCAUDIT_DEBUG=1 for the traceback"
+        )
         click.echo(
             f"tcaudit: internal error: {type(err).__name__}: {shown(str(err))} "
-            "(set TCAUDIT_DEBUG=1 for the traceback; please report it)",
+            f"({details}; please report it)",
             err=True,
         )
         return EXIT_CRASH

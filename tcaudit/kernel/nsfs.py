@@ -58,9 +58,31 @@ def inside_netns(fd: int) -> Iterator[None]:
         try:
             yield
         finally:
-            setns(home)
+            _go_home(home)
     finally:
         os.close(home)
+
+
+def _go_home(home: int) -> None:
+    """Back to tcaudit's own namespace, or stop the process at once.
+
+    A thread left in a foreign namespace would open its next socket there and read or
+    change the wrong node's hooks; no exception handler or ``finally`` may run first, so
+    this is the one place tcaudit ends itself (exit 70) and writes to stderr below the
+    CLI. A probe's observers stay recorded for `tcaudit probe --cleanup`.
+    """
+    try:
+        setns(home)
+    except OSError as err:
+        os.write(
+            2,
+            (
+                "tcaudit: fatal: cannot return to its own network namespace "
+                f"({err.strerror}); stopped at once so nothing runs in the wrong one "
+                "(run `tcaudit probe --cleanup` if a probe was running)\n"
+            ).encode(),
+        )
+        os._exit(70)
 
 
 def create_named_netns(name: str, run_dir: str = "/run/netns") -> str:

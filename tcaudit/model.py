@@ -160,6 +160,7 @@ class Scan:
     host: Host
     namespaces: tuple[NamespaceScan, ...]
     warnings: tuple[str, ...] = field(default=())
+    partial: bool = False  # a netlink dump stayed interrupted: some hooks may be missing
 
 
 def map_entries(
@@ -187,7 +188,7 @@ def map_entries(
         NamespaceScan(ns.netns, tuple(interface(i, ns.netns) for i in ns.interfaces))
         for ns in scan.namespaces
     )
-    return Scan(scan.host, namespaces, scan.warnings)
+    return Scan(scan.host, namespaces, scan.warnings, scan.partial)
 
 
 # --- vendors: the registry's fingerprints and an entry's attribution ---------------------

@@ -87,6 +87,7 @@ class _Scanner:
     def __init__(self, selection: Selection) -> None:
         self.selection = selection
         self.warnings: list[str] = []
+        self.partial = False
         self.tcx_supported = True
         self.tcx_queried = False
 
@@ -104,6 +105,16 @@ class _Scanner:
                 qdiscs = nl.qdiscs() if links else []
                 hooks = self._tcx(fd, ns, links)
                 block_devices = self._clsact(nl, ns, links, qdiscs, hooks)
+                if nl.interrupted:
+                    # the kernel kept marking these dumps interrupted (its tables changed
+                    # while read, five times over): say so, never answer as if complete
+                    self.partial = True
+                    what = ", ".join(sorted(set(nl.interrupted)))
+                    self.warnings.append(
+                        f"namespace {ns.label}: the kernel's dump of its {what} stayed "
+                        "interrupted by changes after 5 tries: this part of the scan may be "
+                        "incomplete (partial)"
+                    )
         except OSError as err:
             # the namespace died under us: a netlink socket keeps it alive once opened,
             # so this is the moment between discovery and opening the socket
@@ -303,4 +314,9 @@ def scan(
         kernel=os.uname().release,
         tcx=scanner.tcx_supported if scanner.tcx_queried else None,
     )
-    return Scan(host=host, namespaces=tuple(namespaces), warnings=tuple(scanner.warnings))
+    return Scan(
+        host=host,
+        namespaces=tuple(namespaces),
+        warnings=tuple(scanner.warnings),
+        partial=scanner.partial,
+    )

@@ -180,4 +180,5 @@ def scan_from_json(doc: dict[str, Any]) -> Scan:
         host=Host(hostname=host["hostname"], kernel=host["kernel"], tcx=host["tcx"]),
         namespaces=tuple(namespaces),
         warnings=tuple(doc.get("warnings", ())),
+        partial=doc.get("partial", False) is True,
     )

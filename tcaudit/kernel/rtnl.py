@@ -21,6 +21,7 @@ by name (only lab stand-ins emulating a vendor do that).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -40,6 +41,8 @@ from tcaudit.kernel.rtnl_codec import (
     LINK_ATTRS,
     LINK_ATTRS_NO_STATS,
     NETLINK_ADD_MEMBERSHIP,
+    NETLINK_CAP_ACK,
+    NETLINK_EXT_ACK,
     NLA_F_NESTED,
     NLM_F_ACK,
     NLM_F_CREATE,
@@ -75,18 +78,22 @@ from tcaudit.kernel.rtnl_codec import (
     TCA_INGRESS_BLOCK,
     TCA_KIND,
     TCA_OPTIONS,
+    DecodeError,
     Filter,
     Link,
     NetlinkError,
     Notification,
     Qdisc,
     decode_notifications,
+    done_errno,
+    error_from,
     filter_from,
     link_from,
     nla,
     parse_nlas,
     protocol_name,
     qdisc_from,
+    split_messages,
     tcmsg,
 )
 
@@ -99,6 +106,7 @@ __all__ = [
     "RTM_NEWTFILTER",
     "RTNLGRP_LINK",
     "RTNLGRP_TC",
+    "DecodeError",
     "EventsLost",
     "Filter",
     "Link",
@@ -108,6 +116,14 @@ __all__ = [
     "Qdisc",
     "protocol_name",
 ]
+
+_DUMP_NAMES = {
+    RTM_GETLINK: "links",
+    RTM_GETADDR: "addresses",
+    RTM_GETQDISC: "qdiscs",
+    RTM_GETTFILTER: "filters",
+}
+
 
 class EventsLost(OSError):
     """The socket overran (ENOBUFS): notifications were dropped; rescan."""
@@ -123,11 +139,18 @@ class Netlink:
             with nsfs.inside_netns(netns_fd):
                 self._sock = self._open()
         self._seq = 0
+        # dumps the kernel still marked interrupted after every retry (the caller says
+        # its answer may be partial)
+        self.interrupted: list[str] = []
 
     @staticmethod
     def _open() -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        # the kernel's own error text with each error, and no echo of our request in it
+        for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(SOL_NETLINK, option, 1)
         sock.bind((0, 0))
         return sock
 
@@ -157,30 +180,31 @@ class Netlink:
         return self._seq
 
     def _responses(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
-        """(type, flags, message bytes) until DONE or the ACK; raises on an error."""
+        """(type, flags, message bytes) until DONE or the ACK; raises on an error (with
+        the kernel's own text when it sends one), and on a dump that ended in one."""
         while True:
             data = self._sock.recv(1 << 17)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, mtype, flags, mseq, _pid = NLMSGHDR.unpack_from(data, offset)
-                if length < 16:
-                    return
-                chunk = data[offset : offset + length]
-                offset += (length + 3) & ~3
+            for mtype, flags, mseq, _pid, chunk in split_messages(data):
                 if mseq != seq:
                     continue  # a stale answer to an earlier, abandoned request
                 if mtype == NLMSG_DONE:
+                    code = done_errno(chunk)
+                    if code:
+                        raise NetlinkError(code, f"{os.strerror(code)} (the dump ended early)")
                     yield mtype, flags, chunk
                     return
                 if mtype == NLMSG_ERROR:
-                    code = struct.unpack_from("=i", chunk, 16)[0]
+                    code, text = error_from(chunk, flags)
                     if code == 0:
                         return  # ACK
-                    raise NetlinkError(-code, os.strerror(-code))
+                    message = os.strerror(code) + (f": {text}" if text else "")
+                    raise NetlinkError(code, message)
                 yield mtype, flags, chunk
 
     def _dump(self, mtype: int, body: bytes, attempts: int = 5) -> list[bytes]:
-        """A dump; retried when the kernel marks it interrupted (NLM_F_DUMP_INTR)."""
+        """A dump; retried when the kernel marks it interrupted (NLM_F_DUMP_INTR: the
+        table changed while it was read). Still interrupted after ``attempts``: the last
+        answer, and the dump noted in ``interrupted`` for the caller to say so."""
         out: list[bytes] = []
         for _ in range(attempts):
             seq = self._send(mtype, NLM_F_REQUEST | NLM_F_DUMP, body)
@@ -191,7 +215,8 @@ class Netlink:
                 if kind != NLMSG_DONE:
                     out.append(chunk)
             if not interrupted:
-                break
+                return out
+        self.interrupted.append(_DUMP_NAMES.get(mtype, str(mtype)))
         return out
 
     def _ack(self, seq: int) -> None:
@@ -259,13 +284,7 @@ class Netlink:
         try:
             while True:
                 data = self._sock.recv(1 << 17)
-                offset = 0
-                while offset + 16 <= len(data):
-                    length, mtype = struct.unpack_from("=IH", data, offset)
-                    if length < 16:
-                        break
-                    out.append((mtype, data[offset : offset + length]))
-                    offset += (length + 3) & ~3
+                out += [(mtype, chunk) for mtype, _f, _s, _p, chunk in split_messages(data)]
         except TimeoutError:
             pass
         finally:

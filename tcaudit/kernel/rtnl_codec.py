@@ -1,16 +1,23 @@
 """The pure half of rtnetlink: message layouts, attribute numbers, and the decoders.
 
 No socket and no system call here, so every function can be fed arbitrary bytes (the
-hostile-input tests do). ``rtnl`` owns the socket and sends the requests. Attribute
-numbers follow include/uapi/linux/rtnetlink.h, netlink.h, if_link.h and pkt_cls.h.
+hostile-input tests do: recorded dumps, truncated and mutated). Whatever the bytes, a
+decoder returns a record or raises ``DecodeError`` (one line, exit 3), never
+``struct.error`` or ``IndexError``. ``rtnl`` owns the socket and sends the requests.
+Attribute numbers follow include/uapi/linux/rtnetlink.h, netlink.h, if_link.h and
+pkt_cls.h.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+from tcaudit.errors import EnvironmentProblem
 
 # message types and flags (include/uapi/linux/rtnetlink.h, netlink.h)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -24,6 +31,11 @@ NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_DUMP_INTR = 0x10
+NLM_F_CAPPED = 0x100  # on NLMSG_ERROR: the request's payload is not echoed
+NLM_F_ACK_TLVS = 0x200  # on NLMSG_ERROR: extended ACK attributes follow
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NLMSGERR_ATTR_MSG = 1
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE = 0x100
 NLM_F_EXCL = 0x200
@@ -90,6 +102,8 @@ _ACT_ATTR = {
     "cgroup": 1,
 }
 NLA_F_NESTED = 1 << 15
+NLA_F_NET_BYTEORDER = 1 << 14
+NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xFFFF
 
 
 def protocol_name(proto: int) -> str:
@@ -105,6 +119,30 @@ def protocol_number(name: str) -> int:
 
 class NetlinkError(OSError):
     """The kernel answered a request with an error (errno set)."""
+
+
+class DecodeError(EnvironmentProblem):
+    """A netlink message tcaudit cannot decode: truncated, or shorter than its layout."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _decoder(what: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """A decoder that turns a payload too short for its layout into ``DecodeError``."""
+
+    def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(fn)
+        def decode(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return fn(*args, **kwargs)
+            except (struct.error, IndexError, KeyError) as err:
+                raise DecodeError(f"malformed {what} message from the kernel ({err})") from None
+
+        return decode
+
+    return wrap
 
 
 def nla(kind: int, payload: bytes) -> bytes:
@@ -127,9 +165,11 @@ def parse_nlas(
     missing = len(wanted) if wanted is not None else -1
     while offset + 4 <= end:
         length, kind = unpack(data, offset)
-        if length < 4:
-            break
-        kind &= 0x7FFF  # NLA_F_NESTED / NLA_F_NET_BYTEORDER
+        if length < 4 or offset + length > end:
+            raise DecodeError(
+                f"malformed netlink attribute: {length} bytes at offset {offset} of {end}"
+            )
+        kind &= NLA_TYPE_MASK  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
         if wanted is None or kind in wanted:
             attrs[kind] = data[offset + 4 : offset + length]
             missing -= 1
@@ -229,6 +269,7 @@ def tcmsg(ifindex: int, handle: int, parent: int, info: int, attrs: bytes = b"")
     return TCMSG.pack(0, ifindex, handle, parent, info) + attrs
 
 
+@_decoder("link")
 def link_from(chunk: bytes, wanted: frozenset[int] = LINK_ATTRS) -> Link:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(chunk, 16)
     attrs = parse_nlas(chunk, 32, wanted)
@@ -250,6 +291,7 @@ def link_from(chunk: bytes, wanted: frozenset[int] = LINK_ATTRS) -> Link:
     )
 
 
+@_decoder("qdisc")
 def qdisc_from(chunk: bytes) -> Qdisc:
     _family, ifindex, handle, parent, _info = TCMSG.unpack_from(chunk, 16)
     attrs = parse_nlas(chunk, 36)
@@ -263,6 +305,7 @@ def qdisc_from(chunk: bytes) -> Qdisc:
     )
 
 
+@_decoder("filter")
 def filter_from(chunk: bytes, block: int | None = None) -> Filter | None:
     """A filter message; None for an instance header or a u32 hash table."""
     _family, ifindex, handle, parent, info = TCMSG.unpack_from(chunk, 16)
@@ -306,16 +349,52 @@ class Notification:
 
 
 def split_messages(data: bytes) -> Iterator[tuple[int, int, int, int, bytes]]:
-    """(type, flags, seq, portid, whole message) of each netlink message in a datagram."""
+    """(type, flags, seq, portid, whole message) of each netlink message in a datagram.
+
+    A header shorter than 16 bytes, one claiming less than that, or a message running
+    past the datagram's end is ``DecodeError``: never a silently shortened dump.
+    """
     offset = 0
-    while offset + 16 <= len(data):
+    end = len(data)
+    while offset < end:
+        if offset + 16 > end:
+            raise DecodeError(f"truncated netlink header: {end - offset} bytes")
         length, mtype, flags, seq, portid = NLMSGHDR.unpack_from(data, offset)
-        if length < 16:
-            return
+        if length < 16 or offset + length > end:
+            raise DecodeError(
+                f"malformed netlink message: it says {length} bytes, {end - offset} are left"
+            )
         yield mtype, flags, seq, portid, data[offset : offset + length]
         offset += (length + 3) & ~3
 
 
+@_decoder("netlink error")
+def error_from(chunk: bytes, flags: int) -> tuple[int, str | None]:
+    """(errno, the kernel's own message or None) of an NLMSG_ERROR (0: an ACK).
+
+    With NETLINK_CAP_ACK the request is echoed without its payload, and with
+    NETLINK_EXT_ACK the kernel appends attributes, NLMSGERR_ATTR_MSG its error text.
+    """
+    code = struct.unpack_from("=i", chunk, 16)[0]
+    text = None
+    if flags & NLM_F_ACK_TLVS:
+        echoed = NLMSGHDR.unpack_from(chunk, 20)[0]
+        offset = 20 + (16 if flags & NLM_F_CAPPED else echoed)
+        attrs = parse_nlas(chunk, (offset + 3) & ~3)
+        if NLMSGERR_ATTR_MSG in attrs:
+            text = _asciiz(attrs[NLMSGERR_ATTR_MSG]) or None
+    return -code, text
+
+
+@_decoder("dump end")
+def done_errno(chunk: bytes) -> int:
+    """The errno an NLMSG_DONE carries (0: the dump is complete)."""
+    if len(chunk) < 20:
+        return 0  # old kernels send no payload
+    return -int(struct.unpack_from("=i", chunk, 16)[0])
+
+
+@_decoder("notification")
 def decode_notifications(data: bytes) -> list[Notification]:
     """The notifications tcaudit cares about in one datagram of multicast messages."""
     out: list[Notification] = []

@@ -212,6 +212,7 @@ def scan_json(scan: Scan) -> dict[str, Any]:
             for ns in scan.namespaces
         ],
         "warnings": list(scan.warnings),
+        "partial": scan.partial,
     }
 
 

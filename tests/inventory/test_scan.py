@@ -525,3 +525,31 @@ def test_the_verdict_cache_is_reused_and_never_stale(
     assert verdict() == [-1, 0, 2] and len(runs) == 2  # the slots changed: analysed again
     code, _out, _err = run(capsys, "scan", "--format", "json", "--no-cache", "--netns", host.name)
     assert code == 0 and len(runs) == 3
+
+
+def test_a_dump_that_stays_interrupted_makes_the_scan_partial(
+    box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel keeps marking the filter dump interrupted: a warning and "partial"."""
+    from tcaudit.kernel import rtnl
+
+    host, _pod = pod_pair(box)
+    real = rtnl.Netlink._dump
+
+    def dump(self: rtnl.Netlink, mtype: int, body: bytes, attempts: int = 5) -> list[bytes]:
+        out = real(self, mtype, body, attempts)
+        if mtype == rtnl.RTM_GETTFILTER:
+            self.interrupted.append("filters")
+        return out
+
+    monkeypatch.setattr(rtnl.Netlink, "_dump", dump)
+    code, out, err = run(capsys, "scan", "--format", "json", "--netns", host.name)
+    assert code == 0
+    doc = json.loads(out)
+    validate(doc)
+    assert doc["partial"] is True
+    assert f"namespace {host.name}: the kernel's dump of its filters stayed interrupted" in err
+    monkeypatch.setattr(rtnl.Netlink, "_dump", real)
+    assert json.loads(run(capsys, "scan", "--format", "json", "--netns", host.name)[1])[
+        "partial"
+    ] is False

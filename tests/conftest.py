@@ -86,3 +86,4 @@ def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     # writes the node's /run/tcaudit/probe
     monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path_factory.mktemp("probe")))
     monkeypatch.setenv("TCAUDIT_CRASH_DIR", str(tmp_path_factory.mktemp("crash") / "tcaudit"))
+    monkeypatch.setenv("TCAUDIT_MADE_DIR", str(tmp_path_factory.mktemp("made") / "tcaudit"))

@@ -59,8 +59,14 @@ never on a node hook without a clsact qdisc, and removed on exit, Ctrl-C or SIGT
 @click.option(
     "--generate",
     is_flag=True,
-    help="Send test UDP traffic between the selected interfaces' own addresses "
-    "(for lab namespaces and selftest; off by default on real hooks).",
+    help="Send test UDP traffic between the selected namespaces' own addresses; only "
+    "in namespaces tcaudit made (lab, selftest) unless --generate-on-node.",
+)
+@click.option(
+    "--generate-on-node",
+    is_flag=True,
+    help="Allow --generate in namespaces tcaudit did not make: UDP between every pod "
+    "address pair it finds, on a live node. Off by default.",
 )
 @PRIORITY_OPTION
 @click.option(
@@ -75,6 +81,7 @@ def probe_cmd(
     at: tuple[int, ...],
     duration: str,
     generate: bool,
+    generate_on_node: bool,
     priority: int | None,
     do_cleanup: bool,
     fmt: str,
@@ -109,7 +116,9 @@ def probe_cmd(
         warn([f"{skipped.netns} {skipped.interface} {skipped.hook}: {skipped.reason}"])
     with Observer() as observer:
         if not sys.stderr.isatty():  # no progress bar in logs and pipes
-            result = probe.run(where, observer, seconds, generate=generate)
+            result = probe.run(
+                where, observer, seconds, generate=generate, generate_on_node=generate_on_node
+            )
         else:
             steps = max(1, int(seconds * 10))
             with click.progressbar(
@@ -123,7 +132,14 @@ def probe_cmd(
                     bar.update(now - done[0])
                     done[0] = now
 
-                result = probe.run(where, observer, seconds, generate=generate, on_tick=tick)
+                result = probe.run(
+                    where,
+                    observer,
+                    seconds,
+                    generate=generate,
+                    generate_on_node=generate_on_node,
+                    on_tick=tick,
+                )
                 bar.update(steps - done[0])
     emit(chosen_format(fmt).probe(result))
 

@@ -11,6 +11,8 @@ import contextlib
 import ctypes
 import errno
 import os
+import socket
+import sys
 from collections.abc import Iterator
 
 CLONE_NEWNET = 0x40000000
@@ -42,6 +44,23 @@ def setns(fd: int) -> None:
 def open_netns(path: str) -> int:
     """An O_RDONLY fd on a namespace file; raises FileNotFoundError if it is gone."""
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+SO_NETNS_COOKIE = 71  # include/uapi/asm-generic/socket.h, Linux 5.14
+
+
+def netns_cookie(fd: int) -> int | None:
+    """The namespace's cookie: unique within a boot and never reused, unlike its inode
+    number (None on kernels without SO_NETNS_COOKIE)."""
+    with inside_netns(fd):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    return int.from_bytes(raw, sys.byteorder)
 
 
 @contextlib.contextmanager

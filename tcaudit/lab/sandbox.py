@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tcaudit.inventory import made
 from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import CLSACT_PARENT, TCX_ATTACH
 from tcaudit.kernel.rtnl import ETH_P_ALL, Netlink, NetlinkError
@@ -137,9 +138,11 @@ class Sandbox:
         name = f"{self.tag}-{role}"
         path = nsfs.create_named_netns(name)
         try:
+            made.record(name, path)  # probe --generate may send traffic only in these
             fd = nsfs.open_netns(path)
             ns = Namespace(name=name, path=path, fd=fd, nl=Netlink(fd))
         except BaseException:
+            made.forget(path)
             nsfs.delete_named_netns(name)
             raise
         self.namespaces.append(ns)
@@ -352,6 +355,7 @@ class Sandbox:
             ns.nl.close()
             os.close(ns.fd)
             try:
+                made.forget(ns.path)
                 nsfs.delete_named_netns(ns.name)
             except OSError as err:
                 errors.append(f"netns {ns.name}: {err}")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tcaudit.errors import EnvironmentProblem, UsageError
+from tcaudit.inventory import made
 from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import BPF_TCX_EGRESS, BPF_TCX_INGRESS, PARENT_INGRESS
 from tcaudit.kernel.rtnl import Netlink
@@ -520,6 +521,7 @@ def down(name: str) -> DownResult:
     for ns in state.get("namespaces", []):
         if (Path("/run/netns") / ns).exists():
             try:
+                made.forget(str(Path("/run/netns") / ns))
                 nsfs.delete_named_netns(ns)
                 removed.append(f"namespace {ns}")
             except OSError as err:

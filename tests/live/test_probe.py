@@ -214,6 +214,39 @@ def test_at_on_hooks_without_clsact_says_why_in_one_line(
     ], err
 
 
+def test_generate_only_in_namespaces_tcaudit_made(
+    box: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A namespace made with `ip netns add` (a stand-in for a real pod) is refused for
+    --generate, whatever its name, unless --generate-on-node; the sandbox's are fine."""
+    from tcaudit.cli.main import main
+    from tcaudit.kernel import nsfs
+
+    host = box.namespace("host")
+    name = f"{box.tag}-lookalike"  # a tcaudit-like name proves nothing
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(
+            ["ip", "link", "add", "lxc0", "netns", host.name, "type", "veth", "peer", "name",
+             "eth0", "netns", name],
+            check=True,
+        )
+        box.clsact(host, "lxc0")
+        box.attach(host, "lxc0", "ingress", box.load_returning(-1, "v"), pref=3, handle=1)
+        args = ["probe", "--duration", "0.3s", "--generate", "--netns", host.name,
+                "--netns", name, "--format", "json"]
+        assert main(args) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1
+        assert f"{name} were not made by tcaudit" in err and "--generate-on-node" in err
+        assert main([*args, "--generate-on-node"]) == 0
+        capsys.readouterr()
+        # the sandbox's own namespaces alone are fine
+        assert main(["probe", "--duration", "0.3s", "--generate", "--netns", host.name]) == 0
+    finally:
+        nsfs.delete_named_netns(name)
+
+
 def _start_probe(n: Node, state_dir: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TCAUDIT_PROBE_STATE_DIR": str(state_dir)}
     return subprocess.Popen(

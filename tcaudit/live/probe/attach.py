@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tcaudit.errors import UsageError
+from tcaudit.inventory.made import made_by_tcaudit
 from tcaudit.inventory.observers import state_dir
 from tcaudit.kernel import bpf, nsfs
 from tcaudit.kernel.abi import CLSACT_PARENT
@@ -193,12 +194,27 @@ def run(
     duration: float,
     *,
     generate: bool = False,
+    generate_on_node: bool = False,
     on_tick: Tick | None = None,
     directory: Path | None = None,
 ) -> ProbeResult:
-    """Attach, count for ``duration`` seconds (sending traffic with ``generate``), detach."""
+    """Attach, count for ``duration`` seconds (sending traffic with ``generate``), detach.
+
+    ``generate`` sends UDP between every address pair of the plan's namespaces: only in
+    namespaces tcaudit made (inventory/made.py) unless ``generate_on_node``.
+    """
     if not plan.placements:
         raise UsageError(nothing_to_observe(plan))
+    if generate and not generate_on_node:
+        foreign = [ns.label for ns in plan.namespaces if not ns.is_self and not made_by_tcaudit(ns)]
+        if foreign:
+            raise UsageError(
+                "--generate sends test traffic between every address of the selected "
+                f"namespaces, and {', '.join(sorted(foreign)[:5])}"
+                f"{' ...' if len(foreign) > 5 else ''} were not made by tcaudit (lab, "
+                "selftest): select only those, or add --generate-on-node to send it on "
+                "this node's namespaces anyway"
+            )
     state = StateFile.create(directory or state_dir())
     endpoints, fds = _endpoints(plan) if generate else ([], [])
     try:

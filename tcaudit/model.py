@@ -293,6 +293,7 @@ class Plan:
     subjects: tuple[tuple[Netns, str, str, Entry], ...]  # foreign classifiers to judge
     priority: int
     namespaces: tuple[Netns, ...] = ()  # every selected one (--generate sends between them)
+    notes: tuple[str, ...] = ()  # how the placement differs from the default, and why
 
 
 @dataclass(frozen=True)

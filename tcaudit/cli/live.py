@@ -68,6 +68,14 @@ never on a node hook without a clsact qdisc, and removed on exit, Ctrl-C or SIGT
     help="Allow --generate in namespaces tcaudit did not make: UDP between every pod "
     "address pair it finds, on a live node. Off by default.",
 )
+@click.option(
+    "--share-pref",
+    is_flag=True,
+    help="Also put observers at prefs other filters hold (bpf, protocol all), e.g. just "
+    "before a vendor at pref 1. Such an observer joins that vendor's classifier instance: "
+    "while the probe runs, the vendor cannot re-create that pref with another kind or "
+    "protocol (EINVAL). Off by default: free prefs only.",
+)
 @PRIORITY_OPTION
 @click.option(
     "--cleanup",
@@ -82,6 +90,7 @@ def probe_cmd(
     duration: str,
     generate: bool,
     generate_on_node: bool,
+    share_pref: bool,
     priority: int | None,
     do_cleanup: bool,
     fmt: str,
@@ -109,7 +118,7 @@ def probe_cmd(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
     warn(scan.warnings)
-    where = probe.plan(scan, at=at, priority=priority)
+    where = probe.plan(scan, at=at, priority=priority, share_pref=share_pref)
     if not where.placements:  # one line saying why, not a warning per hook and then that
         raise UsageError(probe.nothing_to_observe(where))
     for skipped in where.skipped:

@@ -25,8 +25,9 @@ STEPS = (
      "stand-in at pref 10 hands packets on."),
     ("recommend", "The answer: Cilium's pref-1 filter ends the chain on the pods' veths, "
      "so no classifier_priority gets CWS ahead of it."),
-    ("probe", "Observers counting real packets: one just before Cilium's filter (sharing "
-     "pref 1, it runs first), one just after it, one at CWS's pref 10."),
+    ("probe", "Observers counting real packets at free prefs: one just after Cilium's "
+     "pref-1 filter (the interface counts what reaches it: nothing can go before pref 1 "
+     "without joining Cilium's pref) and one just before CWS's pref 10."),
 )
 
 

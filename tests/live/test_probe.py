@@ -84,14 +84,23 @@ def test_accepting_vendor_at_pref_1_hides_everything_after_it(
     n.cilium()
     before = chains(n)
     doc = probe_doc(capsys, n)
-    front, behind = observer_at(doc, 1), observer_at(doc, 2)
-    assert front["shares_pref"] is True and front["reference"] == "rx packets of lxc0"
-    assert front["packets"] >= 20 and front["pass_ratio"] >= 0.95  # it runs first at pref 1
-    assert behind["packets"] == 0 and behind["pass_ratio"] == 0  # while the interface counts
+    # free prefs only: nothing goes ahead of pref 1, so the interface counts what reaches it
+    assert [o["pref"] for o in doc["observers"] if o["interface"] == "lxc0"] == [2, 9]
+    behind = observer_at(doc, 2)
+    assert behind["reference"] == "rx packets of lxc0" and behind["reference_packets"] >= 20
+    assert behind["packets"] == 0 and behind["pass_ratio"] == 0 and not behind["shares_pref"]
+    assert any("no free pref just below pref 1" in note for note in doc["notes"])
+    assert observer_at(doc, 9)["roles"] == ["cws"]  # CWS holds 10: right before it
     [conclusion] = doc["conclusions"]
     assert conclusion["ends_chain_ratio"] == 1.0 and conclusion["agrees"] is True
     assert conclusion["vendor"] == "Cilium" and "ends the chain for 100%" in conclusion["message"]
     assert chains(n) == before  # every other filter identical: pref, handle, id, tag, order
+    # --share-pref: an observer joins Cilium's pref 1 (added last, it runs first there)
+    doc = probe_doc(capsys, n, "--share-pref")
+    front = observer_at(doc, 1)
+    assert front["shares_pref"] is True and front["reference"] == "rx packets of lxc0"
+    assert front["packets"] >= 20 and front["pass_ratio"] >= 0.95
+    assert chains(n) == before
 
 
 def test_unspec_vendor_hands_packets_on(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,7 +115,7 @@ def test_unspec_vendor_hands_packets_on(box: Sandbox, capsys: pytest.CaptureFixt
     assert after["pass_ratio"] == 1.0 and after["reference"] == "observer at pref 2"
     [conclusion] = doc["conclusions"]
     assert conclusion["ends_chain_ratio"] == 0.0 and "hands packets on" in conclusion["message"]
-    assert observer_at(doc, 10)["packets"] == before["packets"]  # CWS's pref sees it all
+    assert observer_at(doc, 9)["packets"] == before["packets"]  # what reaches CWS: it all
 
 
 @pytest.mark.parametrize(("value", "reaches"), [(0, False), (1, True)])
@@ -124,12 +133,21 @@ def test_tcx_program_in_front_of_clsact(
         assert observed["packets"] == 0  # ...but TCX_PASS skipped every clsact filter
 
 
+IN = "clsact/ingress"
+
+
 def test_observer_sharing_a_vendor_pref_runs_first(
     box: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     n = node(box, pods=1)
     n.vendor_on_host_veths(0, pref=5, handle=1, filter_name="vendor", prog_name="vendor_ok")
     doc = probe_doc(capsys, n, "--at", "5", "--at", "6")
+    ingress = [o for o in doc["observers"] if (o["interface"], o["hook"]) == ("lxc0", IN)]
+    assert [o["pref"] for o in ingress] == [6]
+    [skip] = [s for s in doc["skipped"] if (s["interface"], s["hook"]) == ("lxc0", IN)]
+    assert "pref 5 (at) holds another filter: observers take free prefs only" in skip["reason"]
+    assert "cannot re-create the pref with another kind or protocol" in skip["reason"]
+    doc = probe_doc(capsys, n, "--at", "5", "--at", "6", "--share-pref")
     shared = observer_at(doc, 5)
     assert shared["shares_pref"] is True and shared["pass_ratio"] >= 0.95
     assert observer_at(doc, 6)["packets"] == 0
@@ -280,7 +298,7 @@ def test_interrupt_and_sigterm_remove_every_observer(
     before = chains(n)
     proc = _start_probe(n, tmp_path)
     try:
-        _wait_for_observers(n, proc, 3)  # before 1 (shared), after 1, at CWS's 10
+        _wait_for_observers(n, proc, 2)  # after 1, and right before CWS's 10
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -304,12 +322,12 @@ def test_sigkill_leaves_marked_observers_that_cleanup_removes(
     before = chains(n)
     proc = _start_probe(n, tmp_path)
     try:
-        _wait_for_observers(n, proc, 3)
+        _wait_for_observers(n, proc, 2)
         left = len([c for c in chains(n) if (c[6] or "").startswith("tcaudit_probe")])
     finally:
         proc.kill()
         proc.wait()
-    assert left >= 3 and chains(n) != before
+    assert left >= 2 and chains(n) != before
     [state] = tmp_path.glob("*.json")
     assert len(json.loads(state.read_text())["observers"]) == left
     monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path))
@@ -408,7 +426,15 @@ def test_before_observer_never_runs_ahead_of_another_filter(
     n.vendor_on_host_veths(0, pref=5, filter_name="acceptor", prog_name="acceptor")
     n.vendor_on_host_veths(-1, pref=6, filter_name="passer", prog_name="passer")
     doc = probe_doc(capsys, n, "--dev", "lxc0", "--dev", "eth0")
-    roles = {o["pref"]: o["roles"] for o in doc["observers"]}
+    roles = {o["pref"]: o["roles"] for o in doc["observers"] if o["interface"] == "lxc0"}
+    assert roles[4] == ["before 5"] and roles[7] == ["after 6"] and 6 not in roles
+    passer = next(c for c in doc["conclusions"] if c["filter_name"] == "passer")
+    assert passer["agrees"] is None  # the acceptor runs between: no false DISAGREEMENT
+    assert "run between the nearest observer and it" in passer["message"]
+    acceptor = next(c for c in doc["conclusions"] if c["filter_name"] == "acceptor")
+    assert "pref 6 is taken; --share-pref joins it" in acceptor["message"]
+    doc = probe_doc(capsys, n, "--dev", "lxc0", "--dev", "eth0", "--share-pref")
+    roles = {o["pref"]: o["roles"] for o in doc["observers"] if o["interface"] == "lxc0"}
     assert roles[4] == ["before 5"] and "before 6" in roles[6] and "after 6" in roles[7]
     passer = next(c for c in doc["conclusions"] if c["filter_name"] == "passer")
     assert passer["agrees"] is None  # nothing reached it: no false DISAGREEMENT

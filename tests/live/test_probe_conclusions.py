@@ -21,6 +21,11 @@ INGRESS = "clsact/ingress"
 EGRESS = "clsact/egress"
 
 
+NO_AFTER = (
+    "cni at pref 3: no observer could go right after it (pref 4 is taken; --share-pref joins it)"
+)
+
+
 def entry(
     pref: int = 3,
     effective: tuple[str, ...] | None = ("continue", "drop"),
@@ -141,7 +146,7 @@ def test_no_observer_after_it_means_no_verdict() -> None:
     c = judge(cni, [seen(place(2, "before 3"), 100)])
     assert c == Conclusion(
         "a", "lxc0", INGRESS, cni, None, None, None, None,
-        "cni at pref 3: no observer could go after it",
+        NO_AFTER,
     )
 
 
@@ -152,13 +157,13 @@ def test_observers_on_another_hook_interface_or_namespace_are_not_used() -> None
         seen(place(4, "after 3", netns=OTHER_NS), 40),
     ]
     c = judge(entry(), [seen(place(2, "before 3"), 100), *elsewhere])
-    assert c.message == "cni at pref 3: no observer could go after it"
+    assert c.message == NO_AFTER
     assert c.agrees is None
 
 
 def test_roles_of_another_pref_are_not_used() -> None:
     c = judge(entry(), [seen(place(2, "before 30"), 100), seen(place(31, "after 30"), 40)])
-    assert c.message == "cni at pref 3: no observer could go after it"
+    assert c.message == NO_AFTER
 
 
 def test_filters_sharing_a_pref_are_seen_together_and_not_judged() -> None:
@@ -249,5 +254,5 @@ def test_nothing_attached_gives_no_observers_and_unjudged_subjects() -> None:
     result = results(plan, [], {}, {}, {}, 0.0)
     assert result.observers == ()
     assert [c.message for c in result.conclusions] == [
-        "cni at pref 3: no observer could go after it"
+        NO_AFTER
     ]

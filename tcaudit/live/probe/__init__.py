@@ -6,9 +6,11 @@ returns TC_ACT_UNSPEC (it never changes a packet's fate) and counts packets per 
 
 Rules for changing a live chain (contracts.md, "Changing a live hook"):
 - create-only (NLM_F_EXCL), never replace; delete only what we added;
-- a free pref, or a pref whose filters are all bpf with protocol all (ours is added last,
-  so it runs FIRST at that pref and sees exactly what reaches it); never pref 0; never a
-  hook without a clsact qdisc on a node (lab and selftest namespaces may create clsact);
+- a free pref only, unless --share-pref (then also a pref whose filters are all bpf with
+  protocol all: ours is added last, so it runs FIRST there, but it joins that vendor's
+  classifier instance and the vendor cannot re-create the pref with another kind or
+  protocol while the probe runs); never pref 0; never a hook without a clsact qdisc on
+  a node (lab and selftest namespaces may create clsact);
 - every observer is named tcaudit_probe_<pid>_<slot> and recorded in a state file BEFORE
   it is added, so `tcaudit probe --cleanup` removes exactly those after a crash or SIGKILL;
 - removed in every exit path: normal end, exception, Ctrl-C, SIGTERM (the CLI turns

@@ -37,7 +37,7 @@ def results(
     the run; the link counters map (netns inode, ifindex) to (rx, tx) packets.
     """
     observers: list[ObserverResult] = []
-    notes: list[str] = []
+    notes: list[str] = list(plan.notes)
     by_hook: dict[tuple[int, str, str], list[tuple[Placement, int, int]]] = {}
     for item in attached:
         p = item[0]
@@ -122,8 +122,42 @@ def conclude(
             None,
             None,
             None,
-            f"{name} at pref {entry.pref}: no observer could go after it",
+            f"{name} at pref {entry.pref}: no observer could go right after it (pref "
+            f"{entry.pref + 1} is taken; --share-pref joins it)",
         )
+    if before is None:
+        # the reference of the observer after it (the nearest observer ahead, or the
+        # interface's counter) is what reaches this entry only when nothing else runs
+        # in between
+        ref_pref = max(
+            (o.placement.pref for o in mine if o.placement.pref < after.placement.pref),
+            default=0,
+        )
+        between = [
+            other
+            for ns, iface, h, other in plan.subjects
+            if ns.id == netns.id
+            and iface == interface
+            and h == hook
+            and other is not entry
+            and other.pref is not None
+            and ref_pref < other.pref < entry.pref
+        ]
+        if between:
+            return Conclusion(
+                netns.label,
+                interface,
+                hook,
+                entry,
+                None,
+                None,
+                None,
+                None,
+                f"{name} at pref {entry.pref}: no free pref just before it, and "
+                f"{len(between)} other filter(s) run between the nearest observer and it, "
+                "so the traffic after it is not its alone (--share-pref puts an observer "
+                "at its own pref)",
+            )
     reached = before.counts.packets if before else after.reference_packets
     got = after.counts.packets
     if not reached:

@@ -38,19 +38,38 @@ def _foreign(hook: Hook) -> list[Entry]:
     ]
 
 
+SHARED_COST = (
+    "while the probe runs, that vendor cannot re-create the pref with another kind or "
+    "protocol (the kernel answers EINVAL)"
+)
+
+
+def _free(hook: Hook, pref: int) -> bool:
+    usable, shares = _usable(hook, pref)
+    return usable and not shares
+
+
 def plan(
     scan: Scan,
     *,
     at: tuple[int, ...] = (),
     priority: int | None = None,
+    share_pref: bool = False,
 ) -> Plan:
     """Where observers go. Default: at the CWS priority in effect, and just before and
-    just after every foreign classifier; ``at`` replaces that with explicit prefs."""
+    just after every foreign classifier; ``at`` replaces that with explicit prefs.
+
+    Only free prefs, unless ``share_pref``: an observer added at a pref a vendor holds
+    joins that vendor's classifier instance, and then, while the probe runs, that vendor
+    cannot re-create the pref with another kind or protocol (SHARED_COST). Where the
+    pref just before a classifier is taken (a vendor at pref 1 has none), the observer
+    after it is set against the interface's counters instead."""
     detected, _ = detect_priority(scan)
     cws_pref = priority or detected or DEFAULT_PRIORITY
     placements: list[Placement] = []
     skipped: list[Skipped] = []
     subjects: list[tuple[Netns, str, str, Entry]] = []
+    notes: list[str] = []
     for ns in scan.namespaces:
         for interface in ns.interfaces:
             hooks = {h.hook: h for h in interface.hooks}
@@ -91,19 +110,29 @@ def plan(
                     for pref in at:
                         wanted.setdefault(pref, []).append("at")
                 else:
-                    wanted.setdefault(cws_pref, []).append("cws")
+                    # what reaches CWS: at its pref when free, else right before it
+                    at_cws = cws_pref
+                    if not share_pref and not _free(hook, cws_pref) and _free(hook, cws_pref - 1):
+                        at_cws = cws_pref - 1
+                    wanted.setdefault(at_cws, []).append("cws")
                     for entry in foreign:
                         assert entry.pref is not None
                         subjects.append((ns.netns, interface.name, name, entry))
                         wanted.setdefault(entry.pref + 1, []).append(f"after {entry.pref}")
                         before = entry.pref - 1
-                        usable, shares = _usable(hook, before)
-                        if not usable or shares:
-                            # pref-1 holds other filters (which would run AFTER us and
-                            # blur the count): share the entry's own pref instead, where
-                            # an observer added last runs first
-                            before = entry.pref
-                        wanted.setdefault(before, []).append(f"before {entry.pref}")
+                        if _free(hook, before):
+                            wanted.setdefault(before, []).append(f"before {entry.pref}")
+                        elif share_pref:
+                            # join the entry's own pref: an observer added last runs first
+                            wanted.setdefault(entry.pref, []).append(f"before {entry.pref}")
+                        else:
+                            notes.append(
+                                f"{interface.name} {name} in {ns.netns.label}: no free pref "
+                                f"just below pref {entry.pref}, so what reaches it is the "
+                                f"interface's {'rx' if direction == 'ingress' else 'tx'} "
+                                "counter (--share-pref puts an observer at its own pref: "
+                                f"{SHARED_COST})"
+                            )
                 for pref, roles in sorted(wanted.items()):
                     usable, shares = _usable(hook, pref)
                     if not usable:
@@ -113,6 +142,18 @@ def plan(
                                 interface.name,
                                 name,
                                 f"pref {pref} is held by a non-bpf or non-'all' filter: not shared",
+                            )
+                        )
+                        continue
+                    if shares and not share_pref:
+                        skipped.append(
+                            Skipped(
+                                ns.netns.label,
+                                interface.name,
+                                name,
+                                f"pref {pref} ({', '.join(roles)}) holds another filter: "
+                                "observers take free prefs only (--share-pref joins it; "
+                                f"{SHARED_COST})",
                             )
                         )
                         continue
@@ -138,4 +179,5 @@ def plan(
         tuple(subjects),
         cws_pref,
         tuple(ns.netns for ns in scan.namespaces),
+        tuple(dict.fromkeys(notes)),
     )

@@ -22,7 +22,6 @@ import click
 from tcaudit import __version__
 from tcaudit.cli.exits import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 from tcaudit.errors import TcauditError
-from tcaudit.output.sanitize import shown
 
 # Commands are imported when they are looked up (`tcaudit scan` imports cli/reading.py,
 # never the live tools), and every command imports the core modules it needs when it
@@ -110,6 +109,8 @@ def _run(argv: Sequence[str] | None) -> int:
     except click.exceptions.Exit as err:
         return int(err.exit_code)
     except TcauditError as err:
+        from tcaudit.output.sanitize import shown
+
         click.echo(f"tcaudit: error: {shown(str(err))}", err=True)
         return err.exit_code
     except BrokenPipeError:
@@ -119,6 +120,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return 0
     except Exception as err:
         from tcaudit.cli.crash import write_crash
+        from tcaudit.output.sanitize import shown
 
         if os.environ.get("TCAUDIT_DEBUG"):
             traceback.print_exc()

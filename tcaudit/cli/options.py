@@ -16,7 +16,6 @@ import click
 
 from tcaudit.errors import UsageError
 from tcaudit.output.interface import Format, formats_for, formatter
-from tcaudit.output.sanitize import shown
 
 if TYPE_CHECKING:  # the inventory is imported when a command runs, not for --help
     from tcaudit.inventory.scan import Selection
@@ -181,5 +180,9 @@ def check_writable(output: str) -> None:
 
 
 def warn(lines: Sequence[str]) -> None:
+    if not lines:
+        return
+    from tcaudit.output.sanitize import shown  # names in warnings are other vendors'
+
     for line in lines:
         click.echo(f"tcaudit: warning: {shown(line)}", err=True)

@@ -87,12 +87,12 @@ from tcaudit.kernel.rtnl_codec import (
     decode_notifications,
     done_errno,
     error_from,
-    filter_from,
-    link_from,
+    filters_from,
+    links_from,
     nla,
     parse_nlas,
     protocol_name,
-    qdisc_from,
+    qdiscs_from,
     split_messages,
     tcmsg,
 )
@@ -139,6 +139,7 @@ class Netlink:
             with nsfs.inside_netns(netns_fd):
                 self._sock = self._open()
         self._seq = 0
+        self._ext_ack = False
         # dumps the kernel still marked interrupted after every retry (the caller says
         # its answer may be partial)
         self.interrupted: list[str] = []
@@ -147,12 +148,19 @@ class Netlink:
     def _open() -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        # the kernel's own error text with each error, and no echo of our request in it
-        for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(SOL_NETLINK, option, 1)
         sock.bind((0, 0))
         return sock
+
+    def _extended_acks(self) -> None:
+        """The kernel's own error text with each error, and no echo of our request in
+        it; turned on before the first change (a scan never makes one, and opens a
+        socket per namespace)."""
+        if self._ext_ack:
+            return
+        self._ext_ack = True
+        for option in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(SOL_NETLINK, option, 1)
 
     def close(self) -> None:
         self._sock.close()
@@ -171,6 +179,7 @@ class Netlink:
         return self._seq
 
     def _send_pyroute2(self, msg: Any, mtype: int, flags: int) -> int:
+        self._extended_acks()
         self._seq += 1
         msg["header"]["type"] = mtype
         msg["header"]["flags"] = flags
@@ -182,9 +191,22 @@ class Netlink:
     def _responses(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
         """(type, flags, message bytes) until DONE or the ACK; raises on an error (with
         the kernel's own text when it sends one), and on a dump that ended in one."""
+        unpack = NLMSGHDR.unpack_from
         while True:
             data = self._sock.recv(1 << 17)
-            for mtype, flags, mseq, _pid, chunk in split_messages(data):
+            offset, end = 0, len(data)
+            # split_messages' checks, inline: this loop sees every message of every dump
+            while offset < end:
+                if offset + 16 > end:
+                    raise DecodeError(f"truncated netlink header: {end - offset} bytes")
+                length, mtype, flags, mseq, _pid = unpack(data, offset)
+                if length < 16 or offset + length > end:
+                    raise DecodeError(
+                        f"malformed netlink message: it says {length} bytes, "
+                        f"{end - offset} are left"
+                    )
+                chunk = data[offset : offset + length]
+                offset += (length + 3) & ~3
                 if mseq != seq:
                     continue  # a stale answer to an earlier, abandoned request
                 if mtype == NLMSG_DONE:
@@ -224,6 +246,7 @@ class Netlink:
             pass
 
     def _request(self, mtype: int, flags: int, body: bytes) -> None:
+        self._extended_acks()
         self._ack(self._send(mtype, NLM_F_REQUEST | NLM_F_ACK | flags, body))
 
     # -- reading ----------------------------------------------------------------------
@@ -232,7 +255,7 @@ class Netlink:
         """Every link; ``stats=False`` skips the counters (and parses a third as much)."""
         wanted = LINK_ATTRS if stats else LINK_ATTRS_NO_STATS
         body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        return [link_from(chunk, wanted) for chunk in self._dump(RTM_GETLINK, body)]
+        return links_from(self._dump(RTM_GETLINK, body), wanted)
 
     def addresses(self) -> list[tuple[int, str, int]]:
         """(ifindex, IPv4 address, prefix length) of every IPv4 address."""
@@ -245,7 +268,7 @@ class Netlink:
         return out
 
     def qdiscs(self) -> list[Qdisc]:
-        return [qdisc_from(chunk) for chunk in self._dump(RTM_GETQDISC, tcmsg(0, 0, 0, 0))]
+        return qdiscs_from(self._dump(RTM_GETQDISC, tcmsg(0, 0, 0, 0)))
 
     def filters(self, ifindex: int, parent: int) -> list[Filter]:
         """Every filter of every chain on one parent, in the kernel's dump order.
@@ -263,12 +286,7 @@ class Netlink:
     def _filters(self, ifindex: int, parent: int, block: int | None) -> list[Filter]:
         # tcm_block_index shares tcm_parent's field; -1 is TCM_IFINDEX_MAGIC_BLOCK
         request = tcmsg(ifindex if block is None else -1, 0, parent, 0)
-        out = []
-        for chunk in self._dump(RTM_GETTFILTER, request):
-            found = filter_from(chunk, block)
-            if found is not None:
-                out.append(found)
-        return out
+        return filters_from(self._dump(RTM_GETTFILTER, request), block)
 
     # -- events -----------------------------------------------------------------------
 

@@ -269,8 +269,7 @@ def tcmsg(ifindex: int, handle: int, parent: int, info: int, attrs: bytes = b"")
     return TCMSG.pack(0, ifindex, handle, parent, info) + attrs
 
 
-@_decoder("link")
-def link_from(chunk: bytes, wanted: frozenset[int] = LINK_ATTRS) -> Link:
+def _link(chunk: bytes, wanted: frozenset[int] = LINK_ATTRS) -> Link:
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(chunk, 16)
     attrs = parse_nlas(chunk, 32, wanted)
     info = parse_nlas(attrs.get(IFLA_LINKINFO, b""))
@@ -291,8 +290,7 @@ def link_from(chunk: bytes, wanted: frozenset[int] = LINK_ATTRS) -> Link:
     )
 
 
-@_decoder("qdisc")
-def qdisc_from(chunk: bytes) -> Qdisc:
+def _qdisc(chunk: bytes) -> Qdisc:
     _family, ifindex, handle, parent, _info = TCMSG.unpack_from(chunk, 16)
     attrs = parse_nlas(chunk, 36)
     return Qdisc(
@@ -305,8 +303,7 @@ def qdisc_from(chunk: bytes) -> Qdisc:
     )
 
 
-@_decoder("filter")
-def filter_from(chunk: bytes, block: int | None = None) -> Filter | None:
+def _filter(chunk: bytes, block: int | None = None) -> Filter | None:
     """A filter message; None for an instance header or a u32 hash table."""
     _family, ifindex, handle, parent, info = TCMSG.unpack_from(chunk, 16)
     attrs = parse_nlas(chunk, 36)
@@ -331,6 +328,29 @@ def filter_from(chunk: bytes, block: int | None = None) -> Filter | None:
         bpf=_decode_bpf(options) if kind == "bpf" else None,
         classid=_u32(options, TCA_U32_CLASSID) if kind == "u32" else None,
     )
+
+
+# one message, or a whole dump (one error check per dump: a node has thousands of
+# messages, and a wrapper per message costs more than the decoding of a small one)
+link_from = _decoder("link")(_link)
+qdisc_from = _decoder("qdisc")(_qdisc)
+filter_from = _decoder("filter")(_filter)
+
+
+@_decoder("link")
+def links_from(chunks: list[bytes], wanted: frozenset[int] = LINK_ATTRS) -> list[Link]:
+    return [_link(chunk, wanted) for chunk in chunks]
+
+
+@_decoder("qdisc")
+def qdiscs_from(chunks: list[bytes]) -> list[Qdisc]:
+    return [_qdisc(chunk) for chunk in chunks]
+
+
+@_decoder("filter")
+def filters_from(chunks: list[bytes], block: int | None = None) -> list[Filter]:
+    """The filters of a dump, without instance headers and u32 hash tables."""
+    return [found for chunk in chunks if (found := _filter(chunk, block)) is not None]
 
 
 @dataclass(frozen=True)
@@ -386,12 +406,10 @@ def error_from(chunk: bytes, flags: int) -> tuple[int, str | None]:
     return -code, text
 
 
-@_decoder("dump end")
 def done_errno(chunk: bytes) -> int:
-    """The errno an NLMSG_DONE carries (0: the dump is complete)."""
-    if len(chunk) < 20:
-        return 0  # old kernels send no payload
-    return -int(struct.unpack_from("=i", chunk, 16)[0])
+    """The errno an NLMSG_DONE carries (0: the dump is complete; old kernels send no
+    payload)."""
+    return -int(struct.unpack_from("=i", chunk, 16)[0]) if len(chunk) >= 20 else 0
 
 
 @_decoder("notification")
@@ -400,7 +418,7 @@ def decode_notifications(data: bytes) -> list[Notification]:
     out: list[Notification] = []
     for mtype, flags, _seq, portid, chunk in split_messages(data):
         if mtype in (RTM_NEWTFILTER, RTM_DELTFILTER):
-            found = filter_from(chunk)
+            found = _filter(chunk)
             if found is not None:
                 out.append(Notification(mtype, flags, portid, filter=found))
             elif mtype == RTM_DELTFILTER:
@@ -410,7 +428,7 @@ def decode_notifications(data: bytes) -> list[Notification]:
                              socket.ntohs(info & 0xFFFF))
                     out.append(Notification(mtype, flags, portid, bulk_delete=scope))
         elif mtype in (RTM_NEWQDISC, RTM_DELQDISC):
-            out.append(Notification(mtype, flags, portid, qdisc=qdisc_from(chunk)))
+            out.append(Notification(mtype, flags, portid, qdisc=_qdisc(chunk)))
         elif mtype in (RTM_NEWLINK, RTM_DELLINK):
-            out.append(Notification(mtype, flags, portid, link=link_from(chunk)))
+            out.append(Notification(mtype, flags, portid, link=_link(chunk)))
     return out

@@ -12,7 +12,6 @@ json`` never imports tabulate).
 from __future__ import annotations
 
 import importlib
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from tcaudit.errors import UsageError
@@ -93,6 +92,8 @@ def handle_text(handle: int | None) -> str | None:
 
 def stamp(when: float) -> str:
     """UTC, milliseconds, ``Z``: the watch's event times."""
+    from datetime import UTC, datetime  # only the watch needs it
+
     return (
         datetime.fromtimestamp(when, tz=UTC)
         .isoformat(timespec="milliseconds")

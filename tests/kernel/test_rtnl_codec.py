@@ -199,6 +199,7 @@ def _scripted(answer: Callable[[int], list[bytes]]) -> Iterator[rtnl.Netlink]:
     nl = rtnl.Netlink.__new__(rtnl.Netlink)
     nl._sock = _Script(answer)  # type: ignore[assignment]
     nl._seq = 0
+    nl._ext_ack = False
     nl.interrupted = []
     yield nl
 
@@ -225,3 +226,24 @@ def test_a_dump_ending_in_an_error_raises_it() -> None:
         with pytest.raises(rtnl.NetlinkError, match="the dump ended early") as caught:
             nl.qdiscs()
         assert caught.value.errno == 16
+
+
+@pytest.mark.usefixtures("privileged")
+def test_a_refused_change_carries_the_kernels_own_text(box: Any) -> None:
+    """Extended ACK: the kernel's reason beside the errno (here: create-only refused)."""
+    from tcaudit.kernel.abi import CLSACT_PARENT
+
+    host = box.namespace("host")
+    pod = box.namespace("pod")
+    box.veth(host, "veth0", pod, "eth0")
+    box.clsact(host, "veth0")
+    prog = box.load_returning(0, "x")
+    box.attach(host, "veth0", "ingress", prog, pref=5, handle=1)
+    with pytest.raises(rtnl.NetlinkError) as caught:
+        box.attach(host, "veth0", "ingress", prog, pref=5, handle=1)
+    assert caught.value.errno == 17 and "File exists: Filter already exists" in str(caught.value)
+    with pytest.raises(rtnl.NetlinkError, match="Cannot find specified filter chain"):
+        host.nl.delete_filter(
+            host.ifindex("veth0"), CLSACT_PARENT["clsact/egress"], pref=7, handle=1,
+            protocol=3, kind="bpf",
+        )

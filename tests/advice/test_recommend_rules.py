@@ -133,22 +133,26 @@ def test_merge_skips_a_priority_that_collides_on_another_node() -> None:
     assert (answer.action, answer.classifier_priority) == ("set-priority", 3)
 
 
-def test_a_cws_look_alike_that_accepts_counts_like_any_vendor() -> None:
-    """Named like CWS (attribution is by name) but returning OK at pref 1: not CWS's,
-    so it blinds the hook, does not set the priority in effect, and is named."""
-    impostor = Entry(
-        pref=1,
+def cws_named(pref: int, verdict: Verdict, name: str, pid: int = 99) -> Entry:
+    """An entry attribution gives to CWS by its names, whatever it returns."""
+    return Entry(
+        pref=pref,
         handle=1,
         chain=0,
         protocol="all",
         kind="bpf",
         direct_action=True,
-        filter_name="classifier_ingress_security9_9_4242",
-        program=prog(7, "classifier_ingr"),
-        verdict=ACCEPT,
+        filter_name=name,
+        program=prog(pid, name[:15]),
+        verdict=verdict,
     )
+
+
+def test_a_cws_look_alike_that_accepts_counts_like_any_vendor() -> None:
+    """Named like CWS (attribution is by name) but returning OK at pref 1: not CWS's,
+    so it blinds the hook, does not set the priority in effect, and is named."""
+    impostor = cws_named(1, ACCEPT, "classifier_ingress_security9_9_4242", pid=7)
     result = recommend(scan(("clsact/ingress", (impostor, cws()))))
-    assert impostor.filter_name is not None
     assert result.action == "disable-network"
     assert result.current_priority == 10 and result.priority_source == "detected"
     assert [(b.pref, b.vendor) for b in result.blind] == [(1, None)]
@@ -163,17 +167,7 @@ def test_a_cws_look_alike_that_accepts_counts_like_any_vendor() -> None:
 def test_cws_that_drops_by_policy_or_hands_on_is_trusted() -> None:
     """CWS's classifiers return UNSPEC, or SHOT under a network_filter drop rule."""
     for verdict in (CONTINUE, DROP, Verdict((-1, 2), ("continue", "drop"), "static", None)):
-        entry = Entry(
-            pref=3,
-            handle=0xCA,
-            chain=0,
-            protocol="all",
-            kind="bpf",
-            direct_action=True,
-            filter_name="classifier_ingress_security1_1_2115",
-            program=prog(99, "classifier_ingr"),
-            verdict=verdict,
-        )
+        entry = cws_named(3, verdict, "classifier_ingress_security1_1_2115")
         result = recommend(scan(("clsact/ingress", (entry,))))
         assert (result.action, result.current_priority) == ("keep", 3), verdict
         assert not [f for f in result.findings if f.kind == "cws-impostor"]
@@ -181,17 +175,7 @@ def test_cws_that_drops_by_policy_or_hands_on_is_trusted() -> None:
 
 def test_a_cws_look_alike_of_unknown_verdict_may_hide() -> None:
     unknown = Verdict(None, None, "unknown", "helper 999")
-    entry = Entry(
-        pref=1,
-        handle=1,
-        chain=0,
-        protocol="all",
-        kind="bpf",
-        direct_action=True,
-        filter_name="classifier_egress_security1_1_2115",
-        program=prog(8, "classifier_egre"),
-        verdict=unknown,
-    )
+    entry = cws_named(1, unknown, "classifier_egress_security1_1_2115", pid=8)
     result = recommend(scan(("clsact/ingress", (entry, cws()))))
     assert [f.kind for f in result.findings if f.pref == 1] == ["cws-impostor", "unknown-verdict"]
     assert "has a verdict tcaudit cannot tell" in result.findings[0].message

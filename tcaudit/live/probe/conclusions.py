@@ -70,6 +70,12 @@ def results(
     )
 
 
+def _unjudged(subject: tuple[Netns, str, str, Entry], message: str) -> Conclusion:
+    """A conclusion without counts: the traffic cannot judge this entry, ``message`` why."""
+    netns, interface, hook, entry = subject
+    return Conclusion(netns.label, interface, hook, entry, None, None, None, None, message)
+
+
 def conclude(
     plan: Plan, subject: tuple[Netns, str, str, Entry], observers: list[ObserverResult]
 ) -> Conclusion:
@@ -98,30 +104,16 @@ def conclude(
         and other.pref == entry.pref
     ]
     if neighbours:
-        return Conclusion(
-            netns.label,
-            interface,
-            hook,
-            entry,
-            None,
-            None,
-            None,
-            None,
+        return _unjudged(
+            subject,
             f"{name} at pref {entry.pref} shares its pref with "
             f"{len(neighbours)} other filter(s): the observers see them "
             "together (their combined effect is on the other lines)",
         )
     static = "|".join(words) if words else "unknown"
     if after is None:
-        return Conclusion(
-            netns.label,
-            interface,
-            hook,
-            entry,
-            None,
-            None,
-            None,
-            None,
+        return _unjudged(
+            subject,
             f"{name} at pref {entry.pref}: no observer could go right after it (pref "
             f"{entry.pref + 1} is taken; --share-pref joins it)",
         )
@@ -144,15 +136,8 @@ def conclude(
             and ref_pref < other.pref < entry.pref
         ]
         if between:
-            return Conclusion(
-                netns.label,
-                interface,
-                hook,
-                entry,
-                None,
-                None,
-                None,
-                None,
+            return _unjudged(
+                subject,
                 f"{name} at pref {entry.pref}: no free pref just before it, and "
                 f"{len(between)} other filter(s) run between the nearest observer and it, "
                 "so the traffic after it is not its alone (--share-pref puts an observer "

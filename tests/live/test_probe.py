@@ -235,14 +235,17 @@ def test_at_on_hooks_without_clsact_says_why_in_one_line(
 def test_generate_only_in_namespaces_tcaudit_made(
     box: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A namespace made with `ip netns add` (a stand-in for a real pod) is refused for
+    """A namespace tcaudit did not make (a stand-in for a real pod) is refused for
     --generate, whatever its name, unless --generate-on-node; the sandbox's are fine."""
     from tcaudit.cli.main import main
     from tcaudit.kernel import nsfs
 
     host = box.namespace("host")
     name = f"{box.tag}-lookalike"  # a tcaudit-like name proves nothing
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    # made like `ip netns add` does (a bind mount of a fresh netns), but not through the
+    # sandbox, so nothing records it; `ip netns add` itself would also turn /run/netns
+    # into a bind mount of its own, hiding the sandbox's mounts from their deletion
+    nsfs.create_named_netns(name)
     try:
         subprocess.run(
             ["ip", "link", "add", "lxc0", "netns", host.name, "type", "veth", "peer", "name",

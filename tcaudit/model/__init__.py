@@ -7,7 +7,8 @@ frozen dataclass costs ~0.7 ms to create at import):
 - ``hooks``: the inventory (namespaces, interfaces, hooks, entries, programs, verdicts);
 - ``fingerprints``: the vendor registry's fingerprints and an entry's attribution;
 - ``live``: the live tools' results (probe, watch), so output renders them without
-  importing live/.
+  importing live/;
+- ``agents``: the CWS configuration a running system-probe applies.
 
 ``from tcaudit.model import Entry`` works for every name; this package's ``__init__``
 imports nothing until a name is asked for.
@@ -19,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tcaudit.model.agents import CwsAgent, CwsSetting
     from tcaudit.model.fingerprints import Fingerprint, Matchers, VendorMatch
     from tcaudit.model.hooks import (
         HOOK_DIRECTION,
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
     )
 
 _WHERE: dict[str, str] = {
+    "CwsAgent": "agents",
+    "CwsSetting": "agents",
     "HOOKS": "hooks",
     "HOOK_DIRECTION": "hooks",
     "Netns": "hooks",
@@ -90,6 +94,8 @@ __all__ = [
     "CleanupReport",
     "Conclusion",
     "Counts",
+    "CwsAgent",
+    "CwsSetting",
     "Entry",
     "Fingerprint",
     "Holder",

@@ -142,10 +142,11 @@ def _ender(entry: Entry, hook: str) -> _Ender | None:
         return _Ender(entry, hook, False, f"{name}: verdict unknown ({reason}), may hide")
     hiding = sorted(set(words) & HIDING)
     if hook.startswith("tcx/"):
-        # tcx "accept" is TCX_PASS: it skips every clsact filter. contracts.md counts a
-        # TCX program that can PASS, DROP or REDIRECT as blinding the hook at every
-        # priority, so DROP counts here too (unlike a drop-only clsact filter)
-        hiding = sorted(set(words) & (HIDING | {"drop"}))
+        # tcx "accept" is TCX_PASS: it skips every clsact filter, so a TCX program that
+        # can pass or redirect blinds the hook at every priority. One that can only drop
+        # (or hand on) hides nothing that is delivered: a warning, like a drop-only clsact
+        # filter (contracts.md as corrected: the seed asks what a vendor returns after
+        # granting access)
         if hiding:
             can = "/".join("pass" if w == "accept" else w for w in hiding)
             text = f"TCX program {name} can {can}: it runs before every clsact filter"
@@ -340,8 +341,8 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
                             _vendor_name(found.entry),
                         )
                     )
-                for entry, hook_name, _certain in ahead:
-                    if _drop_only(entry) and not hook_name.startswith("tcx/"):
+                for entry, _hook_name, _certain in ahead:
+                    if _drop_only(entry):
                         findings.append(
                             Finding(
                                 "warning",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tcaudit.advice.merge import merge
 from tcaudit.advice.recommend import recommend
 from tcaudit.model import Entry, Hook, Host, Interface, NamespaceScan, Netns, Program, Scan, Verdict
@@ -87,7 +89,9 @@ def test_same_pref_filters_after_cws_in_run_order_do_not_blind_it() -> None:
     assert absent.classifier_priority == 9
 
 
-def test_tcx_drop_blinds_at_every_priority_like_pass() -> None:
+def test_a_drop_only_tcx_program_is_a_warning_like_a_drop_only_filter() -> None:
+    """Issue 15: what a vendor returns after granting access is what matters; a TCX
+    firewall that can only drop hides nothing that is delivered (PASS still blinds)."""
     tcx_drop = Entry(
         pref=None,
         handle=None,
@@ -100,8 +104,13 @@ def test_tcx_drop_blinds_at_every_priority_like_pass() -> None:
         verdict=DROP,
     )
     result = recommend(scan(("clsact/ingress", (cws(),)), tcx=(tcx_drop,)))
-    assert result.action == "disable-network"
-    assert result.blind[0].culprit_hook == "tcx/ingress"
+    assert result.action == "keep" and result.blind == ()
+    [warning] = [f for f in result.findings if f.kind == "drop-only"]
+    assert warning.level == "warning" and "can drop packets" in warning.message
+    tcx_pass = replace(tcx_drop, verdict=Verdict((0,), ("accept",), "static", None))
+    passing = recommend(scan(("clsact/ingress", (cws(),)), tcx=(tcx_pass,)))
+    assert passing.action == "disable-network"
+    assert passing.blind[0].culprit_hook == "tcx/ingress"
     # a drop-only clsact filter is only a warning
     clsact_drop = recommend(scan(("clsact/ingress", (bpf(3, "dropper", DROP), cws()))))
     assert clsact_drop.action == "keep"

@@ -24,7 +24,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from tcaudit.advice.agent_config import agent_notes, in_effect, where_set
 from tcaudit.model import (
+    CwsAgent,
     Entry,
     Hook,
     Interface,
@@ -96,7 +98,7 @@ class Recommendation:
     action: str  # "keep" | "set-priority" | "disable-network"
     classifier_priority: int | None  # what to set (keep: the current one; disable: None)
     current_priority: int
-    priority_source: str  # "detected" | "configured" | "assumed"
+    priority_source: str  # "detected" | "configured" | "agent-config" | "assumed"
     cws_detected: bool
     hooks: int
     blind: tuple[BlindSpot, ...]  # at the current priority
@@ -106,6 +108,8 @@ class Recommendation:
     snippets: dict[str, str]
     notes: tuple[str, ...]
     summary: str
+    cws_agents: tuple[CwsAgent, ...] = ()  # every running system-probe's configuration
+    cws_config: CwsAgent | None = None  # the one in effect (exactly one system-probe)
 
 
 def _is_cws_entry(entry: Entry) -> bool:
@@ -250,18 +254,26 @@ def _unmask_impostors(scan: Scan, findings: list[Finding]) -> Scan:
     return map_entries(scan, unmask)
 
 
-def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
+def recommend(
+    scan: Scan, priority: int | None = None, agents: tuple[CwsAgent, ...] = ()
+) -> Recommendation:
     """The answer for the selected namespaces. ``priority``: the configured one to
-    evaluate (default: the one CWS uses on this node, else 10)."""
+    evaluate (default: the one CWS uses on this node, else the running system-probe's
+    configured one, else 10). ``agents``: every running system-probe's configuration
+    (inventory/cws_agents.py; none when reading snapshots)."""
     detected, cws_count = detect_priority(scan)
     findings: list[Finding] = []
     scan = _unmask_impostors(scan, findings)
+    config = in_effect(agents)
     if priority is not None:
         current, source = priority, "configured"
     elif detected is not None:
         current, source = detected, "detected"
+    elif config is not None:
+        current, source = config.classifier_priority, "agent-config"
     else:
         current, source = DEFAULT_PRIORITY, "assumed"
+    findings += [Finding("warning", n.kind, n.message) for n in agent_notes(agents, detected)]
 
     blind: list[BlindSpot] = []
     collisions: set[int] = set()
@@ -400,6 +412,9 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
 
     alternatives = _alternatives(action, blind, best_all, current, scan)
     notes = _notes(source, current, detected, cws_count)
+    if config is not None and action != "keep":
+        key = "enabled" if action == "disable-network" else "classifier_priority"
+        notes += (f"Change it where system-probe takes it from: {where_set(config, key)}.",)
     rec = Recommendation(
         action=action,
         classifier_priority=chosen,
@@ -414,6 +429,8 @@ def recommend(scan: Scan, priority: int | None = None) -> Recommendation:
         snippets=snippets(action, chosen),
         notes=notes,
         summary="",
+        cws_agents=agents,
+        cws_config=config,
     )
     return _with_summary(rec)
 
@@ -517,6 +534,11 @@ def _notes(source: str, current: int, detected: int | None, count: int) -> tuple
     notes = []
     if source == "detected":
         notes.append(f"CWS was found on this node at pref {current} ({count} filters).")
+    elif source == "agent-config":
+        notes.append(
+            f"CWS was not found on the selected hooks: its configured priority {current} "
+            "(the running system-probe's configuration) was evaluated."
+        )
     elif source == "configured":
         extra = f" (CWS itself is at pref {detected})" if detected is not None else ""
         notes.append(f"Evaluated for classifier_priority {current} as asked{extra}.")

@@ -125,7 +125,9 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
     warn(scan.warnings)
-    result = recommend(scan, priority=priority)
+    from tcaudit.inventory.cws_agents import running_agents
+
+    result = recommend(scan, priority=priority, agents=running_agents())
     emit(chosen_format(fmt).recommend(result))
 
 
@@ -166,7 +168,9 @@ def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) ->
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
     warn(scan.warnings)
-    result = recommend(scan, priority=priority)
+    from tcaudit.inventory.cws_agents import running_agents
+
+    result = recommend(scan, priority=priority, agents=running_agents())
     emit(chosen_format(fmt).check(result, fail_on))
     return 1 if failing(result.findings, fail_on) else 0
 

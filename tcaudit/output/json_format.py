@@ -15,6 +15,7 @@ from tcaudit import __version__
 from tcaudit.analysis.meaning import verdict_names
 from tcaudit.model import (
     Counts,
+    CwsAgent,
     Entry,
     Hook,
     Interface,
@@ -300,6 +301,25 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     }
 
 
+def agent_json(agent: CwsAgent | None) -> dict[str, Any] | None:
+    """One system-probe's network settings in effect, and where each came from."""
+    if agent is None:
+        return None
+    values = {s.key: s.value for s in agent.settings}
+    return {
+        "pid": agent.pid,
+        "config_file": agent.config_file,
+        "network_enabled": values["enabled"],
+        "classifier_priority": values["classifier_priority"],
+        "classifier_handle": values["classifier_handle"],
+        "raw_classifier_handle": values["raw_classifier_handle"],
+        "ingress_enabled": values["ingress.enabled"],
+        "raw_packet_enabled": values["raw_packet.enabled"],
+        "sources": {s.key: s.source for s in agent.settings},
+        "problems": list(agent.problems),
+    }
+
+
 def recommend_json(rec: Recommendation) -> dict[str, Any]:
     return {
         "schema": RECOMMEND_SCHEMA,
@@ -349,6 +369,8 @@ def recommend_json(rec: Recommendation) -> dict[str, Any]:
         "snippets": dict(rec.snippets),
         "findings": [finding_json(f) for f in rec.findings],
         "notes": list(rec.notes),
+        "cws_agents": [agent_json(a) for a in rec.cws_agents],
+        "cws_config": agent_json(rec.cws_config),
     }
 
 

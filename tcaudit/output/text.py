@@ -289,6 +289,15 @@ def recommend_text(rec: Recommendation) -> str:
         if len(warnings) > 20:
             out.append(f"  ... and {len(warnings) - 20} more (--format json lists them all)")
         out.append("")
+    for agent in rec.cws_agents:
+        state = "network on" if agent.network_enabled else "network OFF"
+        out.append(
+            f"system-probe pid {agent.pid} ({shown(agent.config_file or 'no config file')}): "
+            f"classifier_priority {agent.classifier_priority} "
+            f"({shown(agent.source('classifier_priority'))}), {state}"
+        )
+    if rec.cws_agents:
+        out.append("")
     out += [f"Note: {shown(note)}" for note in rec.notes]
     return "\n".join(out) + "\n"
 

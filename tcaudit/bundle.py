@@ -228,7 +228,9 @@ def collect(
 ) -> Bundle:
     """Everything the bundle holds, in memory (a node's worth is a few MB at most)."""
     scan = inventory(selection, vendor_files=vendor_files)
-    rec = recommend(scan)
+    from tcaudit.inventory.cws_agents import running_agents
+
+    rec = recommend(scan, agents=running_agents())  # only the six network keys: no secrets
     files: dict[str, bytes] = {}
 
     def add(name: str, text: str) -> None:

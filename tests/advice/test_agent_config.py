@@ -120,6 +120,13 @@ def test_a_real_system_probe_is_read_and_its_secrets_never_leave(tmp_path: Path)
             )
             assert done.returncode in (0, 1), done.stderr
             outputs.append((done.stdout, done.stderr))
+        bundle = tmp_path / "b.tgz"
+        done = subprocess.run(
+            [sys.executable, "-m", "tcaudit", "bundle", "-o", str(bundle), "--yes",
+             "--netns", "self", "--dev", "lo"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )
+        assert done.returncode == 0, done.stderr
         doc = json.loads(outputs[0][0])
     finally:
         probe.kill()
@@ -134,6 +141,13 @@ def test_a_real_system_probe_is_read_and_its_secrets_never_leave(tmp_path: Path)
     assert f"system-probe pid {probe.pid}" in outputs[1][0]
     for out, err in outputs:
         assert SECRET not in out + err and "DD_API_KEY" not in out + err
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        members = [tar.extractfile(m) for m in tar.getmembers() if m.isfile()]
+        texts = [m.read() for m in members if m is not None]
+    assert any(b'"cws_agents"' in t for t in texts)
+    assert not [t for t in texts if SECRET.encode() in t or b"DD_API_KEY" in t]
     for directory in (os.environ["TCAUDIT_CACHE_DIR"], os.environ["TCAUDIT_CRASH_DIR"]):
         for path in Path(directory).rglob("*") if Path(directory).exists() else []:
             if path.is_file():

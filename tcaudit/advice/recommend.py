@@ -426,7 +426,7 @@ def recommend(
         alternatives=alternatives,
         findings=tuple(findings),
         namespaces=tuple(summaries),
-        snippets=snippets(action, chosen),
+        snippets=_located(snippets(action, chosen), config, action),
         notes=notes,
         summary="",
         cws_agents=agents,
@@ -553,6 +553,20 @@ def _notes(source: str, current: int, detected: int | None, count: int) -> tuple
         "A priority of 0 becomes 50 inside ebpf-manager (DefaultTCFilterPriority): never set 0."
     )
     return tuple(notes)
+
+
+def _located(pasted: dict[str, str], config: CwsAgent | None, action: str) -> dict[str, str]:
+    """The snippets with where the running system-probe takes the setting from."""
+    if config is None or action == "keep":
+        return pasted
+    key = "enabled" if action == "disable-network" else "classifier_priority"
+    where = where_set(config, key)
+    return {
+        **pasted,
+        "system_probe_yaml": f"# system-probe (pid {config.pid}) takes it from {where}\n"
+        + pasted["system_probe_yaml"],
+        "env": f"# system-probe (pid {config.pid}) takes it from {where}\n" + pasted["env"],
+    }
 
 
 def snippets(action: str, priority: int | None) -> dict[str, str]:

@@ -70,6 +70,8 @@ def test_the_deprecated_file_key_is_named_where_to_change_it() -> None:
     [note] = [n for n in rec.notes if n.startswith("Change it where")]
     assert "runtime_security_config.network.classifier_priority in" in note
     assert "wins over every other setting" in note
+    first = rec.snippets["system_probe_yaml"].splitlines()[0]
+    assert first.startswith("# system-probe (pid 42) takes it from runtime_security_config")
 
 
 def test_two_agents_have_no_single_configuration() -> None:

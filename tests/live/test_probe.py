@@ -356,29 +356,26 @@ def test_sigkill_leaves_marked_observers_that_cleanup_removes(
     assert "nothing to clean up" in capsys.readouterr().out
 
 
-def test_bcc_or_headers_missing_is_exit_3(
+def test_a_refused_observer_is_exit_3_in_one_line(
     box: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The kernel refusing the observer (no BPF, a lockdown): exit 3, one line; scan and
+    recommend keep working. Without bcc the probe works (tests/live/test_observer.py)."""
     n = node(box, pods=1)
     n.vendor_on_host_veths(0, pref=1, filter_name="v", prog_name="v")
     from tcaudit.cli.main import main
-    from tcaudit.live import observer
+    from tcaudit.kernel import bpf
 
-    monkeypatch.setattr(observer, "headers_present", lambda: False)
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise bpf.BpfError(1, "BPF_PROG_LOAD observe", "")
+
+    monkeypatch.setattr(bpf, "prog_load", refuse)
     code = main(["probe", "--duration", "0.2s", *n.selectors()])
     err = capsys.readouterr().err
-    assert code == 3 and "no kernel headers" in err and "BCC_KERNEL_SOURCE" in err
+    assert code == 3 and "the kernel refused the observer program" in err
     assert len(err.strip().splitlines()) == 1
     assert main(["selftest"]) == 3
-    assert "FAILED at step 'header compile'" in capsys.readouterr().out
-
-    def no_bcc() -> None:
-        raise observer.EnvironmentProblem(f"bcc is not importable: {observer.INSTALL_HINT}")
-
-    monkeypatch.setattr(observer, "import_bcc", no_bcc)
-    assert main(["probe", "--duration", "0.2s", *n.selectors()]) == 3
-    assert "bcc is not importable" in capsys.readouterr().err
-    # scan and recommend keep working without bcc
+    assert "FAILED at step 'observer load'" in capsys.readouterr().out
     assert main(["recommend", *n.selectors()]) == 0
 
 

@@ -128,7 +128,7 @@ def test_asks_first_and_refuses_without_a_terminal(
     )
 
 
-@pytest.mark.parametrize("command", ["bundle", "snapshot"])
+@pytest.mark.parametrize("command", ["bundle", "snapshot", "recommend"])
 def test_an_unwritable_output_fails_before_any_work(
     command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,9 +140,30 @@ def test_an_unwritable_output_fails_before_any_work(
 
     monkeypatch.setattr(tcaudit.pipeline, "inventory", never)
     args = [command, "-o", "/nonexistent/x.tgz", "--netns", "self"]
+    if command == "recommend":
+        args += ["--format", "json"]
     code = main([*args, "--yes"] if command == "bundle" else args)
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err == (
         "tcaudit: error: -o /nonexistent/x.tgz: cannot write it: No such file or directory\n"
     )
+
+
+@pytest.mark.usefixtures("privileged")
+def test_recommend_writes_the_agent_checks_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`recommend --format json -o PATH`: atomically, 0644, with generated_at and the
+    classifier counts the Datadog Agent check reads."""
+    import stat
+
+    target = tmp_path / "recommend.json"
+    assert main(["recommend", "--format", "json", "-o", str(target), "--netns", "self",
+                 "--dev", "lo"]) == 0
+    assert capsys.readouterr().out == ""
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    doc = json.loads(target.read_text())
+    validate(doc)
+    assert doc["generated_at"].endswith("Z") and isinstance(doc["classifiers"], list)
+    assert [p.name for p in tmp_path.iterdir()] == ["recommend.json"]  # no temporary left

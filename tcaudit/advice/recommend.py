@@ -21,6 +21,8 @@ plugins", Datadog CWS troubleshooting), extended where the kernel demands it
 from __future__ import annotations
 
 import re
+import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -110,6 +112,9 @@ class Recommendation:
     summary: str
     cws_agents: tuple[CwsAgent, ...] = ()  # every running system-probe's configuration
     cws_config: CwsAgent | None = None  # the one in effect (exactly one system-probe)
+    # (vendor or "unknown", hook, effective verdict words or "unknown", how many)
+    classifiers: tuple[tuple[str, str, str, int], ...] = ()
+    generated_at: float = 0.0  # time.time() when it was made
 
 
 def _is_cws_entry(entry: Entry) -> bool:
@@ -431,8 +436,31 @@ def recommend(
         summary="",
         cws_agents=agents,
         cws_config=config,
+        classifiers=_classifiers(scan),
+        generated_at=time.time(),
     )
     return _with_summary(rec)
+
+
+def _classifiers(scan: Scan) -> tuple[tuple[str, str, str, int], ...]:
+    """What runs on the hooks, counted by vendor, hook and verdict (tcaudit's own
+    observers left out): the Agent check's ``tcaudit.tc.classifiers`` gauge."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for ns in scan.namespaces:
+        for interface in ns.interfaces:
+            for hook in interface.hooks:
+                for entry in hook.entries:
+                    if entry.observer:
+                        continue
+                    words = entry.verdict.effective if entry.verdict else None
+                    counts[
+                        (
+                            entry.vendor.name if entry.vendor else "unknown",
+                            hook.hook,
+                            "|".join(words) if words else "unknown",
+                        )
+                    ] += 1
+    return tuple((*key, n) for key, n in sorted(counts.items()))
 
 
 def _all_candidates(tcx: Hook | None, clsact: Hook | None) -> Iterable[tuple[Entry, str]]:

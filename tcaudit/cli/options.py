@@ -179,6 +179,25 @@ def check_writable(output: str) -> None:
     probe.unlink(missing_ok=True)
 
 
+def write_output(output: str, text: str) -> None:
+    """``-o PATH``: written to a temporary name beside it and renamed, 0644 (the Agent's
+    check reads it as another user): never half a file; ``-`` is stdout."""
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(output)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.chmod(tmp, 0o644)  # whatever the umask
+        tmp.replace(target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"-o {output}: cannot write it: {err.strerror}") from None
+
+
 def warn(lines: Sequence[str]) -> None:
     if not lines:
         return

@@ -7,7 +7,6 @@ they run (main.py says why).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tcaudit.cli.options import (
     format_option,
     reading_options,
     warn,
+    write_output,
 )
 from tcaudit.errors import UsageError
 from tcaudit.kernel import privileges
@@ -105,12 +105,22 @@ Examples:
   sudo tcaudit recommend                     the answer for this node
   sudo tcaudit recommend --priority 5        is priority 5 safe here?
   sudo tcaudit recommend --format json | jq '{action, classifier_priority}'
+  sudo tcaudit recommend --format json -o /var/lib/tcaudit/recommend.json
 """,
 )
 @reading_options
 @PRIORITY_OPTION
 @format_option("recommend", "table: the answer first; json: tcaudit/recommend/v1.")
-def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the answer to this file (atomically, 0644) instead of stdout: what the "
+    "Datadog Agent check reads (json).",
+)
+def recommend_cmd(reading: Reading, priority: int | None, fmt: str, output: str) -> None:
     """What to set runtime_security_config.network.classifier_priority to — or that CWS
     network detections must be disabled — with the evidence and ready-to-paste settings.
 
@@ -121,6 +131,7 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     from tcaudit.pipeline import inventory
 
     privileges.require("recommend")
+    check_writable(output)
     scan = inventory(
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
@@ -128,7 +139,7 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str) -> None:
     from tcaudit.inventory.cws_agents import running_agents
 
     result = recommend(scan, priority=priority, agents=running_agents())
-    emit(chosen_format(fmt).recommend(result))
+    write_output(output, chosen_format(fmt).recommend(result))
 
 
 @click.command(
@@ -201,18 +212,7 @@ def snapshot_cmd(reading: Reading, output: str) -> None:
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
     warn(scan.warnings)
-    text = formatter("json", pretty=True).scan(scan)
-    if output == "-":
-        click.echo(text, nl=False)
-        return
-    target = Path(output)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        tmp.replace(target)  # never a half-written snapshot
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"-o {output}: cannot write it: {err.strerror}") from None
+    write_output(output, formatter("json", pretty=True).scan(scan))
 
 
 @click.command(

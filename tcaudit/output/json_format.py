@@ -371,6 +371,11 @@ def recommend_json(rec: Recommendation) -> dict[str, Any]:
         "notes": list(rec.notes),
         "cws_agents": [agent_json(a) for a in rec.cws_agents],
         "cws_config": agent_json(rec.cws_config),
+        "generated_at": stamp(rec.generated_at),
+        "classifiers": [
+            {"vendor": vendor, "hook": hook, "effective": effective, "count": count}
+            for vendor, hook, effective, count in rec.classifiers
+        ],
     }
 
 

@@ -116,6 +116,8 @@ def check_golden(name: str, text: str) -> None:
 
 def as_json(doc: dict[str, Any]) -> str:
     validate(doc)
+    if "generated_at" in doc:
+        doc = {**doc, "generated_at": "2026-11-27T03:00:00.000Z"}  # the one moving part
     return dumps(doc, pretty=True)
 
 
@@ -134,7 +136,7 @@ def test_recommend_and_check_formats(hostname: str, pref: int, tcx: bool) -> Non
     check_golden(f"{hostname}.recommend.json", as_json(recommend_json(rec)))
     check_golden(f"{hostname}.check.txt", table.check(rec, "blind"))
     check_golden(f"{hostname}.check.json", as_json(check_json(rec, "warning")))
-    assert json_.check(rec, "warning") == as_json(check_json(rec, "warning"))
+    assert as_json(json.loads(json_.check(rec, "warning"))) == as_json(check_json(rec, "warning"))
     check_golden(f"{hostname}.check.junit.xml", formatter("junit").check(rec, "blind"))
     check_golden(f"{hostname}.check.md", formatter("markdown").check(rec, "blind"))
 

@@ -10,10 +10,17 @@ HEADERS_PKG := $(if $(filter ubuntu,$(DISTRO)),linux-headers-$(KREL),linux-heade
 TOOLS_PKG := $(if $(filter ubuntu,$(DISTRO)),linux-tools-common,bpftool)
 APT_PACKAGES := python3-venv python3-bpfcc iproute2 iputils-ping clang llvm libbpf-dev $(TOOLS_PKG) $(HEADERS_PKG)
 STAMP := $(VENV)/.installed
+# The Datadog Agent check (integrations/tcaudit) is tested in a venv of its own: its
+# datadog-checks-base[deps] brings a cryptography that must not meet Debian's pyOpenSSL
+# in the system-site-packages venv. 38.5.0: 38.6/38.7 pin a certifi the index lacks.
+AGENT_VENV := .venv-agent
+AGENT_STAMP := $(AGENT_VENV)/.installed
+AGENT_BASE := datadog-checks-base[deps]==38.5.0
+AGENT_SRC := $(shell find integrations/tcaudit -type f -not -path '*/tests/*' -not -name '*.pyc')
 
-.PHONY: setup test lint typecheck pytest vagrant-validate demo bench clean
+.PHONY: setup test lint typecheck pytest agent-test vagrant-validate demo bench clean
 
-setup: $(STAMP) /lib/modules/$(KREL)/build
+setup: $(STAMP) /lib/modules/$(KREL)/build $(AGENT_STAMP)
 
 # apt: only when a package is missing, so `make setup` is idempotent and quick when done
 .apt-done:
@@ -43,8 +50,22 @@ $(STAMP): .apt-done setup.cfg pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+# build the check's wheel, check what is in it, install it with the base it needs
+$(AGENT_STAMP): $(AGENT_SRC) | .apt-done
+	@test -x $(AGENT_VENV)/bin/python || $(PY_SYS) -m venv $(AGENT_VENV)
+	$(AGENT_VENV)/bin/pip install -q --disable-pip-version-check '$(AGENT_BASE)' pytest
+	rm -rf build/agent-wheel
+	$(AGENT_VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps -w build/agent-wheel integrations/tcaudit
+	$(AGENT_VENV)/bin/python integrations/tcaudit/check_wheel.py build/agent-wheel/datadog_tcaudit-*.whl
+	$(AGENT_VENV)/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps build/agent-wheel/datadog_tcaudit-*.whl
+	@touch $@
+
+# the check's tests, in its own venv, on the installed wheel (-p no:ddtrace: fast)
+agent-test: $(AGENT_STAMP)
+	cd integrations/tcaudit && ../../$(AGENT_VENV)/bin/python -m pytest -q -p no:ddtrace -p no:cacheprovider tests
+
 lint: setup
-	$(VENV)/bin/ruff check tcaudit bpf tests bench
+	$(VENV)/bin/ruff check tcaudit bpf tests bench integrations
 	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
@@ -64,7 +85,7 @@ pytest: setup
 vagrant-validate: .vagrant-done
 	VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate --ignore-provider
 
-test: lint typecheck vagrant-validate pytest
+test: lint typecheck vagrant-validate pytest agent-test
 
 demo: setup
 	$(PY) -m tcaudit.lab.demo
@@ -73,5 +94,5 @@ bench: setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .apt-done .vagrant-done .vagrant .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(AGENT_VENV) .apt-done .vagrant-done .vagrant .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

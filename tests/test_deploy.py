@@ -37,3 +37,30 @@ def test_collect_script_is_valid_bash_and_merges() -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     assert "tcaudit merge" in text and "kubectl -n tcaudit cp" in text
+
+
+def test_the_agent_check_daemonset_writes_where_the_check_reads() -> None:
+    docs = [
+        d for d in yaml.safe_load_all((DEPLOY / "tcaudit-agent-check.yaml").read_text()) if d
+    ]
+    [daemonset] = [d for d in docs if d["kind"] == "DaemonSet"]
+    spec = daemonset["spec"]["template"]["spec"]
+    assert spec["hostPID"] is True and spec["hostNetwork"] is True
+    [container] = spec["containers"]
+    assert "tcaudit recommend --format json -o /var/lib/tcaudit/recommend.json" in " ".join(
+        container["args"]
+    )
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+    for path in ("/var/lib/tcaudit", "/var/cache/tcaudit", "/run/tcaudit", "/run/netns"):
+        assert volumes[mounts[path]] == path
+    example = (DEPLOY.parent / "integrations" / "tcaudit" / "datadog_checks" / "tcaudit"
+               / "data" / "conf.yaml.example").read_text()
+    assert "status_path: /var/lib/tcaudit/recommend.json" in example
+
+
+def test_the_systemd_units_write_the_same_file() -> None:
+    service = (DEPLOY / "systemd" / "tcaudit-recommend.service").read_text()
+    assert "recommend --format json -o /var/lib/tcaudit/recommend.json" in service
+    timer = (DEPLOY / "systemd" / "tcaudit-recommend.timer").read_text()
+    assert "OnUnitActiveSec=5min" in timer and "WantedBy=timers.target" in timer

@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Final
 
+from tcaudit.inventory.trusted_files import read_trusted_json, trusted_directory_stat
 from tcaudit.kernel import nsfs
 from tcaudit.model import Netns
 
@@ -30,10 +30,6 @@ MADE_DIR: Final = "/run/tcaudit/made"
 def made_dir() -> Path:
     """Where the records live (TCAUDIT_MADE_DIR overrides)."""
     return Path(os.environ.get("TCAUDIT_MADE_DIR", MADE_DIR))
-
-
-def _closed(st: os.stat_result) -> bool:
-    return st.st_uid in (0, os.geteuid()) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def record(name: str, path: str) -> None:
@@ -69,21 +65,10 @@ def forget(path: str) -> None:
 def made_by_tcaudit(netns: Netns) -> bool:
     """True when a trusted record names this very namespace (inode and cookie)."""
     directory = made_dir()
-    try:
-        if not (stat.S_ISDIR((dst := os.lstat(directory)).st_mode) and _closed(dst)):
-            return False
-        fd = os.open(directory / f"{netns.id}.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    dst = trusted_directory_stat(directory)
+    if dst is None:
         return False
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != dst.st_uid or not _closed(st):
-            return False
-        doc = json.loads(os.read(fd, 1 << 16))
-    except (OSError, ValueError):
-        return False
-    finally:
-        os.close(fd)
+    doc = read_trusted_json(directory / f"{netns.id}.json", dst.st_uid, 1 << 16)
     if not isinstance(doc, dict) or doc.get("inode") != netns.id:
         return False
     try:

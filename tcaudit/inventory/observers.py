@@ -20,13 +20,15 @@ A filter named ``tcaudit_probe_...`` without such a record is a filter like any 
 
 from __future__ import annotations
 
-import json
 import os
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
+from tcaudit.inventory.trusted_files import (
+    read_trusted_json,
+    trusted_directory_stat,
+)
 from tcaudit.model import Entry, Hook, Interface, Netns, Scan, map_entries
 
 STATE_DIR: Final = "/run/tcaudit/probe"
@@ -56,27 +58,9 @@ class Observers:
     warnings: tuple[str, ...] = ()
 
 
-def _owner_ok(st: os.stat_result) -> bool:
-    return st.st_uid in (0, os.geteuid()) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
 def _records(path: Path, owner: int) -> list[object]:
     """The observers of one state file, or [] when the file is not to be trusted."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return []
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != owner or not _owner_ok(st):
-            return []
-        if st.st_size > MAX_STATE_BYTES:
-            return []
-        doc = json.loads(os.read(fd, MAX_STATE_BYTES + 1))
-    except (OSError, ValueError):
-        return []
-    finally:
-        os.close(fd)
+    doc = read_trusted_json(path, owner, MAX_STATE_BYTES)
     observers = doc.get("observers") if isinstance(doc, dict) else None
     return list(observers) if isinstance(observers, list) else []
 
@@ -98,24 +82,14 @@ def _key(record: object) -> ObserverKey | None:
         return None  # an older probe's record (no program id): not enough to trust
 
 
-def trusted_directory(directory: Path) -> bool:
-    """A real directory, owned by root or this user, that nobody else can write to."""
-    try:
-        st = os.lstat(directory)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and _owner_ok(st)
-
-
 def recorded_observers(directory: Path | None = None) -> Observers:
     """Every observer the trusted state files record; a warning when the directory is
     there but cannot be trusted (its records are then ignored)."""
     directory = directory or state_dir()
-    try:
-        st = os.lstat(directory)
-    except OSError:
+    if not os.path.lexists(directory):
         return Observers(frozenset())
-    if not stat.S_ISDIR(st.st_mode) or not _owner_ok(st):
+    st = trusted_directory_stat(directory)
+    if st is None:
         return Observers(
             frozenset(),
             (

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from tcaudit.errors import EnvironmentProblem
 from tcaudit.inventory.namespaces import discover
-from tcaudit.inventory.observers import state_dir, trusted_directory
+from tcaudit.inventory.observers import state_dir
+from tcaudit.inventory.trusted_files import trusted_directory
 from tcaudit.kernel import nsfs
 from tcaudit.kernel.abi import CLSACT_PARENT
 from tcaudit.kernel.rtnl import Netlink

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tcaudit.analysis import arith as AR
+from tcaudit.analysis import memo
 from tcaudit.analysis import refine as RF
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.scalar import Rng, Scalar
@@ -178,16 +179,27 @@ def widen(old: Value, new: Value) -> Value:
     return join(old, new)
 
 
+_ALUS = memo.table()
+_BRANCHES = memo.table()
+
+
 def alu(op: int, wide: bool, off: int, a: Value, b: Value, same: bool) -> Value:
     """``a op b``; ``same`` when both operands are one register (``x ^ x`` is 0)."""
     ta = type(a)
     tb = type(b)
     if (ta is frozenset or ta is Rng) and (tb is frozenset or tb is Rng):
-        if same:
-            r = AR.same_reg(op, wide, a)  # type: ignore[arg-type]
-            if r is not None:
-                return r
-        return AR.alu(op, wide, off, a, b, "arithmetic")  # type: ignore[arg-type]
+        key = (op, wide, off, a, b, same)
+        try:
+            return _ALUS[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        r = AR.same_reg(op, wide, a) if same else None  # type: ignore[arg-type]
+        if r is None:
+            r = AR.alu(op, wide, off, a, b, "arithmetic")  # type: ignore[arg-type]
+        if len(_ALUS) >= memo.LIMIT:
+            _ALUS.clear()
+        _ALUS[key] = r
+        return r
     if same and op in (AR.SUB, AR.XOR):
         return ZERO
     if ta is Far or tb is Far:
@@ -278,7 +290,16 @@ Side = tuple[Value | None, Value | None]
 def branch(op: int, wide: bool, a: Value, b: Value) -> tuple[Side, Side]:
     """(taken, not taken): refined (dst, src); None marks an infeasible side."""
     if (type(a) is frozenset or type(a) is Rng) and (type(b) is frozenset or type(b) is Rng):
-        return RF.branch(op, wide, a, b)
+        key = (op, wide, a, b)
+        try:
+            return _BRANCHES[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        got = RF.branch(op, wide, a, b)
+        if len(_BRANCHES) >= memo.LIMIT:
+            _BRANCHES.clear()
+        _BRANCHES[key] = got
+        return got
     if op == RF.JEQ and wide:
         # a pointer equal to a constant is that number (e.g. NULL checks)
         if is_scalar(b) and not may_be_frame(a):

@@ -278,7 +278,10 @@ class ProgAnalyser(Memory):
             pc = bpc
             rt, st, links = states[pc]
             regs = list(rt)
-            slots = dict(st)
+            # copy on write: a block that stores nothing hands its entry slots on as the
+            # same object, and a merge of two paths that both did skips the slot join
+            slots = st
+            own = False
             steps = 0
             while True:
                 if pc >= n:
@@ -286,6 +289,9 @@ class ProgAnalyser(Memory):
                     break
                 kind, op, dst, src, off, imm, kval, wide, tgt = ops[pc]
                 steps += 1
+                if not own and kind in _WRITES_SLOTS:
+                    slots = dict(slots)
+                    own = True
                 if kind == K_MOV:
                     if src < 0:
                         regs[dst] = kval
@@ -537,6 +543,9 @@ class ProgAnalyser(Memory):
 
 
 _CALL_CLOBBERS = (0, 1, 2, 3, 4, 5, 11)
+_WRITES_SLOTS = frozenset((K_STX, K_ST, K_CALL, K_TAILCALL, K_PCALL, K_ATOMIC, K_KFUNC,
+                           K_LDABS))
+"""Instructions that may change the slots (the others only read them)."""
 _Args = tuple[Value | None, ...]
 """What a subprogram's r1-r5 are known to be (ctx, caller-frame pointers), else None."""
 _FuncKey = tuple[int, _Args, CbState, CfState]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from tcaudit.analysis import insns as I
+from tcaudit.analysis import memo
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import Ptr, Value
 from tcaudit.analysis.insns import Insn
@@ -62,6 +63,10 @@ _JCOND_OPS = frozenset((
     I.BPF_JLT, I.BPF_JLE, I.BPF_JSLT, I.BPF_JSLE,
 ))
 _INVALID: Op = (K_INVALID, 0, 0, 0, 0, 0, _EMPTY, False, 0)
+_PC_FREE = frozenset((I.BPF_ALU, I.BPF_ALU64, I.BPF_LDX, I.BPF_ST, I.BPF_STX))
+"""Instruction classes whose op depends on the instruction alone (no jump target, no
+second half): memoised across programs (``memo``)."""
+_OPS: dict[Insn, Op] = memo.table()
 
 
 class Prepared:
@@ -90,8 +95,19 @@ class Prepared:
         has_cb = False
         callees: set[int] = set()
         pc = 0
+        ops_of = _OPS
         while pc < n:
-            op = self._prep(insns, pc)
+            insn = insns[pc]
+            if insn.code & 0x07 in _PC_FREE:
+                # the op of an instruction that names no other one depends on it alone
+                op = ops_of.get(insn)
+                if op is None:
+                    op = self._prep(insns, pc)
+                    if len(ops_of) >= memo.LIMIT:
+                        ops_of.clear()
+                    ops_of[insn] = op
+            else:
+                op = self._prep(insns, pc)
             if pc in unknown:
                 op = _unknown_operand(op, hulls.get(pc) if hulls else None)
             ops.append(op)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from tcaudit.analysis import memo
 from tcaudit.analysis.tnum import tnum_join, tnum_range
 
 M64 = (1 << 64) - 1
@@ -86,10 +87,30 @@ def sized(bits: int, reason: str, signed: bool = False) -> Rng:
 Scalar = frozenset[int] | Rng
 
 
+_NORMS = memo.table()
+_JOINS = memo.table()
+
+
 def norm(
     smin: int, smax: int, umin: int, umax: int, tv: int, tm: int, reason: str
 ) -> Scalar | None:
-    """Sync the views (reg_bounds_sync); None if they contradict; small ranges become sets."""
+    """Sync the views (reg_bounds_sync); None if they contradict; small ranges become
+    sets. Memoised (``memo``)."""
+    key = (smin, smax, umin, umax, tv, tm, reason)
+    try:
+        return _NORMS[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    out = _norm(smin, smax, umin, umax, tv, tm, reason)
+    if len(_NORMS) >= memo.LIMIT:
+        _NORMS.clear()
+    _NORMS[key] = out
+    return out
+
+
+def _norm(
+    smin: int, smax: int, umin: int, umax: int, tv: int, tm: int, reason: str
+) -> Scalar | None:
     for _ in range(2):
         before = (smin, smax, umin, umax, tv, tm)
         # known bits -> unsigned bounds
@@ -210,6 +231,19 @@ def join(a: Scalar, b: Scalar) -> Scalar:
         return u if len(u) <= CAP else make_set(u, f"more than {CAP} possible values")
     if a == b:
         return a
+    key = (a, b)
+    try:
+        return _JOINS[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    out = _join(a, b)
+    if len(_JOINS) >= memo.LIMIT:
+        _JOINS.clear()
+    _JOINS[key] = out
+    return out
+
+
+def _join(a: Scalar, b: Scalar) -> Scalar:
     # fast paths: a value inside the other, and two overlapping plain bounds
     if type(a) is Rng and not a.parts:
         if type(b) is frozenset:

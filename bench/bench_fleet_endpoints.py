@@ -18,6 +18,8 @@ Measured in one run:
   - ``bpftool prog dump xlated id N`` of a fixed sample of 100 of the programs (every
     P/100-th id), scaled to all P programs (the sample is timed, not the whole set),
   - peak RSS of the scan (wait4's ru_maxrss; tcaudit runs no worker processes).
+  - beside them (``make bench``: bench/baseline.py), the baseline commit's code on the
+    same fixture, cold and warm once each.
 Targets: cold <= 2.0 s, warm <= 0.3 s, >= 50x faster than bpftool, RSS <= 200 MB.
 The last line printed is the summary the issue asks for. Exit status 1 on a miss.
 
@@ -31,6 +33,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -43,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import baseline  # noqa: E402
 import fleet_tree as F  # noqa: E402
 
 from tcaudit.analysis.insns import encode  # noqa: E402
@@ -103,10 +107,12 @@ def build(
     return prog_ids, xlated, names
 
 
-def timed_rss(argv: list[str], env: dict[str, str]) -> tuple[float, int, bytes, int]:
+def timed_rss(argv: list[str], env: dict[str, str],
+              cwd: Path | None = None) -> tuple[float, int, bytes, int]:
     """(wall seconds, the child's own peak RSS from wait4 in KiB, stdout, exit code)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                            cwd=cwd)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -135,6 +141,10 @@ def main() -> int:
     parser.add_argument("--cold", type=int, default=2, help="cold runs (median)")
     parser.add_argument("--warm", type=int, default=3, help="warm runs (median)")
     args = parser.parse_args()
+    # a TERM (a CI timeout, make interrupted) unwinds like an error: the sandbox's
+    # namespaces and the temporary caches are removed on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    baseline_line = ""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
 
@@ -174,6 +184,24 @@ def main() -> int:
             print(f"the scan sees {entries} entries, {known} with a known verdict")
             if entries < args.endpoints:
                 raise SystemExit(f"expected {args.endpoints} entries, saw {entries}")
+            base = baseline.tree()
+            if base is None:
+                print("(no baseline checkout: run through make bench to time it beside "
+                      "this one)")
+            else:
+                # the same command on the same fixture, the baseline's code (its own
+                # cache, if it has one, empty first): once, it takes a while
+                cache = tmp / "baseline"
+                cache.mkdir(mode=0o700)
+                benv = {**env, "TCAUDIT_CACHE_DIR": str(cache), "PYTHONPATH": str(base)}
+                bcold, bpeak, bout, bcode = timed_rss(argv, benv, cwd=base)
+                bwarm, _p, _o, _c = timed_rss(argv, benv, cwd=base)
+                bentries, bknown = verdicts(json.loads(bout))
+                baseline_line = (f"baseline {baseline.commit()[:12]}: cold {bcold:.2f} s, "
+                                 f"warm {bwarm:.2f} s, exit {bcode}, peak RSS "
+                                 f"{bpeak / 1024:.0f} MB, {bknown} of {bentries} entries "
+                                 "with a known verdict")
+                print(baseline_line, flush=True)
 
             bpftool = shutil.which("bpftool")
             sample = prog_ids[:: max(1, len(prog_ids) // 100)][:100]
@@ -203,6 +231,8 @@ def main() -> int:
     print()
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    if baseline_line:
+        print(baseline_line)
     print(f"fleet endpoints={args.endpoints} programs={len(prog_ids)} insns={xlated} "
           f"cold={cold_s:.2f} s warm={warm_s:.2f} s bpftool={bpftool_all:.1f} s "
           f"ratio={ratio:.1f} rss={rss_mb:.0f} MB")

@@ -5,10 +5,13 @@
   instructions, a conditional jump every 4-5 instructions like real parsing code,
   spills, helper calls whose errors are compared and returned, drop codes carried in
   cb[] into a drop-notify tail call.
-- *straight tree* (the baseline of earlier rounds): a root that parses the packet and
+- *straight tree* (the tree of earlier rounds): a root that parses the packet and
   tail-calls into ten programs with bounds checks, map lookups, helper calls, spills,
   subprograms (one with a bounded loop) and verdicts OK, SHOT, REDIRECT and UNSPEC; its
   code runs almost straight through (about one interpreted step per instruction).
+
+Beside them, in the same run, the baseline commit's engine (bench/BASELINE, checked out
+by ``make bench``) analyses the same two trees.
 
 Every repetition is a fresh ``closure.analyse`` with the scalar memo tables emptied
 first (``analysis.memo``: no memo survives it, and it reads no disk cache). Prints
@@ -23,18 +26,34 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+# --engine-from DIR: the engine of another checkout (the baseline, bench/baseline.py)
+# analyses the same trees; it must be on the path before tcaudit is first imported
+ENGINE = HERE.parent
+if "--engine-from" in sys.argv:
+    ENGINE = Path(sys.argv[sys.argv.index("--engine-from") + 1])
+sys.path.insert(0, str(ENGINE))
+sys.path.insert(0, str(HERE))
 
-from tcaudit.analysis import insns as I
-from tcaudit.analysis import memo
-from tcaudit.analysis.closure import ProgramCode, analyse
-from tcaudit.analysis.insns import Insn
+import baseline  # noqa: E402
+
+from tcaudit.analysis import insns as I  # noqa: E402
+from tcaudit.analysis.closure import ProgramCode, analyse  # noqa: E402
+from tcaudit.analysis.insns import Insn  # noqa: E402
+
+try:
+    from tcaudit.analysis import memo
+
+    forget = memo.forget
+except ImportError:  # a baseline engine before the memo tables
+    def forget() -> None:
+        pass
 
 PROG_ARRAY = 167
 CT_MAP = 300
@@ -330,7 +349,7 @@ def measure(label: str, root: ProgramCode, source: Source, count: int,
     times = []
     result = analyse(root, source)
     for _ in range(repeat):
-        memo.forget()
+        forget()
         t0 = time.perf_counter()
         result = analyse(root, source)
         times.append(time.perf_counter() - t0)
@@ -348,9 +367,23 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--insns", type=int, default=12_000, help="size of the straight tree")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--engine-from", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    speed = measure("endpoint tree", *build_endpoint_tree(), repeat=args.repeat)
-    measure("straight tree (baseline)", *build_tree(args.insns), repeat=args.repeat)
+    label = "" if args.engine_from is None else "[baseline engine] "
+    speed = measure(f"{label}endpoint tree", *build_endpoint_tree(), repeat=args.repeat)
+    measure(f"{label}straight tree (the earlier rounds' tree)", *build_tree(args.insns),
+            repeat=args.repeat)
+    if args.engine_from is not None:
+        return 0
+    base = baseline.tree()
+    if base is None:
+        print("(no baseline checkout: run through make bench to time it beside this one)")
+    else:
+        print(f"\nthe same trees, the baseline's engine ({baseline.commit()[:12]}):",
+              flush=True)
+        subprocess.run([sys.executable, __file__, "--engine-from", str(base),
+                        "--insns", str(args.insns), "--repeat", str(args.repeat)],
+                       check=True)
     met = speed >= TARGET
     print(f"\n{'PASS' if met else 'FAIL'}  analysis >= {TARGET:,} insns/s on one core on the "
           f"endpoint tree ({speed:,.0f}; {speed / TARGET:.0%} of the target)")

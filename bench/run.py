@@ -1,20 +1,33 @@
-"""`make bench`: run every bench/bench_*.py in turn; exit 1 if any missed its targets."""
+"""`make bench`: run every bench/bench_*.py in turn, beside the baseline commit of
+bench/BASELINE where a benchmark supports it (baseline.py); exit 1 if any missed its
+targets."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import baseline  # noqa: E402
 
 
 def main() -> int:
     failed = []
-    for script in sorted(HERE.glob("bench_*.py")):
-        print(f"\n=== {script.name} ===", flush=True)
-        if subprocess.run([sys.executable, str(script)]).returncode != 0:
-            failed.append(script.name)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the worktree goes too
+    with baseline.checkout() as base:
+        env = dict(os.environ)
+        if base is not None:
+            env[baseline.ENV] = str(base)
+            print(f"baseline: {baseline.commit()[:12]} checked out at {base}")
+        for script in sorted(HERE.glob("bench_*.py")):
+            print(f"\n=== {script.name} ===", flush=True)
+            if subprocess.run([sys.executable, str(script)], env=env).returncode != 0:
+                failed.append(script.name)
     if failed:
         print(f"\nmissed targets: {', '.join(failed)}")
         return 1

@@ -21,6 +21,8 @@ from tcaudit.analysis.scalar import (
     norm,
     s32,
     s64,
+    sext,
+    trunc32,
     union,
 )
 
@@ -106,13 +108,29 @@ def branch(op: int, wide: bool, a: Scalar, b: Scalar) -> tuple[Side, Side]:
     if op == JSET:
         return _jset(wide, a, b)
     if not wide:
-        # JMP32 refines only where the 32-bit comparison is the 64-bit one
+        # JMP32 refines where the 32-bit comparison is the 64-bit one, and a signed one
+        # of two zero-extended 32-bit values through their sign-extended views (a
+        # helper's -errno moved to a w register and tested with `if w8 s< 0`)
         signed = op in (JSGT, JSGE, JSLT, JSLE)
         if not (_fits32(a, signed) and _fits32(b, signed)):
+            if signed and _fits32(a, False) and _fits32(b, False):
+                return _signed32(op, a, b)
             return (a, b), (a, b)
     taken = _refine(op, a, b)
     not_taken = _refine(_NEGATE[op], a, b)
     return taken, not_taken
+
+
+def _signed32(op: int, a: Scalar, b: Scalar) -> tuple[Side, Side]:
+    """A signed JMP32 comparison of two values whose upper 32 bits are zero: compared
+    as their sign-extended low halves (a 64-bit signed comparison of those is the
+    32-bit one), each refinement zero-extended back."""
+    (at, bt), (af, bf) = branch(op, True, sext(a, 32), sext(b, 32))
+
+    def back(v: Scalar | None) -> Scalar | None:
+        return None if v is None else trunc32(v)
+
+    return (back(at), back(bt)), (back(af), back(bf))
 
 
 def _drop_parts(r: Rng) -> Rng:

@@ -430,6 +430,13 @@ def trunc32(v: Scalar) -> Scalar:
     if r.smin >= S32_MIN and r.smax <= S32_MAX and (r.smin >= 0 or r.smax < 0):
         lo, hi = r.smin & M32, r.smax & M32
         out = norm(0, M32, lo, hi, r.tv & M32, r.tm & M32, r.reason)
+    elif r.smin >= S32_MIN and r.smax <= S32_MAX:
+        # a sign-extended 32-bit value that crosses zero (a helper's 0 or -errno): its
+        # non-negative part and its negative part, each zero-extended
+        neg = norm(r.smin, -1, r.smin & M64, M64, 0, M64, r.reason)
+        pos = norm(0, r.smax, 0, r.smax, 0, M64, r.reason)
+        assert neg is not None and pos is not None
+        return union((trunc32(neg), trunc32(pos)))
     else:
         out = norm(0, M32, 0, M32, r.tv & M32, r.tm & M32, r.reason)
     assert out is not None
@@ -455,6 +462,13 @@ def sext(v: Scalar, bits: int) -> Scalar:
         out = norm(lo, hi, lo, hi, r.tv & mask, r.tm & mask, r.reason)
     elif lo >= half:
         out = norm(lo - 2 * half, hi - 2 * half, 0, M64, 0, M64, r.reason)
+    elif lo > 0 or hi < mask:
+        # both signs, not every value: the two halves apart ({0} and [-4095, -1] stay
+        # two parts, not every 32-bit value)
+        low = norm(lo, half - 1, lo, half - 1, 0, M64, r.reason)
+        high = norm(half - 2 * half, hi - 2 * half, 0, M64, 0, M64, r.reason)
+        assert low is not None and high is not None
+        return union((low, high))
     else:
         out = norm(-half, half - 1, 0, M64, 0, M64, r.reason)
     assert out is not None

@@ -33,7 +33,7 @@ from tcaudit.analysis.meaning import Mode, effective
 from tcaudit.kernel import bpf
 from tcaudit.lab.sandbox import Sandbox
 from tests import bpfasm as A
-from tests.bpfasm import R0, R1, R2, R3, R4, R5, R6, R10, Label
+from tests.bpfasm import R0, R1, R2, R3, R4, R5, R6, R8, R10, Label
 from tests.conftest import require_privileged
 
 PATTERNS = Path(__file__).resolve().parents[1] / "bpf" / "patterns.c"
@@ -276,7 +276,34 @@ def prov_xchg() -> tuple[I.Insn, ...]:
     )
 
 
+def err32_signed() -> tuple[I.Insn, ...]:
+    """A helper's 0 or -errno moved to a 32-bit register, tested with a signed JMP32
+    (`if w8 s< 0`) and returned when it is not negative and not SHOT (the shape clang
+    gives an `int ret` error path of real datapaths). The zero-extended register holds
+    {0} or [2^32 - 4095, 2^32 - 1]: only its sign-extended view says which side of the
+    test each lies on. Truth {OK, SHOT}."""
+    return A.asm(
+        A.mov(R6, R1),
+        A.ldx(4, R2, R6, CTX_MARK),
+        A.and_(R2, 0x1FF),
+        A.mov(R1, R6),
+        A.mov(R3, R10),
+        A.add(R3, -8),
+        A.mov(R4, 4),
+        A.call("skb_load_bytes"),
+        A.mov32(R8, R0),
+        A.jmp32("slt", R8, 0, "drop"),
+        A.jmp32("ne", R8, 2, "out"),
+        Label("drop"),
+        A.mov32(R8, 2),
+        Label("out"),
+        A.mov32(R0, R8),
+        A.exit_(),
+    )
+
+
 RAW: dict[str, Callable[[], tuple[I.Insn, ...]]] = {
+    "err32_signed": err32_signed,
     "prov_join": prov_join,
     "prov_helper": prov_helper,
     "prov_var_store": prov_var_store,
@@ -336,6 +363,7 @@ TRUTH: dict[str, Truth] = {
     "prov_helper": exact(0, 7),
     "prov_var_store": exact(0, 2),
     "prov_xchg": exact(0, 7),
+    "err32_signed": exact(0, 2),
 }
 C_PROGRAMS = tuple(name for name in TRUTH if name not in RAW)
 NAMES = tuple(TRUTH)

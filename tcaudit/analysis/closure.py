@@ -254,6 +254,17 @@ class _Ctx:
             if loc is not None:
                 self.locals[node] = loc
                 return loc
+        scan_wide = self.shared is not None and key is not None and (
+            key != self.root_key or self.root is None)
+        if scan_wide:
+            # a program analysed on its own in an earlier tree of this scan, entered
+            # with the same cb state: its local answer depends on nothing else
+            assert self.shared is not None
+            loc = self.shared.own.get(node)
+            if loc is not None:
+                self.shared.stats.reused += 1
+                self.locals[node] = loc
+                return loc
         code = self.code(key)
         if code is None:
             loc = Local([], {}, [], f"tail-call target prog {key} unreadable")
@@ -266,6 +277,10 @@ class _Ctx:
                 loc = ProgAnalyser(prep, self.env, cb, code.map_ids).run()
             finally:
                 self.active.discard(node)
+            if scan_wide and all(site.main for site in loc.sites):
+                # (a tail call from a subprogram returns this tree's values into it)
+                assert self.shared is not None
+                self.shared.own[node] = loc
         self.locals[node] = loc
         return loc
 

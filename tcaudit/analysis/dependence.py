@@ -372,6 +372,10 @@ class _Pass:
                     forget_exact(fl, slots)
                     clobber(fl, org, fo)
                 elif kind == K_PCALL:
+                    if anyx & F and any(fl[r] & F for r in range(1, 6)):
+                        # it could load the spilled pointer and write through it
+                        raise Depends(f"a subprogram given a frame a frame pointer was "
+                                      f"spilled to (insn {pc})")
                     tainted_frame = bool(anyx & (T | A)) or any(
                         f & (T | A) for _s, f in slots.values())
                     cargs = tuple(to_callee(fl[r]) for r in range(1, 6))
@@ -453,25 +457,33 @@ class _Pass:
 
     @staticmethod
     def _slot_flags(base: int | None, off: int, size: int, slots: Slots, anyx: int) -> int:
+        """What a load from the frame may give: the flags of the slots it may read, and
+        of ``anyx`` (a spilled frame pointer among them, see ``_store``)."""
         if base is None:
             got = anyx
             for _s, f in slots.values():
                 got |= f
-            return got & KEEP
+            return got & (KEEP | F)
         lo = base + off
         got = anyx
         for k, (s, f) in slots.items():
             if k < lo + size and lo < k + s:
                 got |= f
-        return got & KEEP
+        return got & (KEEP | F)
 
     def _store(self, pc: int, fl: list[int], fo: list[int | None], slots: Slots, anyx: int,
                dst: int, off: int, size: int, v: int, exact: int | None = None) -> int:
         b = fl[dst]
         if b & T:
             raise Depends(f"a store at a tainted address (insn {pc})")
-        if v & (F | P):
-            raise Depends(f"a frame pointer stored to memory (insn {pc})")
+        if v & P:
+            raise Depends(f"a pointer into a caller's frame stored to memory (insn {pc})")
+        if v & F and b & F:
+            # a pointer into this frame spilled to it: from here on any stack load may
+            # give it back, at an offset not followed (the engine's "escaped" mode). The
+            # verifier makes a pointer loaded from the context or a map value a scalar,
+            # so a frame pointer stored anywhere else never comes back as one.
+            anyx |= F
         if b & C and v & T and not b & (P | A | R):
             cb = self.cb_range
             if cb is None or not (cb[0] <= off and off + size <= cb[1]):

@@ -46,6 +46,8 @@ MAX_DIFFS = 512
 """A copy differing in more immediates than this is not treated as a copy."""
 MAX_TREE = 4096
 """Programs followed per scan when looking for copies."""
+MAX_ROUNDS = 64
+"""Checks of one tree, each with one more program on its own, before none is shared."""
 
 
 class Code(Protocol):
@@ -127,6 +129,18 @@ class ShapeStats:
     shared: int = 0  # analyses given to a copy from its family
     dependent: int = 0  # families analysed copy by copy (their answer may differ)
     trees: int = 0  # trees answered as a renamed copy of another
+    reused: int = 0  # own analyses of a program given to another tree of the scan
+    alone: int = 0  # programs of a sharing tree analysed on their own (their family's
+    # varying constants reach their answer)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The programs of one tree that take their family's answer; ``whole`` when all of
+    them do (the tree's answer is then a renamed copy's, ``tree_copy``)."""
+
+    shared: frozenset[int]
+    whole: bool
 
 
 class Shapes:
@@ -143,7 +157,12 @@ class Shapes:
         self._family: dict[int, Family | None] = {}
         self._built = False
         self._checked: dict[tuple[int, Entry], tuple[str | None, Entry]] = {}
-        self._trees: dict[int, bool] = {}
+        self._plans: dict[int, _Plan] = {}
+        self.own: dict[tuple[int | None, CbState], Local] = {}
+        """(prog id, entry cb state) -> that program's analysis on its own (no family
+        shared): the same in every tree of the scan that reaches it so (``closure``).
+        A CNI's node-wide policy prog array puts every endpoint's policy program in
+        every endpoint's tree, which would otherwise be analysed once per tree."""
 
     # -- grouping --------------------------------------------------------------------
 
@@ -291,7 +310,7 @@ class Shapes:
         if fam is None or any(_has_map(v) for _o, _s, v in cb):
             return None
         root = ctx.root_key
-        if root is None or not self._tree_ok(root, ctx) or fam.prep is None:
+        if root is None or prog_id not in self._plan(root, ctx).shared or fam.prep is None:
             return None
         if cb not in fam.locals:
             fam.locals[cb] = self._analyse(fam, cb, ctx)
@@ -369,38 +388,77 @@ class Shapes:
         return progs, maps
 
     def _tree_ok(self, root: int, ctx: TreeContext) -> bool:
-        """No varying value of any copy in the tree can reach the answer: every
-        program of the tree (prog arrays followed) is checked, with the cb[] bytes
-        tainted by the programs that may tail-call it."""
-        done = self._trees.get(root)
+        """Every program of the tree takes its family's answer: no varying value of any
+        copy in it can reach the answer."""
+        return self._plan(root, ctx).whole
+
+    def _plan(self, root: int, ctx: TreeContext) -> _Plan:
+        """Which programs of the tree may take their family's shared answer.
+
+        Every program of the tree (prog arrays followed) is checked with the cb[] bytes
+        tainted by the programs that may tail-call it. One whose answer a varying
+        constant of its own family can reach is analysed on its own instead, and its
+        targets are checked with the taint its own code passes on from its entry. When
+        even a program's own code lets its entry's taint reach its answer, the caller
+        that handed it that taint is analysed on its own too and the tree is checked
+        again; when that caller is the root, or already on its own, or this goes on
+        past MAX_ROUNDS, nothing in the tree is shared (always sound).
+        """
+        done = self._plans.get(root)
         if done is not None:
             return done
-        ok = True
+        forced: set[int] = set()
+        plan = _Plan(frozenset(), False)
+        for _round in range(MAX_ROUNDS):
+            got = self._walk(root, forced, ctx)
+            if isinstance(got, _Plan):
+                plan = got
+                break
+            if got is None:
+                break
+            forced.add(got)
+        self._plans[root] = plan
+        if not plan.whole:
+            self.stats.dependent += 1
+        return plan
+
+    def _walk(self, root: int, forced: set[int], ctx: TreeContext) -> _Plan | int | None:
+        """One pass over the tree with the programs of ``forced`` on their own: the
+        plan, or the nearest caller still sharing on the way to a program whose own
+        code lets its entry's taint reach its answer (the taint came from there or
+        through it; None: no caller to blame, or the tree is too big to check)."""
         seen: set[tuple[int, Entry]] = set()
-        todo: list[tuple[int, Entry]] = [(root, NO_ENTRY)]
+        visited: set[int] = set()
+        alone: set[int] = set()
+        todo: list[tuple[int, Entry, tuple[int, ...]]] = [(root, NO_ENTRY, ())]
         while todo and len(seen) < MAX_TREE:
-            pid, entry = todo.pop()
+            pid, entry, path = todo.pop()
             if (pid, entry) in seen:
                 continue
             seen.add((pid, entry))
-            why, out = self._check(pid, entry, ctx)
+            visited.add(pid)
+            why: str | None = "on its own"
+            if pid not in forced:
+                why, out = self._check(pid, entry, ctx)
             if why is not None:
-                ok = False
-                break
+                why, out = self._check(pid, entry, ctx, own=True)
+                if why is not None:
+                    return next((c for c in reversed(path) if c not in forced), None)
+                alone.add(pid)
             for mid in self._maps(pid):
                 slots = self.source.prog_array(mid)
                 for t in (slots or {}).values():
-                    todo.append((t, out))
+                    todo.append((t, out, (*path, pid)))
         if todo:
-            ok = False  # too big to check
-        self._trees[root] = ok
-        if not ok:
-            self.stats.dependent += 1
-        return ok
+            return None
+        self.stats.alone += len(alone)
+        return _Plan(frozenset(visited - alone), not alone)
 
-    def _check(self, pid: int, entry: Entry,
-               ctx: TreeContext) -> tuple[str | None, Entry]:
-        fam = self._family.get(pid)
+    def _check(self, pid: int, entry: Entry, ctx: TreeContext,
+               own: bool = False) -> tuple[str | None, Entry]:
+        """The dependence pass over the program's family's code (``own``: over its own
+        code, nothing varying) entered with ``entry``'s taint."""
+        fam = None if own else self._family.get(pid)
         key = (id(fam) if fam is not None else -pid - 1, entry)
         got = self._checked.get(key)
         if got is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as hs
 
 from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
@@ -19,7 +19,7 @@ from tcaudit.analysis.dependence import depends
 from tcaudit.analysis.insns import Insn, encode
 from tcaudit.analysis.prepare import Prepared, operand_hull
 from tcaudit.analysis.shapes import Shapes
-from tests.analysis.test_verdicts_props import trees
+from tests.analysis.test_verdicts_props import fp_trees, trees
 from tests.bpfasm import (
     HELPERS,
     R0,
@@ -35,6 +35,7 @@ from tests.bpfasm import (
     Item,
     Label,
     add,
+    and_,
     call,
     exit_,
     jmp,
@@ -45,6 +46,7 @@ from tests.bpfasm import (
     mov,
     mov32,
     program,
+    pseudo_call,
     st,
     stx,
 )
@@ -170,6 +172,57 @@ def test_a_returned_constant_that_differs_is_not_shared() -> None:
     assert [shared[r].possible for r in roots] == [
         frozenset({0, 2}), frozenset({2}), frozenset({2, 7})]
     assert shapes.stats.dependent >= 1
+
+
+def test_one_dependent_family_leaves_the_rest_of_the_tree_shared() -> None:
+    """The copies of ``decide`` return different constants, so each is analysed on
+    its own; the roots (which differ in address and ifindex only) still take their
+    family's answer."""
+    source, roots = fleet(4, verdict_slot=[1, 1, 1, 1], returned=[0, 2, 7, 0],
+                          limit=[1, 1, 1, 1])
+    own, shared, shapes = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+    assert [shared[r].possible for r in roots] == [
+        frozenset({0, 2}), frozenset({2}), frozenset({2, 7}), frozenset({0, 2})]
+    assert shapes.stats.alone == 4  # each tree's decide
+    assert shapes.stats.shared >= 3  # roots 2-4 (and the redirect copies) shared
+    assert shapes.stats.trees == 0  # no tree is a whole copy of another
+
+
+def node_wide(n: int, returned: list[int]) -> tuple[CopySource, list[int]]:
+    """Every root tail-calls, by a packet-chosen index, into one node-wide prog array
+    that holds every endpoint's ``decide`` (a CNI's policy array): each tree holds all
+    of them, and the decides differ in the constant they return."""
+    programs: dict[int, ProgramCode] = {}
+    slots: dict[int, int] = {}
+    for k in range(1, n + 1):
+        base = 100 * k
+        root = program(
+            mov(R6, R1), ldx(4, R3, R6, 8), and_(R3, 63), mov(R1, R6),
+            *ld_map(R2, NODE_ARRAY), call("tail_call"), mov(R0, 2), exit_(),
+            prog_id=base, name="root")
+        decide = program(mov(R0, returned[k - 1]), exit_(), prog_id=base + 2, name="decide")
+        programs[base] = ProgramCode(base, "root", root.insns, root.func_starts,
+                                     (NODE_ARRAY,))
+        programs[base + 2] = ProgramCode(base + 2, "decide", decide.insns,
+                                         decide.func_starts, ())
+        slots[k] = base + 2
+    return CopySource(programs, {NODE_ARRAY: slots}), [100 * k for k in range(1, n + 1)]
+
+
+NODE_ARRAY = 600
+
+
+def test_programs_analysed_on_their_own_are_analysed_once_per_scan() -> None:
+    n = 5
+    source, roots = node_wide(n, [0, 2, 7, 0, 2])
+    own, shared, shapes = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+        assert shared[r].possible == frozenset({0, 2, 7})
+    # the first tree analyses the five decides, the other four trees reuse them
+    assert shapes.stats.reused == (n - 1) * n
 
 
 def test_a_tail_call_index_that_differs_is_not_shared() -> None:
@@ -393,11 +446,27 @@ def test_dependence_rules() -> None:
     # ... but not one of its bytes that are the same in every copy
     assert why(*ld_map_value(R1, 9, 4), ldx(4, R0, R1, 0), exit_(), varying=set(),
                maps={9: frozenset({1})}) is None
+    # a pointer into the frame spilled to the frame (clang keeps a buffer's address so):
+    # followed, conservatively: a varying value stored through the reloaded pointer
+    # reaches every later stack load, wherever it points
+    spill = [mov(R3, R10), add(R3, -16), stx(8, R10, -24, R3)]
+    assert why(*spill, mov(R6, 5), st(8, R10, -8, 0), ldx(8, R0, R10, -8), exit_(),
+               varying={3}) is None
+    assert why(*spill, mov(R6, 5), ldx(8, R4, R10, -24), stx(8, R4, 0, R6),
+               ldx(8, R0, R10, -8), exit_(), varying={3})
+    assert why(*spill, mov(R6, 5), ldx(8, R4, R10, -24), stx(8, R4, 0, R6),
+               mov(R0, 0), exit_(), varying={3}) is None
+    # ... and a subprogram handed that frame could write through it: depends
+    assert why(*spill, mov(R6, 5), mov(R1, R10), add(R1, -32), pseudo_call("sub"),
+               mov(R0, 0), exit_(), Label("sub"), mov(R0, 0), exit_(), varying={3})
+    assert why(*spill, mov(R6, 5), mov(R1, 0), mov(R3, 0), pseudo_call("sub"),
+               mov(R0, 0), exit_(), Label("sub"), mov(R0, 0), exit_(), varying={3}) is None
 
 
 # -- property: sharing never changes an answer --------------------------------------
 
-def perturb(code: ProgramCode, rnd: random.Random, prog_id: int) -> ProgramCode:
+def perturb(code: ProgramCode, rnd: random.Random, prog_id: int,
+            rate: float = 0.3) -> ProgramCode:
     """The same program with some value immediates changed (an endpoint's copy)."""
     out = []
     prev_ldimm = False
@@ -409,7 +478,7 @@ def perturb(code: ProgramCode, rnd: random.Random, prog_id: int) -> ProgramCode:
         if prev_ldimm:
             value = False
         prev_ldimm = ins.code == 0x18
-        if value and rnd.random() < 0.3:
+        if value and rnd.random() < rate:
             ins = Insn(ins.code, ins.dst, ins.src, ins.off, rnd.choice((0, 1, 2, 7, -1, 5, 99)))
         out.append(ins)
     return ProgramCode(prog_id, code.name, tuple(out), code.func_starts, code.map_ids)
@@ -431,3 +500,46 @@ def test_sharing_never_changes_an_answer(tree: object, seed: int) -> None:
     for r in copies:
         same(own[r], shared[r])
 
+
+
+def copy_tree(tree: object, rnd: random.Random, copies: int) -> tuple[CopySource, list[int]]:
+    """``copies`` endpoints' trees made of one generated tree: each copy's programs
+    (ids k*1000 + id) with some value immediates changed, in a prog array of its own
+    (the copy's ld_imm64 map references point at it)."""
+    src = tree.source  # type: ignore[attr-defined]
+    programs: dict[int, ProgramCode] = dict(src.programs)
+    arrays: dict[int, dict[int, int]] = {m: dict(a) for m, a in src.arrays.items()}
+    roots = [tree.root.prog_id]  # type: ignore[attr-defined]
+    for k in range(1, copies):
+        array = PROG_ARRAY_OF_COPY + k
+        for pid, code in src.programs.items():
+            # some programs alike in every copy, some with a few constants changed
+            p = perturb(code, rnd, k * 1000 + pid, rnd.choice((0.0, 0.05, 0.3)))
+            insns = tuple(Insn(i.code, i.dst, i.src, i.off, array)
+                          if i.code == 0x18 and i.src == 1 and i.imm == PROPS_ARRAY else i
+                          for i in p.insns)
+            maps = tuple(array if m == PROPS_ARRAY else m for m in p.map_ids)
+            programs[k * 1000 + pid] = ProgramCode(p.prog_id, p.name, insns, p.func_starts,
+                                                   maps)
+        if PROPS_ARRAY in src.arrays:
+            arrays[array] = {s: k * 1000 + t for s, t in src.arrays[PROPS_ARRAY].items()}
+        roots.append(k * 1000 + tree.root.prog_id)  # type: ignore[attr-defined]
+    return CopySource(programs, arrays, helpers=src.helpers), roots
+
+
+PROPS_ARRAY = 1  # test_verdicts_props.PROG_ARRAY
+PROG_ARRAY_OF_COPY = 5000
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(hs.one_of(trees(tail_calls=True, subprog=True, loops=False), fp_trees()),
+       hs.integers(0, 1 << 30))
+def test_sharing_never_changes_an_answer_in_copied_trees(tree: object, seed: int) -> None:
+    """Every program of every copy perturbed: some families share, some are analysed on
+    their own, frame pointers are spilled; each tree's answer is its own."""
+    assume(len(tree.source.programs) > 1)  # type: ignore[attr-defined]
+    source, roots = copy_tree(tree, random.Random(seed), 4)
+    own, shared, _ = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])

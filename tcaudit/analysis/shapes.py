@@ -399,10 +399,10 @@ class Shapes:
         tainted by the programs that may tail-call it. One whose answer a varying
         constant of its own family can reach is analysed on its own instead, and its
         targets are checked with the taint its own code passes on from its entry. When
-        even a program's own code lets its entry's taint reach its answer, the caller
-        that handed it that taint is analysed on its own too and the tree is checked
-        again; when that caller is the root, or already on its own, or this goes on
-        past MAX_ROUNDS, nothing in the tree is shared (always sound).
+        even a program's own code lets its entry's taint reach its answer, every caller
+        still sharing on the way to it is analysed on its own too and the tree is
+        checked again; when there is none, or this goes on past MAX_ROUNDS, nothing in
+        the tree is shared (always sound).
         """
         done = self._plans.get(root)
         if done is not None:
@@ -414,19 +414,20 @@ class Shapes:
             if isinstance(got, _Plan):
                 plan = got
                 break
-            if got is None:
+            if not got:
                 break
-            forced.add(got)
+            forced |= got
         self._plans[root] = plan
         if not plan.whole:
             self.stats.dependent += 1
         return plan
 
-    def _walk(self, root: int, forced: set[int], ctx: TreeContext) -> _Plan | int | None:
+    def _walk(self, root: int, forced: set[int], ctx: TreeContext) -> _Plan | set[int]:
         """One pass over the tree with the programs of ``forced`` on their own: the
-        plan, or the nearest caller still sharing on the way to a program whose own
-        code lets its entry's taint reach its answer (the taint came from there or
-        through it; None: no caller to blame, or the tree is too big to check)."""
+        plan, or the callers still sharing on the way to each program whose own code
+        lets its entry's taint reach its answer (the taint came from one of them; empty:
+        no caller to blame, or the tree is too big to check)."""
+        blame: set[int] = set()
         seen: set[tuple[int, Entry]] = set()
         visited: set[int] = set()
         alone: set[int] = set()
@@ -443,14 +444,20 @@ class Shapes:
             if why is not None:
                 why, out = self._check(pid, entry, ctx, own=True)
                 if why is not None:
-                    return next((c for c in reversed(path) if c not in forced), None)
+                    culprits = {c for c in path if c not in forced}
+                    if not culprits:
+                        return set()
+                    blame |= culprits
+                    continue
                 alone.add(pid)
             for mid in self._maps(pid):
                 slots = self.source.prog_array(mid)
                 for t in (slots or {}).values():
                     todo.append((t, out, (*path, pid)))
         if todo:
-            return None
+            return set()
+        if blame:
+            return blame
         self.stats.alone += len(alone)
         return _Plan(frozenset(visited - alone), not alone)
 

@@ -269,9 +269,10 @@ class _Ctx:
         if code is None:
             loc = Local([], {}, [], f"tail-call target prog {key} unreadable")
         else:
-            prep = self.preps.get(key)
+            preps = self.shared.preps if scan_wide and self.shared is not None else self.preps
+            prep = preps.get(key)
             if prep is None:
-                prep = self.preps[key] = Prepared(code.insns, code.func_starts)
+                prep = preps[key] = Prepared(code.insns, code.func_starts)
             self.active.add(node)
             try:
                 loc = ProgAnalyser(prep, self.env, cb, code.map_ids).run()

@@ -158,6 +158,8 @@ class Shapes:
         self._built = False
         self._checked: dict[tuple[int, Entry], tuple[str | None, Entry]] = {}
         self._plans: dict[int, _Plan] = {}
+        self.preps: dict[int | None, Prepared] = {}
+        """Programs' prepared code, for every tree of the scan (``closure``)."""
         self.own: dict[tuple[int | None, CbState], Local] = {}
         """(prog id, entry cb state) -> that program's analysis on its own (no family
         shared): the same in every tree of the scan that reaches it so (``closure``).

@@ -12,6 +12,7 @@ from tcaudit.cli.exits import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 from tcaudit.cli.options import (
     PRIORITY_OPTION,
     SELECTOR_HELP,
+    WIDE_OPTION,
     Reading,
     chosen_format,
     emit,
@@ -84,6 +85,7 @@ never on a node hook without a clsact qdisc, and removed on exit, Ctrl-C or SIGT
     help="Remove observers left by a probe that was killed, and exit.",
 )
 @format_option("probe", "table, or json (tcaudit/probe/v1).")
+@WIDE_OPTION
 def probe_cmd(
     reading: Reading,
     at: tuple[int, ...],
@@ -94,6 +96,7 @@ def probe_cmd(
     priority: int | None,
     do_cleanup: bool,
     fmt: str,
+    wide: bool,
 ) -> None:
     """Count what really reaches chosen prefs of live clsact hooks: one observer at the
     CWS priority and one just before and after each foreign classifier, so each gets a
@@ -150,7 +153,7 @@ def probe_cmd(
                     on_tick=tick,
                 )
                 bar.update(steps - done[0])
-    emit(chosen_format(fmt).probe(result))
+    emit(chosen_format(fmt, wide=wide).probe(result))
 
 
 @click.command(

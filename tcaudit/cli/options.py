@@ -155,9 +155,34 @@ PRIORITY_OPTION = click.option(
 )
 
 
-def chosen_format(name: str) -> Format:
-    """The chosen format; JSON is pretty on a terminal and compact for pipes."""
-    return formatter(name, pretty=sys.stdout.isatty()) if name == "json" else formatter(name)
+ALL_OPTION = click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Table: list every blind hook, namespace and finding (default: alike ones once, "
+    "with their count).",
+)
+WIDE_OPTION = click.option(
+    "--wide",
+    is_flag=True,
+    help="Table: every column in full, whatever the terminal's width (default: fit COLUMNS, "
+    "the terminal, or 120 columns in a pipe).",
+)
+
+
+def chosen_format(name: str, *, wide: bool = False, to_file: bool = False) -> Format:
+    """The chosen format; JSON is pretty on a terminal and compact for pipes; tables fit
+    the terminal (or ``--wide``) and use colour only on one (output/layout.py). Output
+    going to a file (``-o``) is laid out as for a pipe: 120 columns, no colour."""
+    if name == "json":
+        return formatter(name, pretty=sys.stdout.isatty())
+    if name == "table":
+        from tcaudit.output.layout import PIPED, WIDE, detect
+
+        if to_file:
+            return formatter(name, layout=WIDE if wide else PIPED)
+        return formatter(name, layout=detect(wide=wide))
+    return formatter(name)
 
 
 def emit(output: str) -> None:

@@ -177,6 +177,24 @@ def cut_end(text: str, width: int, keep: str = "") -> str:
     return "".join(out).rstrip() + ELLIPSIS + keep
 
 
+def wrap(text: str, width: int | None, *, indent: str = "", subsequent: str = "") -> list[str]:
+    """``text`` in lines of at most ``width`` cells (None: one line), broken at spaces
+    only (a long name stays whole), colour markers measured as nothing."""
+    words = text.split()
+    if width is None or not words:
+        return [indent + " ".join(words)] if words else []
+    lines: list[str] = []
+    line = indent + words[0]
+    for word in words[1:]:
+        if cells(line) + 1 + cells(word) > width:
+            lines.append(line)
+            line = subsequent + word
+        else:
+            line += " " + word
+    lines.append(line)
+    return lines
+
+
 def pad(text: str, width: int, right: bool = False) -> str:
     room = max(width - cells(text), 0)
     return " " * room + text if right else text + " " * room

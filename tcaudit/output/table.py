@@ -190,7 +190,7 @@ def fit_note(drawn: Iterable[Drawn], layout: Layout) -> str | None:
     if dropped:
         parts.append(f"columns left out: {', '.join(dropped)}")
     if shortened:
-        parts.append("long names shortened in the middle (…)")
+        parts.append("long values shortened (…)")
     return f"To fit {layout.width} columns: {'; '.join(parts)}. --wide shows everything in full."
 
 

@@ -8,7 +8,6 @@ are in text_scan.py, the recommendation's and the check's in text_recommend.py.
 
 from __future__ import annotations
 
-import textwrap
 from typing import TYPE_CHECKING
 
 from tcaudit.analysis.meaning import ranges_text, verdict_names
@@ -21,10 +20,16 @@ from tcaudit.model import (
     WatchSummary,
 )
 from tcaudit.output.interface import Format, failing, stamp
-from tcaudit.output.layout import PIPED, Layout
+from tcaudit.output.layout import PIPED, Layout, paint, wrap
 from tcaudit.output.sanitize import safe_text, shown
-from tcaudit.output.table import Column, draw, fit_note
-from tcaudit.output.text_recommend import check_text, recommend_text
+from tcaudit.output.table import Column, draw
+from tcaudit.output.text_recommend import (
+    LEVEL_STYLE,
+    TITLES,
+    check_text,
+    fit_lines,
+    recommend_text,
+)
 from tcaudit.output.text_scan import scan_table
 
 if TYPE_CHECKING:  # the answers' types: `tcaudit scan` need not import the advice layer
@@ -94,12 +99,7 @@ def explain_text(explanation: Explanation, *, code: bool = True, layout: Layout 
     out += [
         "",
         "summary:",
-        *textwrap.wrap(
-            shown(explanation.summary),
-            layout.prose,
-            initial_indent="  ",
-            subsequent_indent="  ",
-        ),
+        *wrap(shown(explanation.summary), layout.prose, indent="  ", subsequent="  "),
     ]
     return "\n".join(out) + "\n"
 
@@ -113,7 +113,8 @@ def diff_text(changes: list[Change], fail_on: str, *, layout: Layout = PIPED) ->
     lines = [head, ""]
     for c in changes:
         where = " ".join(shown(x) for x in (c.netns, c.interface, c.hook) if x)
-        lines.append(f"[{c.level}] {c.kind:16} {where}: {shown(c.message)}")
+        tag = paint(f"[{c.level}]", LEVEL_STYLE.get(c.level, "dim"))
+        lines.append(f"{tag} {c.kind:16} {where}: {shown(c.message)}")
     return "\n".join(lines) + "\n"
 
 
@@ -127,10 +128,11 @@ MERGE_COLUMNS = (
 
 @safe_text
 def merge_text(answer: ClusterAnswer, *, layout: Layout = PIPED) -> str:
-    title = {
-        "keep": f"KEEP classifier_priority {answer.current_priority}",
-        "set-priority": f"SET classifier_priority {answer.classifier_priority} (cluster-wide)",
-        "disable-network": "DISABLE CWS network detections (cluster-wide)",
+    word, style = TITLES[answer.action]
+    title = paint(word, style, "bold") + {
+        "keep": f" classifier_priority {answer.current_priority}",
+        "set-priority": f" classifier_priority {answer.classifier_priority} (cluster-wide)",
+        "disable-network": " CWS network detections (cluster-wide)",
     }[answer.action]
     rows = [
         [
@@ -147,7 +149,7 @@ def merge_text(answer: ClusterAnswer, *, layout: Layout = PIPED) -> str:
     out = [
         title,
         "",
-        *textwrap.wrap(shown(answer.summary), layout.prose),
+        *wrap(shown(answer.summary), layout.prose),
         "",
         table.text,
         "",
@@ -158,8 +160,7 @@ def merge_text(answer: ClusterAnswer, *, layout: Layout = PIPED) -> str:
             *("  " + line for line in answer.snippets["helm_values"].splitlines()),
             "",
         ]
-    note = fit_note([table], layout)
-    return "\n".join([*out, *([note] if note else [])]) + "\n"
+    return "\n".join([*out, *fit_lines([table], layout)]) + "\n"
 
 
 PROBE_COLUMNS = (
@@ -197,16 +198,16 @@ def probe_text(result: ProbeResult, *, layout: Layout = PIPED) -> str:
         out.append("What the traffic showed:")
         for c in result.conclusions:
             flag = "!!" if c.agrees is False else "  "
-            out += textwrap.wrap(
+            out += wrap(
                 shown(f"{c.interface} {c.hook} ({c.netns}): {c.message}"),
                 min(92, layout.width or 92),
-                initial_indent=f"{flag} ",
-                subsequent_indent="     ",
+                indent=f"{flag} ",
+                subsequent="     ",
             )
         out.append("")
-    out += [f"note: {shown(note)}" for note in result.notes]
-    note = fit_note([table], layout)
-    return "\n".join([*out, *([note] if note else [])]) + "\n"
+    for note in result.notes:
+        out += wrap(f"note: {shown(note)}", layout.width, subsequent="  ")
+    return "\n".join([*out, *fit_lines([table], layout)]) + "\n"
 
 
 @safe_text

@@ -10,12 +10,11 @@ only *may* hide (unknown verdicts) and look-alikes of CWS are never grouped.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from tcaudit.output.interface import LEVELS, failing
-from tcaudit.output.layout import PIPED, Layout, paint
+from tcaudit.output.layout import PIPED, Layout, paint, wrap
 from tcaudit.output.sanitize import safe_text, shown
 from tcaudit.output.table import Cell, Column, Drawn, collapse, draw, fit_note
 
@@ -23,14 +22,14 @@ if TYPE_CHECKING:  # the answer's types: rendering it needs nothing else from ad
     from tcaudit.advice.recommend import BlindSpot, Finding, NamespaceSummary, Recommendation
 
 BLIND_COLUMNS: Final = (
-    Column("netns", shrink=10, soft=20),
+    Column("netns", shrink=8, soft=20),
     Column("interface", shrink=9),
     Column("cws hook"),
-    Column("culprit on", drop=2),
+    Column("culprit on", drop=1),
     Column("pref", right=True),
     Column("vendor", shrink=10, cut="end"),
-    Column("fixable", drop=1),
-    Column("why", shrink=20, soft=30, cut="end"),
+    Column("fixable"),
+    Column("why", shrink=12, soft=30, cut="end"),
 )
 TITLES: Final = {
     "keep": ("KEEP", "green"),
@@ -98,6 +97,12 @@ def _namespace_key(summary: NamespaceSummary) -> Hashable:
     return (summary.hooks, summary.blind, summary.unfixable, summary.vendors)
 
 
+def fit_lines(drawn: Sequence[Drawn], layout: Layout) -> list[str]:
+    """What the tables left out to fit, wrapped (nothing when they fit)."""
+    note = fit_note(drawn, layout)
+    return wrap(note, layout.width) if note else []
+
+
 def namespace_lines(partial: Sequence[NamespaceSummary], show_all: bool) -> list[str]:
     groups = [[n] for n in partial] if show_all else collapse(partial, _namespace_key)
     out = []
@@ -105,7 +110,7 @@ def namespace_lines(partial: Sequence[NamespaceSummary], show_all: bool) -> list
         n = members[0]
         alike = f" and {len(members) - 1} alike" if len(members) > 1 else ""
         out.append(
-            f"  {shown(n.netns)}{alike}: {n.blind}/{n.hooks}, {n.unfixable} unfixable"
+            f"{shown(n.netns)}{alike}: {n.blind}/{n.hooks}, {n.unfixable} unfixable"
             + (f"  [{shown(', '.join(n.vendors))}]" if n.vendors else "")
         )
     return out
@@ -140,23 +145,13 @@ def finding_lines(
             spaces = {f.where.netns_id for f in members if f.where is not None}
             where = f" in {len(spaces)} namespaces" if len(spaces) > 1 else ""
             text += f" (and {len(members) - 1} more hooks alike{where}; --all lists each)"
-        tag = f"[{first.level}]"
-        lines = textwrap.wrap(
-            f"{tag} {text}",
-            layout.width or 1 << 20,  # --wide: one line each
-            initial_indent=prefix,
-            subsequent_indent=prefix + "    ",
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        if lines:  # the level tag coloured, its words unchanged
-            lines[0] = lines[0].replace(tag, paint(tag, LEVEL_STYLE.get(first.level, "dim")), 1)
-        out += lines
+        tag = paint(f"[{first.level}]", LEVEL_STYLE.get(first.level, "dim"))  # words unchanged
+        out += wrap(f"{tag} {text}", layout.width, indent=prefix, subsequent=prefix + "    ")
     return out, left
 
 
 def _render(rec: Recommendation, show_all: bool, layout: Layout, drawn: list[Drawn]) -> list[str]:
-    out = [title(rec), "", *textwrap.wrap(shown(rec.summary), layout.prose), ""]
+    out = [title(rec), "", *wrap(shown(rec.summary), layout.prose), ""]
     if rec.action != "keep":
         out.append("Paste one of these:")
         labels = {
@@ -167,10 +162,10 @@ def _render(rec: Recommendation, show_all: bool, layout: Layout, drawn: list[Dra
         for key, label in labels.items():
             out += [f"  # {label}", *("    " + line for line in rec.snippets[key].splitlines()), ""]
     for alternative in rec.alternatives:
-        out += textwrap.wrap(
+        out += wrap(  # at spaces only: a setting stays whole, ready to paste
             f"Alternative ({alternative.kind}): {shown(alternative.description)}",
             layout.prose,
-            subsequent_indent="  ",
+            subsequent="  ",
         )
     if rec.alternatives:
         out.append("")
@@ -180,15 +175,20 @@ def _render(rec: Recommendation, show_all: bool, layout: Layout, drawn: list[Dra
         drawn.append(table)
         out += [f"Blind at priority {rec.current_priority}:", table.text]
         if grouped:
-            out.append(
+            out += wrap(
                 "(+N: that many more namespaces or hooks alike: the same hooks, culprit, "
-                "pref, vendor and cause; --all lists each)"
+                "pref, vendor and cause; --all lists each)",
+                layout.width,
             )
         out.append("")
     partial = [n for n in rec.namespaces if n.blind]
     if partial:
         out.append("Per namespace (blind / hooks, of which no priority fixes):")
-        out += namespace_lines(partial, show_all)
+        out += [
+            part
+            for line in namespace_lines(partial, show_all)
+            for part in wrap(line, layout.width, indent="  ", subsequent="      ")
+        ]
         out.append("")
     warnings = [f for f in rec.findings if f.level == "warning"]
     if warnings:
@@ -200,14 +200,17 @@ def _render(rec: Recommendation, show_all: bool, layout: Layout, drawn: list[Dra
         out.append("")
     for agent in rec.cws_agents:
         state = "network on" if agent.network_enabled else "network OFF"
-        out.append(
+        out += wrap(
             f"system-probe pid {agent.pid} ({shown(agent.config_file or 'no config file')}): "
             f"classifier_priority {agent.classifier_priority} "
-            f"({shown(agent.source('classifier_priority'))}), {state}"
+            f"({shown(agent.source('classifier_priority'))}), {state}",
+            layout.width,
+            subsequent="  ",
         )
     if rec.cws_agents:
         out.append("")
-    out += [f"Note: {shown(note)}" for note in rec.notes]
+    for note in rec.notes:
+        out += wrap(f"Note: {shown(note)}", layout.width, subsequent="  ")
     return out
 
 
@@ -218,11 +221,10 @@ def recommend_text(
     """The short answer first (what to do, why, what to paste), details after."""
     drawn: list[Drawn] = []
     out = _render(rec, show_all, layout, drawn)
-    note = fit_note(drawn, layout)
-    return "\n".join([*out, *([note] if note else [])]) + "\n"
+    return "\n".join([*out, *fit_lines(drawn, layout)]) + "\n"
 
 
-def check_head(rec: Recommendation, fail_on: str) -> list[str]:
+def check_head(rec: Recommendation, fail_on: str, width: int | None = None) -> list[str]:
     """FAIL (or OK) with each culprit's cause and count of hooks at or above ``fail_on``."""
     from tcaudit.advice.causes import phrase
 
@@ -231,7 +233,9 @@ def check_head(rec: Recommendation, fail_on: str) -> list[str]:
         return [f"{paint('OK', 'green', 'bold')}: nothing at or above '{fail_on}'"]
     head = [f"{paint('FAIL', 'red', 'bold')}: {len(bad)} finding(s) at or above '{fail_on}'"]
     threshold = LEVELS[fail_on]
-    head += [f"  {shown(phrase(c))}" for c in rec.causes if LEVELS[c.level] >= threshold]
+    for cause in rec.causes:
+        if LEVELS[cause.level] >= threshold:
+            head += wrap(shown(phrase(cause)), width, indent="  ", subsequent="      ")
     return head
 
 
@@ -239,11 +243,10 @@ def check_head(rec: Recommendation, fail_on: str) -> list[str]:
 def check_text(
     rec: Recommendation, fail_on: str, *, show_all: bool = False, layout: Layout = PIPED
 ) -> str:
-    lines = [*check_head(rec, fail_on), ""]
+    lines = [*check_head(rec, fail_on, layout.width), ""]
     lines += finding_lines(rec.findings, show_all, layout)[0]
     if rec.findings:
         lines.append("")
     drawn: list[Drawn] = []
     lines += _render(rec, show_all, layout, drawn)
-    note = fit_note(drawn, layout)
-    return "\n".join([*lines, *([note] if note else [])]) + "\n"
+    return "\n".join([*lines, *fit_lines(drawn, layout)]) + "\n"

@@ -15,6 +15,7 @@ from tcaudit.cli.options import (
     WIDE_OPTION,
     Reading,
     chosen_format,
+    complete_netns,
     emit,
     format_option,
     parse_duration,
@@ -173,6 +174,7 @@ Stops at --duration or Ctrl-C (exit 130) and prints a summary. Read-only.
     multiple=True,
     metavar="SEL",
     help=SELECTOR_HELP + " Without it, namespaces created while watching are picked up too.",
+    shell_complete=complete_netns,
 )
 @click.option(
     "--duration",

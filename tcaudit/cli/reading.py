@@ -38,7 +38,13 @@ Examples:
   sudo tcaudit scan                          every namespace, every hook
   sudo tcaudit scan --netns self --dev eth0  one interface of the host namespace
   sudo tcaudit scan --netns pid:4242 --direction ingress
+  sudo tcaudit scan --all --wide             every namespace and column in full
   sudo tcaudit scan --format json | jq '.namespaces[].interfaces[].hooks[].entries[]'
+\b
+The table leads with a summary, tells alike namespaces (the same hooks up to names and
+ids) once and alike interfaces as one row set ("lxc1 +249"); anything unusual is listed
+in full. !! marks what ends the chain ahead of CWS, ? what may. Columns fit COLUMNS, the
+terminal, or 120 in a pipe; colour only on a terminal and never with NO_COLOR.
 """,
 )
 @reading_options
@@ -47,7 +53,8 @@ Examples:
     "--all",
     "show_all",
     is_flag=True,
-    help="Table: also show interfaces and hooks with no classifiers.",
+    help="Table: every namespace, interface and hook in full, empty ones too (default: "
+    "alike ones told once).",
 )
 @WIDE_OPTION
 def scan_cmd(reading: Reading, fmt: str, show_all: bool, wide: bool) -> None:

@@ -28,7 +28,6 @@ from typing import Final, TypeVar
 from tcaudit.output.layout import Layout, cells, cut_end, pad, paint, shorten
 
 GAP: Final = 2
-ALIKE: Final = 3  # rows alike are shown as one only when there are at least this many
 T = TypeVar("T")
 
 
@@ -195,7 +194,7 @@ def fit_note(drawn: Iterable[Drawn], layout: Layout) -> str | None:
 
 
 def collapse(
-    items: Sequence[T], key: Callable[[T], Hashable | None], at_least: int = ALIKE
+    items: Sequence[T], key: Callable[[T], Hashable | None], at_least: int
 ) -> list[list[T]]:
     """``items`` in groups of alike ones (the same ``key``), in the order each group
     first appears; a group smaller than ``at_least``, or whose key is None (never to be

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from tcaudit.advice.overview import ALIKE  # one rule for what is "alike" in every table
 from tcaudit.output.interface import LEVELS, failing
 from tcaudit.output.layout import PIPED, Layout, paint, wrap
 from tcaudit.output.sanitize import safe_text, shown
@@ -73,7 +74,7 @@ def _count(members: Sequence[BlindSpot]) -> tuple[int, int]:
 
 def blind_rows(blind: Sequence[BlindSpot], show_all: bool) -> tuple[list[list[Cell | str]], bool]:
     """The blind table's rows; True when some row stands for several hooks."""
-    groups = [[b] for b in blind] if show_all else collapse(blind, _spot_key)
+    groups = [[b] for b in blind] if show_all else collapse(blind, _spot_key, ALIKE)
     rows: list[list[Cell | str]] = []
     for members in groups:
         first = members[0]
@@ -104,7 +105,7 @@ def fit_lines(drawn: Sequence[Drawn], layout: Layout) -> list[str]:
 
 
 def namespace_lines(partial: Sequence[NamespaceSummary], show_all: bool) -> list[str]:
-    groups = [[n] for n in partial] if show_all else collapse(partial, _namespace_key)
+    groups = [[n] for n in partial] if show_all else collapse(partial, _namespace_key, ALIKE)
     out = []
     for members in groups:
         n = members[0]
@@ -131,7 +132,7 @@ def finding_lines(
 ) -> tuple[list[str], int]:
     """One (wrapped) line per finding, or per group of alike ones with their count; at
     most ``limit`` of them, and how many findings were left out."""
-    groups = [[f] for f in findings] if show_all else collapse(findings, _finding_key)
+    groups = [[f] for f in findings] if show_all else collapse(findings, _finding_key, ALIKE)
     if limit is not None and not show_all:
         left = sum(len(g) for g in groups[limit:])
         groups = groups[:limit]

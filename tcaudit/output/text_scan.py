@@ -236,7 +236,7 @@ def summary_lines(scan: Scan, view: Overview, show_all: bool, grouped: bool) -> 
         f"{count(view.hooks, 'hook')} with {count(view.entries, 'classifier')}"
         + ("; the kernel has no TCX (tcx hooks not available)" if scan.host.tcx is False else "")
     ]
-    vendors = ", ".join(f"{shown(name)} {count}" for name, count in view.vendors)
+    vendors = ", ".join(f"{shown(name)} {n}" for name, n in view.vendors)
     out.append(f"Vendors (classifiers): {vendors or 'none'}")
     source = (
         "the pref its filters use"

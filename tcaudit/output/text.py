@@ -114,7 +114,12 @@ def diff_text(changes: list[Change], fail_on: str, *, layout: Layout = PIPED) ->
     for c in changes:
         where = " ".join(shown(x) for x in (c.netns, c.interface, c.hook) if x)
         tag = paint(f"[{c.level}]", LEVEL_STYLE.get(c.level, "dim"))
-        lines.append(f"{tag} {c.kind:16} {where}: {shown(c.message)}")
+        lines += wrap(
+            f"{where}: {shown(c.message)}",
+            layout.width,
+            indent=f"{tag} {c.kind:16} ",
+            subsequent="    ",
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -171,7 +176,7 @@ PROBE_COLUMNS = (
     Column("observer", shrink=10, soft=16),
     Column("packets", right=True),
     Column("reference", right=True, drop=1),
-    Column("reference is", shrink=12, soft=16),
+    Column("reference is", shrink=12, soft=16, drop=2),
     Column("pass", right=True),
 )
 

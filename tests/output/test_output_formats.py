@@ -34,7 +34,7 @@ from tcaudit.model import (
     WatchSummary,
 )
 from tcaudit.output.interface import DOCUMENTS, FORMATS, Format, formats_for, formatter
-from tcaudit.output.layout import WIDE
+from tcaudit.output.layout import WIDE, Layout, cells
 from tests.conftest import validate
 from tests.output.test_golden import node, program
 
@@ -161,3 +161,14 @@ def test_every_document_has_a_format_and_the_cli_offers_exactly_those() -> None:
     }
     assert offered == expected
     assert offered["check"] == ["table", "json", "junit", "markdown"]
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_every_table_and_line_fits_the_width(width: int) -> None:
+    """What --format table prints fits COLUMNS (explain's disassembly aside: code lines
+    are not wrapped)."""
+    fmt = formatter("table", layout=Layout(width=width))
+    for document in sorted(FORMATS["table"][2] - {"explain"}):
+        for text in render(fmt, document):
+            for line in text.splitlines():
+                assert cells(line) <= width, (document, line)

@@ -38,7 +38,9 @@ from tcaudit.kernel.abi import PARENT_EGRESS, PARENT_INGRESS, TC_H_CLSACT, TCX_A
 from tcaudit.kernel.rtnl import Netlink
 from tcaudit.model import Scan
 from tcaudit.output.json_format import dumps, explain_json, recommend_json, scan_json
-from tcaudit.output.text import explain_text, recommend_text
+from tcaudit.output.layout import WIDE
+from tcaudit.output.text import explain_text
+from tcaudit.output.text_recommend import recommend_text
 from tcaudit.pipeline import inventory
 from tcaudit.vendors.cws import detect_priority, trusted
 
@@ -250,7 +252,7 @@ def collect(
     )
     add("scan.json", dumps(scan_json(scan)))
     add("recommend.json", dumps(recommend_json(rec)))
-    add("recommend.txt", recommend_text(rec))
+    add("recommend.txt", recommend_text(rec, layout=WIDE))
     foreign = sorted(
         {
             e.program.id

@@ -87,3 +87,11 @@ def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     monkeypatch.setenv("TCAUDIT_PROBE_STATE_DIR", str(tmp_path_factory.mktemp("probe")))
     monkeypatch.setenv("TCAUDIT_CRASH_DIR", str(tmp_path_factory.mktemp("crash") / "tcaudit"))
     monkeypatch.setenv("TCAUDIT_MADE_DIR", str(tmp_path_factory.mktemp("made") / "tcaudit"))
+
+
+@pytest.fixture(autouse=True)
+def _no_terminal_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Human output is laid out by COLUMNS and NO_COLOR (output/layout.py): a test sees
+    none of the developer's, so golden files hold what a pipe gets (120 columns)."""
+    for name in ("COLUMNS", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcaudit.advice.recommend import Recommendation, recommend, snippets
+from tcaudit.advice.recommend import Recommendation, recommend
+from tcaudit.advice.snippets import snippets
 from tcaudit.model import Scan
 from tcaudit.vendors.cws import DEFAULT_PRIORITY
 

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from tcaudit.advice.agent_config import agent_notes, in_effect, where_set
+from tcaudit.advice.causes import Cause, cause_kind, consequence, sentence, tally
+from tcaudit.advice.snippets import located, snippets
 from tcaudit.model import (
     CwsAgent,
     Entry,
@@ -62,6 +64,8 @@ class BlindSpot:
     certain: bool  # False: the verdict is unknown, it MAY hide
     fixable: bool  # a lower classifier_priority gets CWS ahead of it
     reason: str
+    cause: str = ""  # advice/causes.py CAUSES: why it blinds CWS (set by recommend)
+    verbs: tuple[str, ...] = ()  # what it can do that hides: "pass", "accept", "redirect"
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class Recommendation:
     # (vendor or "unknown", hook, effective verdict words or "unknown", how many)
     classifiers: tuple[tuple[str, str, str, int], ...] = ()
     generated_at: float = 0.0  # time.time() when it was made
+    causes: tuple[Cause, ...] = ()  # why the blind spots are blind, per culprit (causes.py)
 
 
 def _is_cws_entry(entry: Entry) -> bool:
@@ -140,6 +145,7 @@ class _Ender:
     hook: str
     certain: bool
     why: str
+    verbs: tuple[str, ...] = ()
 
 
 def _ender(entry: Entry, hook: str) -> _Ender | None:
@@ -157,12 +163,13 @@ def _ender(entry: Entry, hook: str) -> _Ender | None:
         # filter (contracts.md as corrected: the seed asks what a vendor returns after
         # granting access)
         if hiding:
-            can = "/".join("pass" if w == "accept" else w for w in hiding)
-            text = f"TCX program {name} can {can}: it runs before every clsact filter"
-            return _Ender(entry, hook, True, text)
+            verbs = tuple("pass" if w == "accept" else w for w in hiding)
+            text = f"TCX program {name} can {'/'.join(verbs)}: it runs before every clsact filter"
+            return _Ender(entry, hook, True, text, verbs)
         return None
     if hiding:
-        return _Ender(entry, hook, True, f"{name} can {'/'.join(hiding)} (ends the chain)")
+        text = f"{name} can {'/'.join(hiding)} (ends the chain)"
+        return _Ender(entry, hook, True, text, tuple(hiding))
     return None
 
 
@@ -267,8 +274,9 @@ def recommend(
     configured one, else 10). ``agents``: every running system-probe's configuration
     (inventory/cws_agents.py; none when reading snapshots)."""
     detected, cws_count = detect_priority(scan)
-    findings: list[Finding] = []
-    scan = _unmask_impostors(scan, findings)
+    impostors: list[Finding] = []
+    scan = _unmask_impostors(scan, impostors)
+    findings: list[Finding | int] = [*impostors]  # an int: blind[int]'s finding, made below
     config = in_effect(agents)
     if priority is not None:
         current, source = priority, "configured"
@@ -346,18 +354,11 @@ def recommend(
                             certain=certain,
                             fixable=True,  # decided below, against every hook's collisions
                             reason=why,
+                            cause="" if found.certain else "unknown-verdict",
+                            verbs=found.verbs,
                         )
                     )
-                    findings.append(
-                        Finding(
-                            "blind" if certain else "warning",
-                            "blind" if certain else "unknown-verdict",
-                            f"{where.interface} {where.hook} in {where.netns}: {why}",
-                            where,
-                            found.entry.pref,
-                            _vendor_name(found.entry),
-                        )
-                    )
+                    findings.append(len(blind) - 1)  # its finding, once its cause is known
                 for entry, _hook_name, _certain in ahead:
                     if _drop_only(entry):
                         findings.append(
@@ -397,10 +398,7 @@ def recommend(
 
     # a spot is fixable when some priority below its culprit is free on EVERY hook: CWS
     # uses one priority everywhere
-    blind = [
-        replace(b, fixable=b.pref is not None and _best_priority(b.pref, collisions) is not None)
-        for b in blind
-    ]
+    blind = [_with_cause(b, collisions, current) for b in blind]
     summaries = [_summarise(summary, blind) for summary in summaries]
     fixable_limit = _lowest_fixable_ender(enders_by_hook, collisions)
     unfixable = [b for b in blind if not b.fixable]
@@ -429,17 +427,18 @@ def recommend(
         hooks=total_hooks,
         blind=tuple(blind),
         alternatives=alternatives,
-        findings=tuple(findings),
+        findings=tuple(f if isinstance(f, Finding) else _blind_finding(blind[f]) for f in findings),
         namespaces=tuple(summaries),
-        snippets=_located(snippets(action, chosen), config, action),
+        snippets=located(snippets(action, chosen), config, action),
         notes=notes,
         summary="",
         cws_agents=agents,
         cws_config=config,
         classifiers=_classifiers(scan),
         generated_at=time.time(),
+        causes=tally(blind),
     )
-    return _with_summary(rec)
+    return replace(rec, summary=summary(rec))
 
 
 def _classifiers(scan: Scan) -> tuple[tuple[str, str, str, int], ...]:
@@ -583,82 +582,61 @@ def _notes(source: str, current: int, detected: int | None, count: int) -> tuple
     return tuple(notes)
 
 
-def _located(pasted: dict[str, str], config: CwsAgent | None, action: str) -> dict[str, str]:
-    """The snippets with where the running system-probe takes the setting from."""
-    if config is None or action == "keep":
-        return pasted
-    key = "enabled" if action == "disable-network" else "classifier_priority"
-    where = where_set(config, key)
-    return {
-        **pasted,
-        "system_probe_yaml": f"# system-probe (pid {config.pid}) takes it from {where}\n"
-        + pasted["system_probe_yaml"],
-        "env": f"# system-probe (pid {config.pid}) takes it from {where}\n" + pasted["env"],
-    }
+def _with_cause(spot: BlindSpot, collisions: set[int], priority: int) -> BlindSpot:
+    """A spot is fixable when some priority below its culprit is free on EVERY hook (CWS
+    uses one priority everywhere); its cause follows (causes.py)."""
+    fixable = spot.pref is not None and _best_priority(spot.pref, collisions) is not None
+    cause = spot.cause or cause_kind(
+        culprit_hook=spot.culprit_hook,
+        pref=spot.pref,
+        verdict_known=True,
+        fixable=fixable,
+        priority=priority,
+    )
+    return replace(spot, fixable=fixable, cause=cause)
 
 
-def snippets(action: str, priority: int | None) -> dict[str, str]:
-    """Ready-to-paste settings (both key prefixes: the older one is a deprecated alias)."""
-    if action == "disable-network":
-        return {
-            "system_probe_yaml": (
-                "event_monitoring_config:\n  network:\n    enabled: false\n"
-                "# agents that predate event_monitoring_config read the older key:\n"
-                "runtime_security_config:\n  network:\n    enabled: false\n"
-            ),
-            "helm_values": (
-                "datadog:\n  securityAgent:\n    runtime:\n      network:\n        enabled: false\n"
-            ),
-            "env": (
-                "DD_EVENT_MONITORING_CONFIG_NETWORK_ENABLED=false\n"
-                "DD_RUNTIME_SECURITY_CONFIG_NETWORK_ENABLED=false\n"
-            ),
-        }
-    value = priority if priority is not None else DEFAULT_PRIORITY
-    return {
-        "system_probe_yaml": (
-            f"event_monitoring_config:\n  network:\n    classifier_priority: {value}\n"
-            "# agents that predate event_monitoring_config read the older key:\n"
-            f"runtime_security_config:\n  network:\n    classifier_priority: {value}\n"
-        ),
-        "helm_values": (
-            "# the chart has no priority value: set it on the system-probe container\n"
-            "agents:\n  containers:\n    systemProbe:\n      env:\n"
-            "        - name: DD_EVENT_MONITORING_CONFIG_NETWORK_CLASSIFIER_PRIORITY\n"
-            f'          value: "{value}"\n'
-            "        - name: DD_RUNTIME_SECURITY_CONFIG_NETWORK_CLASSIFIER_PRIORITY\n"
-            f'          value: "{value}"\n'
-        ),
-        "env": (
-            f"DD_EVENT_MONITORING_CONFIG_NETWORK_CLASSIFIER_PRIORITY={value}\n"
-            f"DD_RUNTIME_SECURITY_CONFIG_NETWORK_CLASSIFIER_PRIORITY={value}\n"
-        ),
-    }
+def _blind_finding(spot: BlindSpot) -> Finding:
+    """A blind spot's finding: where, the culprit's own reason, then its cause."""
+    where = spot.where
+    because = consequence(spot.cause, spot.pref)
+    return Finding(
+        "blind" if spot.certain else "warning",
+        "blind" if spot.certain else "unknown-verdict",
+        f"{where.interface} {where.hook} in {where.netns}: {spot.reason}; {because}",
+        where,
+        spot.pref,
+        spot.vendor,
+    )
 
 
-def _with_summary(rec: Recommendation) -> Recommendation:
-    blind_hooks = len({(b.where.netns_id, b.where.interface, b.where.hook) for b in rec.blind})
-    vendors = sorted({b.vendor or "an unknown classifier" for b in rec.blind})
+def _hooks(spots: Iterable[BlindSpot]) -> int:
+    return len({(b.where.netns_id, b.where.interface, b.where.hook) for b in spots})
+
+
+def summary(rec: Recommendation) -> str:
+    """The headline: the action, and each culprit's cause with its count of hooks."""
     if rec.action == "keep":
-        text = (
+        return (
             f"Keep classifier_priority {rec.current_priority}: no classifier ahead of CWS can "
             f"end the chain on any of the {rec.hooks} hooks it attaches to."
         )
-    elif rec.action == "set-priority":
-        text = (
+    if rec.action == "set-priority":
+        return (
             f"Set classifier_priority to {rec.classifier_priority}: at "
-            f"{rec.current_priority}, CWS is blind on {blind_hooks} of {rec.hooks} hooks "
-            f"(blinded by: {', '.join(vendors)}); at {rec.classifier_priority} it "
-            "runs ahead of every chain-ending classifier."
+            f"{rec.current_priority}, CWS is blind on {_hooks(rec.blind)} of {rec.hooks} hooks "
+            f"({sentence(rec.causes)}); at {rec.classifier_priority} it runs ahead of every "
+            "chain-ending classifier."
         )
-    else:
-        stuck = [b for b in rec.blind if not b.fixable]
-        hooks = len({(b.where.netns_id, b.where.interface, b.where.hook) for b in stuck})
-        culprits = ", ".join(sorted({b.vendor or "an unknown classifier" for b in stuck}))
-        text = (
-            f"Disable CWS network detections: {hooks} of {rec.hooks} hooks stay blind at every "
-            f"priority (blinded by: {culprits}: TCX programs, chain-enders at pref 1, or "
-            "prefs no single priority can go below on every hook). The alternatives keep "
-            "network detections with known blind spots."
+    stuck = [c for c in rec.causes if not c.fixable]
+    rest = [c for c in rec.causes if c.fixable]
+    text = (
+        f"Disable CWS network detections: {_hooks(b for b in rec.blind if not b.fixable)} of "
+        f"{rec.hooks} hooks stay blind at every priority ({sentence(stuck)})."
+    )
+    if rest:
+        text += (
+            f" A lower priority would fix {_hooks(b for b in rec.blind if b.fixable)} more "
+            f"({sentence(rest)})."
         )
-    return replace(rec, summary=text)
+    return text + " The alternatives keep network detections with known blind spots."

@@ -12,8 +12,10 @@ from tcaudit.cli.exits import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 from tcaudit.cli.options import (
     PRIORITY_OPTION,
     SELECTOR_HELP,
+    WIDE_OPTION,
     Reading,
     chosen_format,
+    complete_netns,
     emit,
     format_option,
     parse_duration,
@@ -84,6 +86,7 @@ never on a node hook without a clsact qdisc, and removed on exit, Ctrl-C or SIGT
     help="Remove observers left by a probe that was killed, and exit.",
 )
 @format_option("probe", "table, or json (tcaudit/probe/v1).")
+@WIDE_OPTION
 def probe_cmd(
     reading: Reading,
     at: tuple[int, ...],
@@ -94,6 +97,7 @@ def probe_cmd(
     priority: int | None,
     do_cleanup: bool,
     fmt: str,
+    wide: bool,
 ) -> None:
     """Count what really reaches chosen prefs of live clsact hooks: one observer at the
     CWS priority and one just before and after each foreign classifier, so each gets a
@@ -150,7 +154,7 @@ def probe_cmd(
                     on_tick=tick,
                 )
                 bar.update(steps - done[0])
-    emit(chosen_format(fmt).probe(result))
+    emit(chosen_format(fmt, wide=wide).probe(result))
 
 
 @click.command(
@@ -170,6 +174,7 @@ Stops at --duration or Ctrl-C (exit 130) and prints a summary. Read-only.
     multiple=True,
     metavar="SEL",
     help=SELECTOR_HELP + " Without it, namespaces created while watching are picked up too.",
+    shell_complete=complete_netns,
 )
 @click.option(
     "--duration",

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tcaudit.cli.options import FAIL_ON, chosen_format, emit, format_option
+from tcaudit.cli.options import FAIL_ON, WIDE_OPTION, chosen_format, emit, format_option
 
 
 def _load_snapshot(path: str, vendor_files: Sequence[str]) -> Any:
@@ -50,7 +50,10 @@ Examples:
     help="Extra vendor fingerprints. Repeatable.",
 )
 @format_option("diff", "table, or json (tcaudit/diff/v1).")
-def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fmt: str) -> int:
+@WIDE_OPTION
+def diff_cmd(
+    old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fmt: str, wide: bool
+) -> int:
     """What changed on the tc hooks between two snapshots: filters added, removed, moved,
     replaced, verdicts and vendor versions changed, TCX programs appearing."""
     from tcaudit.advice.diff import diff
@@ -59,7 +62,7 @@ def diff_cmd(old: str, new: str, fail_on: str, vendor_files: tuple[str, ...], fm
     _, before = _load_snapshot(old, vendor_files)
     _, after = _load_snapshot(new, vendor_files)
     changes = diff(before, after)
-    emit(chosen_format(fmt).diff(changes, old, new, fail_on))
+    emit(chosen_format(fmt, wide=wide).diff(changes, old, new, fail_on))
     return 1 if failing(changes, fail_on) else 0
 
 
@@ -80,7 +83,10 @@ Examples:
     help="Extra vendor fingerprints. Repeatable.",
 )
 @format_option("merge", "table, or json (tcaudit/merge/v1).")
-def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: str) -> None:
+@WIDE_OPTION
+def merge_cmd(
+    snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: str, wide: bool
+) -> None:
     """One cluster-wide answer from every node's snapshot: the priority that works on
     all of them, or the nodes that force disabling network detections and why."""
     from tcaudit.advice.merge import merge
@@ -95,4 +101,4 @@ def merge_cmd(snapshots: tuple[str, ...], vendor_files: tuple[str, ...], fmt: st
         seen.add(name)
         nodes.append((name, path, scan))
     answer = merge(nodes)
-    emit(chosen_format(fmt).merge(answer))
+    emit(chosen_format(fmt, wide=wide).merge(answer))

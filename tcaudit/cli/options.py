@@ -39,6 +39,45 @@ def parse_duration(text: str) -> float:
     return value
 
 
+# where `ip netns` keeps named namespaces: what --netns completes (read, never created)
+NETNS_DIRS: tuple[str, ...] = ("/run/netns", "/var/run/netns")
+HOOK_NAMES = ("tcx/ingress", "clsact/ingress", "tcx/egress", "clsact/egress")
+
+
+def _plain(name: str) -> bool:
+    """A name a shell can be offered as it is: printable, no space, no quote, no glob
+    (a name chosen by whoever made the namespace or interface must not become a second
+    candidate, a command or a pattern in the user's shell)."""
+    return bool(name) and name.isprintable() and not any(
+        ch.isspace() or ch in "\\'\"`$*?[]{}();&|<>!#~" for ch in name
+    )
+
+
+def _listed(directory: str) -> list[str]:
+    try:
+        return [name for name in os.listdir(directory) if _plain(name)]
+    except OSError:
+        return []
+
+
+def complete_netns(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for --netns: the keywords and prefixes, then the named namespaces
+    (from /run/netns, never created)."""
+    names = {"all", "self", "pid:", "inode:", "lab:"}
+    for directory in NETNS_DIRS:
+        names.update(_listed(directory))
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+def complete_dev(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for --dev: the interfaces of the namespace the shell runs in."""
+    return sorted(n for n in _listed("/sys/class/net") if n.startswith(incomplete))
+
+
+def complete_hook(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    return [h for h in HOOK_NAMES if h.startswith(incomplete)]
+
+
 SELECTOR_HELP = (
     "Network namespace to read: all (default), self, a netns name, pid:N, a path "
     "(/proc/N/ns/net, /run/netns/X), inode:N or lab:NAME. Repeatable."
@@ -96,9 +135,21 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(reading=reading, **kwargs)
 
     options = [
-        click.option("--netns", "netns", multiple=True, metavar="SEL", help=SELECTOR_HELP),
         click.option(
-            "--dev", "devs", multiple=True, metavar="IFNAME", help="Interface name. Repeatable."
+            "--netns",
+            "netns",
+            multiple=True,
+            metavar="SEL",
+            help=SELECTOR_HELP,
+            shell_complete=complete_netns,
+        ),
+        click.option(
+            "--dev",
+            "devs",
+            multiple=True,
+            metavar="IFNAME",
+            help="Interface name. Repeatable.",
+            shell_complete=complete_dev,
         ),
         click.option(
             "--hook",
@@ -106,6 +157,7 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
             multiple=True,
             metavar="HOOK",
             help="tcx/ingress, tcx/egress, clsact/ingress or clsact/egress. Repeatable.",
+            shell_complete=complete_hook,
         ),
         click.option(
             "--direction",
@@ -155,9 +207,34 @@ PRIORITY_OPTION = click.option(
 )
 
 
-def chosen_format(name: str) -> Format:
-    """The chosen format; JSON is pretty on a terminal and compact for pipes."""
-    return formatter(name, pretty=sys.stdout.isatty()) if name == "json" else formatter(name)
+ALL_OPTION = click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Table: list every blind hook, namespace and finding (default: alike ones once, "
+    "with their count).",
+)
+WIDE_OPTION = click.option(
+    "--wide",
+    is_flag=True,
+    help="Table: every column in full, whatever the terminal's width (default: fit COLUMNS, "
+    "the terminal, or 120 columns in a pipe).",
+)
+
+
+def chosen_format(name: str, *, wide: bool = False, to_file: bool = False) -> Format:
+    """The chosen format; JSON is pretty on a terminal and compact for pipes; tables fit
+    the terminal (or ``--wide``) and use colour only on one (output/layout.py). Output
+    going to a file (``-o``) is laid out as for a pipe: 120 columns, no colour."""
+    if name == "json":
+        return formatter(name, pretty=sys.stdout.isatty())
+    if name == "table":
+        from tcaudit.output.layout import PIPED, WIDE, detect
+
+        if to_file:
+            return formatter(name, layout=WIDE if wide else PIPED)
+        return formatter(name, layout=detect(wide=wide))
+    return formatter(name)
 
 
 def emit(output: str) -> None:

@@ -13,8 +13,10 @@ from pathlib import Path
 import click
 
 from tcaudit.cli.options import (
+    ALL_OPTION,
     FAIL_ON,
     PRIORITY_OPTION,
+    WIDE_OPTION,
     Reading,
     check_writable,
     chosen_format,
@@ -36,7 +38,13 @@ Examples:
   sudo tcaudit scan                          every namespace, every hook
   sudo tcaudit scan --netns self --dev eth0  one interface of the host namespace
   sudo tcaudit scan --netns pid:4242 --direction ingress
+  sudo tcaudit scan --all --wide             every namespace and column in full
   sudo tcaudit scan --format json | jq '.namespaces[].interfaces[].hooks[].entries[]'
+\b
+The table leads with a summary, tells alike namespaces (the same hooks up to names and
+ids) once and alike interfaces as one row set ("lxc1 +249"); anything unusual is listed
+in full. !! marks what ends the chain ahead of CWS, ? what may. Columns fit COLUMNS, the
+terminal, or 120 in a pipe; colour only on a terminal and never with NO_COLOR.
 """,
 )
 @reading_options
@@ -45,9 +53,11 @@ Examples:
     "--all",
     "show_all",
     is_flag=True,
-    help="Table: also show interfaces and hooks with no classifiers.",
+    help="Table: every namespace, interface and hook in full, empty ones too (default: "
+    "alike ones told once).",
 )
-def scan_cmd(reading: Reading, fmt: str, show_all: bool) -> None:
+@WIDE_OPTION
+def scan_cmd(reading: Reading, fmt: str, show_all: bool, wide: bool) -> None:
     """Inventory every tc hook (TCX and clsact) on every interface in every namespace,
     with each classifier's verdict and vendor.
 
@@ -62,7 +72,7 @@ def scan_cmd(reading: Reading, fmt: str, show_all: bool) -> None:
         reading.selection, vendor_files=reading.vendor_files, use_cache=reading.use_cache
     )
     warn(result.warnings)
-    emit(chosen_format(fmt).scan(result, show_all=show_all))
+    emit(chosen_format(fmt, wide=wide).scan(result, show_all=show_all))
 
 
 @click.command(
@@ -80,8 +90,14 @@ Examples:
 @click.option("--pref", type=click.IntRange(0, 0xFFFF), help="clsact: the filter's pref.")
 @click.option("--position", type=click.IntRange(1), help="The entry's 1-based place in run order.")
 @format_option("explain", "table: annotated disassembly; json: tcaudit/explain/v1.")
+@WIDE_OPTION
 def explain_cmd(
-    prog_id: int | None, reading: Reading, pref: int | None, position: int | None, fmt: str
+    prog_id: int | None,
+    reading: Reading,
+    pref: int | None,
+    position: int | None,
+    fmt: str,
+    wide: bool,
 ) -> None:
     """Show one program's bytecode with what each exit returns, its tail-call targets
     (recursively), where it is attached, and a summary to paste into a ticket.
@@ -94,7 +110,7 @@ def explain_cmd(
     privileges.require("explain")
     result = explain_selected(reading.selection, prog_id, pref=pref, position=position)
     warn(result.warnings)
-    emit(chosen_format(fmt).explain(result))
+    emit(chosen_format(fmt, wide=wide).explain(result))
 
 
 @click.command(
@@ -120,7 +136,11 @@ Examples:
     help="Write the answer to this file (atomically, 0644) instead of stdout: what the "
     "Datadog Agent check reads (json).",
 )
-def recommend_cmd(reading: Reading, priority: int | None, fmt: str, output: str) -> None:
+@ALL_OPTION
+@WIDE_OPTION
+def recommend_cmd(
+    reading: Reading, priority: int | None, fmt: str, output: str, show_all: bool, wide: bool
+) -> None:
     """What to set runtime_security_config.network.classifier_priority to — or that CWS
     network detections must be disabled — with the evidence and ready-to-paste settings.
 
@@ -139,7 +159,8 @@ def recommend_cmd(reading: Reading, priority: int | None, fmt: str, output: str)
     from tcaudit.inventory.cws_agents import running_agents
 
     result = recommend(scan, priority=priority, agents=running_agents())
-    write_output(output, chosen_format(fmt).recommend(result))
+    shown = chosen_format(fmt, wide=wide, to_file=output != "-")
+    write_output(output, shown.recommend(result, show_all=show_all))
 
 
 @click.command(
@@ -168,7 +189,11 @@ Examples:
     help="Lowest finding level that makes the exit status 1.",
 )
 @format_option("check", "Report format.")
-def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) -> int:
+@ALL_OPTION
+@WIDE_OPTION
+def check_cmd(
+    reading: Reading, priority: int | None, fail_on: str, fmt: str, show_all: bool, wide: bool
+) -> int:
     """A CI gate: the recommendation's findings, with an exit status."""
     from tcaudit.advice.recommend import recommend
     from tcaudit.output.interface import failing
@@ -182,7 +207,7 @@ def check_cmd(reading: Reading, priority: int | None, fail_on: str, fmt: str) ->
     from tcaudit.inventory.cws_agents import running_agents
 
     result = recommend(scan, priority=priority, agents=running_agents())
-    emit(chosen_format(fmt).check(result, fail_on))
+    emit(chosen_format(fmt, wide=wide).check(result, fail_on, show_all=show_all))
     return 1 if failing(result.findings, fail_on) else 0
 
 

@@ -103,7 +103,9 @@ def stamp(when: float) -> str:
 
 class Format:
     """Renders documents to text. A format overrides the documents it renders; asking
-    any other is a usage error naming the format and the document."""
+    any other is a usage error naming the format and the document. ``show_all`` (the
+    ``--all`` flag) asks a table to list every item instead of grouping alike ones;
+    documents for tools always hold every item and ignore it."""
 
     name = "?"
 
@@ -116,10 +118,10 @@ class Format:
     def explain(self, explanation: Explanation, *, code: bool = True) -> str:
         raise self._cannot("explain")
 
-    def recommend(self, rec: Recommendation) -> str:
+    def recommend(self, rec: Recommendation, *, show_all: bool = False) -> str:
         raise self._cannot("recommend")
 
-    def check(self, rec: Recommendation, fail_on: str) -> str:
+    def check(self, rec: Recommendation, fail_on: str, *, show_all: bool = False) -> str:
         raise self._cannot("check")
 
     def diff(self, changes: list[Change], old: str, new: str, fail_on: str) -> str:

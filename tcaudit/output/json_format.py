@@ -321,6 +321,8 @@ def agent_json(agent: CwsAgent | None) -> dict[str, Any] | None:
 
 
 def recommend_json(rec: Recommendation) -> dict[str, Any]:
+    from tcaudit.advice.causes import phrase  # the causes' words, as the tables say them
+
     return {
         "schema": RECOMMEND_SCHEMA,
         "tcaudit_version": __version__,
@@ -341,8 +343,22 @@ def recommend_json(rec: Recommendation) -> dict[str, Any]:
                 "certain": b.certain,
                 "fixable": b.fixable,
                 "reason": b.reason,
+                "cause": b.cause,
             }
             for b in rec.blind
+        ],
+        "causes": [
+            {
+                "cause": c.kind,
+                "vendor": c.vendor,
+                "pref": c.pref,
+                "verbs": list(c.verbs),
+                "hooks": c.hooks,
+                "certain": c.certain,
+                "fixable": c.fixable,
+                "text": phrase(c),
+            }
+            for c in rec.causes
         ],
         "namespaces": [
             {
@@ -583,10 +599,10 @@ class JsonFormat(Format):
     def explain(self, explanation: Explanation, *, code: bool = True) -> str:
         return self._text(explain_json(explanation, code=code))
 
-    def recommend(self, rec: Recommendation) -> str:
+    def recommend(self, rec: Recommendation, *, show_all: bool = False) -> str:
         return self._text(recommend_json(rec))
 
-    def check(self, rec: Recommendation, fail_on: str) -> str:
+    def check(self, rec: Recommendation, fail_on: str, *, show_all: bool = False) -> str:
         return self._text(check_json(rec, fail_on))
 
     def diff(self, changes: list[Change], old: str, new: str, fail_on: str) -> str:

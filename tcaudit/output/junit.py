@@ -70,5 +70,5 @@ def check_junit(rec: Recommendation, fail_on: str) -> str:
 
 
 class JunitFormat(Format):
-    def check(self, rec: Recommendation, fail_on: str) -> str:
+    def check(self, rec: Recommendation, fail_on: str, *, show_all: bool = False) -> str:
         return check_junit(rec, fail_on)

@@ -69,5 +69,5 @@ def check_markdown(rec: Recommendation, fail_on: str) -> str:
 
 
 class MarkdownFormat(Format):
-    def check(self, rec: Recommendation, fail_on: str) -> str:
+    def check(self, rec: Recommendation, fail_on: str, *, show_all: bool = False) -> str:
         return check_markdown(rec, fail_on)

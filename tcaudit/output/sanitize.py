@@ -27,6 +27,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Final
 
+from tcaudit.output.layout import MARK_PATTERN, finish
+
 UNSAFE: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
@@ -61,16 +63,32 @@ def shown_lines(text: str) -> str:
     The renderers escape each name where they place it with :func:`shown` (a newline in
     a name must not split a table row); this pass is the net under them, so nothing a
     vendor chose reaches a terminal unescaped even through a field a renderer forgot.
-    It leaves backslashes alone: the names in ``text`` are already escaped.
+    It leaves backslashes alone: the names in ``text`` are already escaped, and the
+    colour markers of output/layout.py (which carry a token no name can know).
     """
+    if "\x0e" not in text:
+        return _lines(text)
+    out: list[str] = []
+    start = 0
+    for mark in MARK_PATTERN.finditer(text):
+        out += [_lines(text[start : mark.start()]), mark.group(0)]
+        start = mark.end()
+    out.append(_lines(text[start:]))
+    return "".join(out)
+
+
+def _lines(text: str) -> str:
     return "\n".join(_escaped(line) for line in text.split("\n"))
 
 
 def safe_text(render: Callable[..., str]) -> Callable[..., str]:
-    """Decorate a text renderer: its result goes through :func:`shown_lines`."""
+    """Decorate a text renderer: its result goes through :func:`shown_lines`, then its
+    colour markers become colour when its ``layout=`` allows it, else nothing."""
 
     @wraps(render)
     def wrapper(*args: object, **kwargs: object) -> str:
-        return shown_lines(render(*args, **kwargs))
+        layout = kwargs.get("layout")
+        colour = bool(getattr(layout, "colour", False))
+        return finish(shown_lines(render(*args, **kwargs)), colour)
 
     return wrapper

@@ -1,149 +1,42 @@
 """The text format: tables and lines for people (``--format table``, watch's ``text``).
 
-Every command's answer comes first and the details after; tabulate is imported only when
-a table is drawn (saves ~20 ms on JSON runs).
+Every command's answer comes first and the details after. ``TableFormat(layout=...)``
+fits every table to the room the CLI found (layout.py: the terminal's width, ``COLUMNS``,
+120 in a pipe, unlimited with ``--wide``; colour only on a terminal). The scan's tables
+are in text_scan.py, the recommendation's and the check's in text_recommend.py.
 """
 
 from __future__ import annotations
 
-import textwrap
 from typing import TYPE_CHECKING
 
 from tcaudit.analysis.meaning import ranges_text, verdict_names
 from tcaudit.model import (
     CleanupReport,
-    Entry,
     ProbeResult,
     Scan,
-    Verdict,
     WatchEvent,
     WatchFinding,
     WatchSummary,
 )
-from tcaudit.output.interface import Format, failing, handle_text, stamp
+from tcaudit.output.interface import Format, failing, stamp
+from tcaudit.output.layout import PIPED, Layout, paint, wrap
 from tcaudit.output.sanitize import safe_text, shown
+from tcaudit.output.table import Column, draw
+from tcaudit.output.text_recommend import (
+    LEVEL_STYLE,
+    TITLES,
+    check_text,
+    fit_lines,
+    recommend_text,
+)
+from tcaudit.output.text_scan import scan_table
 
 if TYPE_CHECKING:  # the answers' types: `tcaudit scan` need not import the advice layer
     from tcaudit.advice.diff import Change
     from tcaudit.advice.explain import Explanation, ProgramListing
     from tcaudit.advice.merge import ClusterAnswer
     from tcaudit.advice.recommend import Recommendation
-
-def verdict_text(verdict: Verdict | None) -> str:
-    """``accept|drop``, ``continue``, or ``?`` when unknown."""
-    if verdict is None or verdict.effective is None:
-        return "?"
-    return "|".join(verdict.effective)
-
-
-def _program_text(entry: Entry) -> str:
-    if entry.kind == "cbpf":
-        return f"classic BPF, {entry.cbpf_insns} insns"
-    program = entry.program
-    if program is None:
-        return "-" if entry.kind not in ("bpf", "tcx") else "? (no program id)"
-    if program.error:
-        return f"id {program.id}: {program.error}"
-    return f"{program.id} {shown(program.name or '') or '(no name)'}"
-
-
-def _vendor_text(entry: Entry) -> str:
-    match = entry.vendor
-    if match is None:
-        return "unknown"
-    version = f" {match.version_hint}" if match.version_hint else ""
-    return shown(f"{match.name}{version} ({match.confidence})")
-
-
-def _holders_text(entry: Entry) -> str:
-    if entry.program is None or not entry.program.holders:
-        return ""
-    return ", ".join(f"{shown(h.comm or '?')}[{h.pid}]" for h in entry.program.holders[:3]) + (
-        " …" if len(entry.program.holders) > 3 else ""
-    )
-
-
-@safe_text
-def scan_table(scan: Scan, *, show_all: bool = False) -> str:
-    """A table per namespace; interfaces with nothing on their hooks hidden unless show_all."""
-    from tabulate import tabulate  # only tables need it (saves ~20 ms on JSON runs)
-
-    blocks: list[str] = []
-    hidden = 0
-    for ns in scan.namespaces:
-        rows = []
-        for interface in ns.interfaces:
-            if not show_all and interface.entry_count == 0:
-                hidden += 1
-                continue
-            first = True
-            for hook in interface.hooks:
-                if not hook.entries:
-                    if show_all:
-                        state = "empty" if hook.supported else (hook.note or "unsupported")
-                        name = shown(interface.name) if first else ""
-                        rows.append([name, hook.hook, "", "", state, "", "", "", "", ""])
-                        first = False
-                    continue
-                for entry in hook.entries:
-                    flags = []
-                    if entry.direct_action:
-                        flags.append("da")
-                    if entry.has_actions:
-                        flags.append("actions")
-                    if not entry.reachable:
-                        flags.append(f"chain {entry.chain}: unreachable")
-                    if hook.block:
-                        flags.append(f"block {hook.block}")
-                    rows.append(
-                        [
-                            shown(interface.name) if first else "",
-                            hook.hook,
-                            "" if entry.pref is None else str(entry.pref),
-                            handle_text(entry.handle)
-                            or (f"link {entry.link_id}" if entry.link_id else "attach"),
-                            entry.kind + (" " + ",".join(flags) if flags else ""),
-                            shown(entry.filter_name or ""),
-                            _program_text(entry),
-                            verdict_text(entry.verdict),
-                            _vendor_text(entry),
-                            _holders_text(entry),
-                        ]
-                    )
-                    first = False
-        if not rows:
-            continue
-        header = f"netns {shown(ns.netns.label)} [inode {ns.netns.id}]"
-        table = tabulate(
-            rows,
-            headers=[
-                "interface",
-                "hook",
-                "pref",
-                "handle",
-                "kind",
-                "filter name",
-                "program",
-                "verdict",
-                "vendor",
-                "held by",
-            ],
-            tablefmt="simple",
-        )
-        blocks.append(f"{header}\n{table}")
-    if not blocks:
-        blocks.append("no classifiers on any selected tc hook")
-    summary = (
-        f"{len(scan.namespaces)} namespaces, "
-        f"{sum(len(ns.interfaces) for ns in scan.namespaces)} interfaces, "
-        f"{sum(i.entry_count for ns in scan.namespaces for i in ns.interfaces)} entries"
-    )
-    if scan.host.tcx is False:
-        summary += "; kernel has no TCX (tcx hooks not available)"
-    if hidden:
-        summary += f"; {hidden} interfaces without classifiers hidden (--all shows them)"
-    return "\n\n".join(blocks) + "\n\n" + summary + "\n"
-
 
 def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
     program = listing.program
@@ -192,7 +85,7 @@ def _listing_text(listing: ProgramListing, code: bool = True) -> list[str]:
 
 
 @safe_text
-def explain_text(explanation: Explanation, *, code: bool = True) -> str:
+def explain_text(explanation: Explanation, *, code: bool = True, layout: Layout = PIPED) -> str:
     out = _listing_text(explanation.root, code)
     for target in explanation.targets:
         out += ["", f"--- tail-call target {target.program.id} ---", *_listing_text(target, code)]
@@ -206,119 +99,13 @@ def explain_text(explanation: Explanation, *, code: bool = True) -> str:
     out += [
         "",
         "summary:",
-        *textwrap.wrap(
-            shown(explanation.summary), 88, initial_indent="  ", subsequent_indent="  "
-        ),
+        *wrap(shown(explanation.summary), layout.prose, indent="  ", subsequent="  "),
     ]
     return "\n".join(out) + "\n"
 
 
 @safe_text
-def recommend_text(rec: Recommendation) -> str:
-    """The short answer first (what to do, why, what to paste), details after."""
-    from tabulate import tabulate
-
-    title = {
-        "keep": f"KEEP classifier_priority {rec.current_priority}",
-        "set-priority": f"SET classifier_priority {rec.classifier_priority}",
-        "disable-network": "DISABLE CWS network detections",
-    }[rec.action]
-    out = [title, "", *textwrap.wrap(shown(rec.summary), 88), ""]
-    if rec.action != "keep":
-        out.append("Paste one of these:")
-        labels = {
-            "system_probe_yaml": "system-probe.yaml",
-            "helm_values": "Helm values",
-            "env": "environment of the system-probe container",
-        }
-        for key, label in labels.items():
-            out += [f"  # {label}", *("    " + line for line in rec.snippets[key].splitlines()), ""]
-    for alternative in rec.alternatives:
-        out += textwrap.wrap(
-            f"Alternative ({alternative.kind}): {shown(alternative.description)}",
-            88,
-            subsequent_indent="  ",
-        )
-    if rec.alternatives:
-        out.append("")
-    if rec.blind:
-        rows = [
-            [
-                shown(b.where.netns),
-                shown(b.where.interface),
-                b.where.hook,
-                b.culprit_hook,
-                "" if b.pref is None else str(b.pref),
-                shown(b.vendor or "unknown"),
-                "yes" if b.fixable else "no",
-                shown(b.reason if b.certain else f"(may) {b.reason}"),
-            ]
-            for b in rec.blind
-        ]
-        out += [
-            f"Blind at priority {rec.current_priority}:",
-            tabulate(
-                rows,
-                headers=[
-                    "netns",
-                    "interface",
-                    "cws hook",
-                    "culprit on",
-                    "pref",
-                    "vendor",
-                    "fixable",
-                    "why",
-                ],
-                tablefmt="simple",
-            ),
-            "",
-        ]
-    partial = [n for n in rec.namespaces if n.blind]
-    if partial:
-        out.append("Per namespace (blind / hooks, of which no priority fixes):")
-        out += [
-            f"  {shown(n.netns)}: {n.blind}/{n.hooks}, {n.unfixable} unfixable"
-            + (f"  [{shown(', '.join(n.vendors))}]" if n.vendors else "")
-            for n in partial
-        ]
-        out.append("")
-    warnings = [f for f in rec.findings if f.level == "warning"]
-    if warnings:
-        out.append("Warnings:")
-        out += [f"  - {shown(f.message)}" for f in warnings[:20]]
-        if len(warnings) > 20:
-            out.append(f"  ... and {len(warnings) - 20} more (--format json lists them all)")
-        out.append("")
-    for agent in rec.cws_agents:
-        state = "network on" if agent.network_enabled else "network OFF"
-        out.append(
-            f"system-probe pid {agent.pid} ({shown(agent.config_file or 'no config file')}): "
-            f"classifier_priority {agent.classifier_priority} "
-            f"({shown(agent.source('classifier_priority'))}), {state}"
-        )
-    if rec.cws_agents:
-        out.append("")
-    out += [f"Note: {shown(note)}" for note in rec.notes]
-    return "\n".join(out) + "\n"
-
-
-@safe_text
-def check_text(rec: Recommendation, fail_on: str) -> str:
-    bad = failing(rec.findings, fail_on)
-    head = (
-        f"FAIL: {len(bad)} finding(s) at or above '{fail_on}'"
-        if bad
-        else f"OK: nothing at or above '{fail_on}'"
-    )
-    lines = [head, ""]
-    lines += [f"[{f.level}] {f.kind}: {shown(f.message)}" for f in rec.findings]
-    if rec.findings:
-        lines.append("")
-    return "\n".join(lines) + recommend_text(rec)
-
-
-@safe_text
-def diff_text(changes: list[Change], fail_on: str) -> str:
+def diff_text(changes: list[Change], fail_on: str, *, layout: Layout = PIPED) -> str:
     if not changes:
         return "no changes on any tc hook\n"
     bad = failing(changes, fail_on)
@@ -326,18 +113,31 @@ def diff_text(changes: list[Change], fail_on: str) -> str:
     lines = [head, ""]
     for c in changes:
         where = " ".join(shown(x) for x in (c.netns, c.interface, c.hook) if x)
-        lines.append(f"[{c.level}] {c.kind:16} {where}: {shown(c.message)}")
+        tag = paint(f"[{c.level}]", LEVEL_STYLE.get(c.level, "dim"))
+        lines += wrap(
+            f"{where}: {shown(c.message)}",
+            layout.width,
+            indent=f"{tag} {c.kind:16} ",
+            subsequent="    ",
+        )
     return "\n".join(lines) + "\n"
 
 
-@safe_text
-def merge_text(answer: ClusterAnswer) -> str:
-    from tabulate import tabulate
+MERGE_COLUMNS = (
+    Column("node", shrink=12, soft=20),
+    Column("action"),
+    Column("priority", right=True),
+    Column("why", shrink=24, soft=40, cut="end"),
+)
 
-    title = {
-        "keep": f"KEEP classifier_priority {answer.current_priority}",
-        "set-priority": f"SET classifier_priority {answer.classifier_priority} (cluster-wide)",
-        "disable-network": "DISABLE CWS network detections (cluster-wide)",
+
+@safe_text
+def merge_text(answer: ClusterAnswer, *, layout: Layout = PIPED) -> str:
+    word, style = TITLES[answer.action]
+    title = paint(word, style, "bold") + {
+        "keep": f" classifier_priority {answer.current_priority}",
+        "set-priority": f" classifier_priority {answer.classifier_priority} (cluster-wide)",
+        "disable-network": " CWS network detections (cluster-wide)",
     }[answer.action]
     rows = [
         [
@@ -346,16 +146,17 @@ def merge_text(answer: ClusterAnswer) -> str:
             ""
             if n.recommendation.classifier_priority is None
             else str(n.recommendation.classifier_priority),
-            shown(n.recommendation.summary[:90]),
+            shown(n.recommendation.summary),
         ]
         for n in answer.nodes
     ]
+    table = draw(MERGE_COLUMNS, rows, layout)
     out = [
         title,
         "",
-        *textwrap.wrap(shown(answer.summary), 88),
+        *wrap(shown(answer.summary), layout.prose),
         "",
-        tabulate(rows, headers=["node", "action", "priority", "why"], tablefmt="simple"),
+        table.text,
         "",
     ]
     if answer.action != "keep":
@@ -364,13 +165,24 @@ def merge_text(answer: ClusterAnswer) -> str:
             *("  " + line for line in answer.snippets["helm_values"].splitlines()),
             "",
         ]
-    return "\n".join(out) + "\n"
+    return "\n".join([*out, *fit_lines([table], layout)]) + "\n"
+
+
+PROBE_COLUMNS = (
+    Column("netns", shrink=10, soft=20),
+    Column("interface", shrink=9),
+    Column("hook"),
+    Column("pref", right=True),
+    Column("observer", shrink=10, soft=16),
+    Column("packets", right=True),
+    Column("reference", right=True, drop=1),
+    Column("reference is", shrink=12, soft=16, drop=2),
+    Column("pass", right=True),
+)
 
 
 @safe_text
-def probe_text(result: ProbeResult) -> str:
-    from tabulate import tabulate
-
+def probe_text(result: ProbeResult, *, layout: Layout = PIPED) -> str:
     rows = [
         [
             shown(o.placement.netns.label),
@@ -380,44 +192,27 @@ def probe_text(result: ProbeResult) -> str:
             ", ".join(o.placement.roles) + (" (shared pref)" if o.placement.shares else ""),
             o.counts.packets,
             o.reference_packets if o.reference_packets is not None else "-",
-            o.reference,
+            shown(o.reference),
             "-" if o.pass_ratio is None else f"{o.pass_ratio:.0%}",
         ]
         for o in result.observers
     ]
-    out = [
-        f"observed for {result.duration:.1f} s",
-        "",
-        tabulate(
-            rows,
-            headers=[
-                "netns",
-                "interface",
-                "hook",
-                "pref",
-                "observer",
-                "packets",
-                "reference",
-                "reference is",
-                "pass",
-            ],
-            tablefmt="simple",
-        ),
-        "",
-    ]
+    table = draw(PROBE_COLUMNS, rows, layout)
+    out = [f"observed for {result.duration:.1f} s", "", table.text, ""]
     if result.conclusions:
         out.append("What the traffic showed:")
         for c in result.conclusions:
             flag = "!!" if c.agrees is False else "  "
-            out += textwrap.wrap(
+            out += wrap(
                 shown(f"{c.interface} {c.hook} ({c.netns}): {c.message}"),
-                92,
-                initial_indent=f"{flag} ",
-                subsequent_indent="     ",
+                min(92, layout.width or 92),
+                indent=f"{flag} ",
+                subsequent="     ",
             )
         out.append("")
-    out += [f"note: {shown(note)}" for note in result.notes]
-    return "\n".join(out) + "\n"
+    for note in result.notes:
+        out += wrap(f"note: {shown(note)}", layout.width, subsequent="  ")
+    return "\n".join([*out, *fit_lines([table], layout)]) + "\n"
 
 
 @safe_text
@@ -476,28 +271,31 @@ def watch_summary_text(summary: WatchSummary) -> str:
 
 
 class TableFormat(Format):
-    """``--format table``: the answers, for people."""
+    """``--format table``: the answers, for people, in the room ``layout`` gives."""
+
+    def __init__(self, *, layout: Layout = PIPED) -> None:
+        self.layout = layout
 
     def scan(self, scan: Scan, *, show_all: bool = False) -> str:
-        return scan_table(scan, show_all=show_all)
+        return scan_table(scan, show_all=show_all, layout=self.layout)
 
     def explain(self, explanation: Explanation, *, code: bool = True) -> str:
-        return explain_text(explanation, code=code)
+        return explain_text(explanation, code=code, layout=self.layout)
 
-    def recommend(self, rec: Recommendation) -> str:
-        return recommend_text(rec)
+    def recommend(self, rec: Recommendation, *, show_all: bool = False) -> str:
+        return recommend_text(rec, show_all=show_all, layout=self.layout)
 
-    def check(self, rec: Recommendation, fail_on: str) -> str:
-        return check_text(rec, fail_on)
+    def check(self, rec: Recommendation, fail_on: str, *, show_all: bool = False) -> str:
+        return check_text(rec, fail_on, show_all=show_all, layout=self.layout)
 
     def diff(self, changes: list[Change], old: str, new: str, fail_on: str) -> str:
-        return diff_text(changes, fail_on)
+        return diff_text(changes, fail_on, layout=self.layout)
 
     def merge(self, answer: ClusterAnswer) -> str:
-        return merge_text(answer)
+        return merge_text(answer, layout=self.layout)
 
     def probe(self, result: ProbeResult) -> str:
-        return probe_text(result)
+        return probe_text(result, layout=self.layout)
 
     def cleanup(self, report: CleanupReport) -> str:
         return cleanup_text(report)

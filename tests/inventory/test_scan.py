@@ -327,11 +327,11 @@ def test_table_groups_and_hides_empty_interfaces(
         handle=1,
         name="bpf_lxc.o:[from-container]",
     )
-    code, out, _ = run(capsys, "scan", "--netns", host.name, "--netns", pod.name)
+    code, out, _ = run(capsys, "scan", "--wide", "--netns", host.name, "--netns", pod.name)
     assert code == 0
     assert f"netns {host.name}" in out and "bpf_lxc.o:[from-container]" in out
     assert f"netns {pod.name}" not in out  # nothing on the pod's hooks
-    assert "interfaces without classifiers hidden" in out
+    assert "with nothing on their hooks, hidden: --all shows them" in out
     code, out, _ = run(capsys, "scan", "--all", "--netns", pod.name)
     assert code == 0 and "eth0" in out and "no clsact qdisc" in out
 

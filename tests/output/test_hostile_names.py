@@ -4,6 +4,7 @@ as anything but text: every human format shows them escaped (output/sanitize.py)
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import unicodedata
@@ -17,6 +18,7 @@ from tcaudit.advice.recommend import recommend
 from tcaudit.lab.sandbox import Sandbox
 from tcaudit.model import Holder, Scan
 from tcaudit.output.interface import formatter
+from tcaudit.output.layout import WIDE, Layout
 from tcaudit.output.markdown import check_markdown
 from tcaudit.output.sanitize import shown
 from tests.output.test_golden import node
@@ -74,15 +76,31 @@ def test_every_human_format_shows_hostile_names_as_text() -> None:
     scan = hostile_scan()
     rec = recommend(scan)
     assert rec.action == "disable-network"
+    wide = formatter("table", layout=WIDE)
     outputs = {
-        "scan": formatter("table").scan(scan, show_all=True),
-        "recommend": formatter("table").recommend(rec),
-        "check": formatter("table").check(rec, "warning"),
+        "scan": wide.scan(scan, show_all=True),
+        "recommend": wide.recommend(rec),
+        "check": wide.check(rec, "warning"),
         "junit": formatter("junit").check(rec, "warning"),
         "markdown": formatter("markdown").check(rec, "warning"),
     }
     for text in outputs.values():
         assert_inert(text)
+    # fitted to any width (names shortened, columns left out), in colour or not: still
+    # nothing but text, and no name cut inside one of its escapes
+    for width in (40, 80, 100, 200):
+        plain = formatter("table", layout=Layout(width=width))
+        colour = formatter("table", layout=Layout(width=width, colour=True))
+        for render in (
+            lambda f: f.scan(scan),
+            lambda f: f.recommend(rec),
+            lambda f: f.check(rec, "blind"),
+        ):
+            text = render(plain)
+            assert_inert(text)
+            assert re.search(r"(?<!\\)\\(x[0-9a-f]?|u[0-9a-f]{0,3})…", text) is None
+            # colour adds our SGR codes and nothing else
+            assert re.sub(r"\x1b\[[0-9;]*m", "", render(colour)) == text
     table = outputs["scan"]
     assert "\\x1b[31mEVIL\\x07</failure>|x\\x0a\\u202eRTL\\x9b[2J\\u200b\\u2028" in table
     assert "bad\\xff" in table and "bad\\xfe" in table  # distinct names stay distinct
@@ -126,8 +144,10 @@ def test_a_hostile_filter_name_on_a_real_hook(box: Sandbox) -> None:
     name = "\x1b[2J\x07evil\u202e" + b"\xff".decode(errors="surrogateescape")
     box.attach(host, "veth0", "ingress", box.load_returning(0, "ok"), pref=1, handle=1, name=name)
     cmd = [sys.executable, "-m", "tcaudit", "scan", "--netns", host.name]
-    table = subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True).stdout
-    assert b"\x1b" not in table and b"\x07" not in table and b"\xe2\x80\xae" not in table
+    fitted = subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True).stdout
+    table = subprocess.run([*cmd, "--wide"], cwd=ROOT, capture_output=True, check=True).stdout
+    for text in (fitted, table):
+        assert b"\x1b" not in text and b"\x07" not in text and b"\xe2\x80\xae" not in text
     assert b"\\x1b[2J\\x07evil\\u202e\\xff" in table
     doc = subprocess.run(
         [*cmd, "--format", "json"], cwd=ROOT, capture_output=True, check=True

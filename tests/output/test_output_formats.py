@@ -34,6 +34,7 @@ from tcaudit.model import (
     WatchSummary,
 )
 from tcaudit.output.interface import DOCUMENTS, FORMATS, Format, formats_for, formatter
+from tcaudit.output.layout import WIDE, Layout, cells
 from tests.conftest import validate
 from tests.output.test_golden import node, program
 
@@ -126,7 +127,8 @@ def test_each_format_renders_what_it_claims(name: str, document: str) -> None:
         elif name == "markdown":
             assert text.startswith("### tcaudit check:")
     if name == "table" and document == "scan":
-        assert "cil_from_container-lxc1" in outputs[0]
+        assert "7 cil_from_contai" in outputs[0]  # 120 columns: no room for filter names
+        assert "cil_from_container-lxc1" in formatter("table", layout=WIDE).scan(SCAN)
 
 
 @pytest.mark.parametrize("name", list(FORMATS))
@@ -159,3 +161,14 @@ def test_every_document_has_a_format_and_the_cli_offers_exactly_those() -> None:
     }
     assert offered == expected
     assert offered["check"] == ["table", "json", "junit", "markdown"]
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_every_table_and_line_fits_the_width(width: int) -> None:
+    """What --format table prints fits COLUMNS (explain's disassembly aside: code lines
+    are not wrapped)."""
+    fmt = formatter("table", layout=Layout(width=width))
+    for document in sorted(FORMATS["table"][2] - {"explain"}):
+        for text in render(fmt, document):
+            for line in text.splitlines():
+                assert cells(line) <= width, (document, line)

@@ -47,13 +47,16 @@ def check_markdown(rec: Recommendation, fail_on: str) -> str:
         "",
     ]
     if rec.findings:
-        out += ["| level | kind | where | vendor | message |", "|---|---|---|---|---|"]
-        for f in rec.findings:
-            where = text(f"{f.where.netns} {f.where.interface} {f.where.hook}") if f.where else ""
-            out.append(
-                f"| {f.level} | {f.kind} | {where} | {text(f.vendor or '')} | {text(f.message)} |"
-            )
-        out.append("")
+        from tabulate import tabulate  # a GitHub pipe table; only this report needs it
+
+        rows = [
+            (f.level, f.kind,
+             text(f"{f.where.netns} {f.where.interface} {f.where.hook}") if f.where else "",
+             text(f.vendor or ""), text(f.message))
+            for f in rec.findings
+        ]
+        out += [tabulate(rows, headers=["level", "kind", "where", "vendor", "message"],
+                         tablefmt="github", disable_numparse=True), ""]
     if rec.action != "keep":
         out += [
             "<details><summary>settings to paste</summary>",

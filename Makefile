@@ -20,7 +20,7 @@ AGENT_SRC := $(shell find integrations/tcaudit -type f -not -path '*/tests/*' -n
 
 # The node image (docs/image.md): deploy/Dockerfile built by buildah on a Debian 12 root
 # filesystem that mmdebstrap makes here (Docker Hub is out of reach), imported as its
-# BASE; exported to build/image/rootfs. Each step is redone only
+# BASE; exported to build/image/rootfs for `make image-test`. Each step is redone only
 # when its inputs change: the base when its script does, the image when the Dockerfile,
 # the build script or the package's files do.
 IMAGE_DIR := build/image
@@ -31,7 +31,7 @@ IMAGE_INPUTS := deploy/Dockerfile .dockerignore deploy/image/build.sh setup.cfg 
   -o -name '*.json' -o -name py.typed \) -not -path '*/__pycache__/*')
 
 .PHONY: setup test lint typecheck pytest agent-test vagrant-validate demo bench clean \
-  image image-clean
+  image image-test image-clean
 
 setup: $(STAMP) /lib/modules/$(KREL)/build $(AGENT_STAMP)
 
@@ -85,8 +85,9 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 # TCAUDIT_REQUIRE_PRIVILEGED=1 turns every skip of a root/kernel test into a failure.
+# tests/image needs the image: `make image-test` runs it.
 pytest: setup
-	TCAUDIT_REQUIRE_PRIVILEGED=1 $(PY) -m pytest -q tests; rc=$$?; \
+	TCAUDIT_REQUIRE_PRIVILEGED=1 $(PY) -m pytest -q --ignore=tests/image tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Debian's vagrant checks the Vagrantfile (no hypervisor needed for validate)
@@ -119,6 +120,13 @@ $(IMAGE_DIR)/image.json: $(IMAGE_BASE) $(IMAGE_INPUTS) | .image-apt-done
 	@touch $@
 
 image: $(IMAGE_DIR)/image.json
+
+# the image's root filesystem run as the DaemonSets run the image (tests/image); the
+# kernel tests there fail, never skip, when they cannot run
+image-test: setup image
+	TCAUDIT_REQUIRE_PRIVILEGED=1 TCAUDIT_IMAGE_ROOTFS=$(IMAGE_DIR)/rootfs \
+	  $(PY) -m pytest -q tests/image; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # build/image and, in the containers' storage, the base and every image built on it
 # (they inherit its label tcaudit.base.sha256: the layer cache included, nothing else)

@@ -104,3 +104,16 @@ def test_the_dockerfile_takes_its_base_as_an_argument() -> None:
     assert froms[0] == "FROM ${BASE} AS runtime" and froms[-1] == "FROM runtime"
     assert 'ENTRYPOINT ["tcaudit"]' in lines
 
+
+def test_the_rootfs_runner_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
+    runner = DEPLOY / "image" / "run-rootfs.sh"
+    subprocess.run(["bash", "-n", str(runner)], check=True)
+    for args, says in (
+        ([str(tmp_path), "true"], "is no root filesystem"),
+        (["-v", "relative:/x", str(tmp_path), "true"], "absolute paths"),
+        (["-v", f"{tmp_path}/missing:/x", str(tmp_path), "true"], "no directory"),
+        ([str(tmp_path)], "usage:"),
+    ):
+        run = subprocess.run([str(runner), *args], capture_output=True, text=True)
+        assert run.returncode == 2 and says in run.stderr, (args, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1

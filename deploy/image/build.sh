@@ -5,8 +5,9 @@
 #   deploy/image/build.sh BASE.tar OUT_DIR
 #
 # 1. BASE.tar (deploy/image/debian-base.sh) becomes the one-layer image
-#    localhost/tcaudit-base:bookworm; skipped when that image already holds this very
-#    tarball (its sha256 is a label), so the Dockerfile's layer cache stays valid.
+#    localhost/tcaudit-base:bookworm, its id in OUT_DIR/base.id; skipped when that image
+#    still holds this very tarball (its sha256 is a label), so the Dockerfile's layer
+#    cache stays valid.
 # 2. buildah bud --layers --isolation chroot: RUN steps run chrooted, without an OCI
 #    runtime (crun cannot set the container's rlimits here). The host's CA bundle goes
 #    in as the build secret pip-ca, for a TLS-inspecting proxy in front of PyPI.
@@ -28,14 +29,16 @@ mkdir -p "$out"
 log="$out/build.log"
 : >"$log"
 
-step() { echo "image: $*"; }
+step() { echo "image: [${SECONDS}s] $*"; }
 fail() { tail -n 40 "$log" >&2; echo "image: $1 failed (the whole log: $log)" >&2; exit 1; }
 
 # -- 1. the base --------------------------------------------------------------------
+# OUT_DIR/base.id names the image this tarball became (checked against its label) and
+# is used by id: another checkout may tag a base of its own meanwhile
 sum="$(sha256sum "$base_tar" | cut -d' ' -f1)"
-have="$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "tcaudit.base.sha256"}}' \
-  "$base_ref" 2>/dev/null || true)"
-if [ "$have" != "$sum" ]; then
+base_id="$(cat "$out/base.id" 2>/dev/null || true)"
+if [ -z "$base_id" ] || [ "$(buildah inspect --type image \
+    --format '{{index .OCIv1.Config.Labels "tcaudit.base.sha256"}}' "$base_id" 2>/dev/null)" != "$sum" ]; then
   step "importing $base_tar as $base_ref"
   ctr="$(buildah from scratch)"
   trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
@@ -45,19 +48,25 @@ if [ "$have" != "$sum" ]; then
     --label tcaudit.base.sha256="$sum" \
     --label org.opencontainers.image.description="Debian 12 minbase (mmdebstrap), slim" \
     "$ctr"
-  buildah commit --quiet --rm "$ctr" "$base_ref" >>"$log" 2>&1 || fail "committing the base"
+  buildah commit --quiet --rm --iidfile "$out/base.iid" "$ctr" "$base_ref" >>"$log" 2>&1 \
+    || fail "committing the base"
   trap - EXIT
+  sed 's/^sha256://' "$out/base.iid" >"$out/base.id"
+  rm -f "$out/base.iid"
+  base_id="$(cat "$out/base.id")"
 fi
 
 # -- 2. the image -------------------------------------------------------------------
 secret=()
 [ -s "$ca" ] && secret=(--secret "id=pip-ca,src=$ca")
-step "building $image_ref from deploy/Dockerfile (BASE=$base_ref)"
+step "building $image_ref from deploy/Dockerfile (BASE=$base_ref, ${base_id:0:12})"
+# the id from --iidfile, not the tag: another checkout may build the same tag meanwhile
 buildah bud --layers --isolation chroot --network host "${secret[@]}" \
-  --build-arg "BASE=$base_ref" --build-arg "VERSION=$version" \
+  --build-arg "BASE=$base_id" --build-arg "VERSION=$version" --iidfile "$out/iid" \
   -f "$repo/deploy/Dockerfile" -t "$image_ref" "$repo" >>"$log" 2>&1 || fail "buildah bud"
-id="$(buildah inspect --type image --format '{{.FromImageID}}' "$image_ref")"
-size="$(podman image inspect --format '{{.Size}}' "$image_ref")"
+id="$(sed 's/^sha256://' "$out/iid")"
+rm -f "$out/iid"
+size="$(podman image inspect --format '{{.Size}}' "$id")"
 
 # -- 3. the archive and the root filesystem -------------------------------------------
 archive="$out/tcaudit-$version.tar"
@@ -74,13 +83,13 @@ if findmnt -rn -o TARGET | grep -q "^$(realpath -m "$rootfs")\(/\|$\)"; then
 fi
 step "writing $archive"
 rm -f "$archive.tmp"
-buildah push --quiet "$image_ref" "docker-archive:$archive.tmp:$image_ref" >>"$log" 2>&1 \
+buildah push --quiet "$id" "docker-archive:$archive.tmp:$image_ref" >>"$log" 2>&1 \
   || fail "writing the archive"
 mv "$archive.tmp" "$archive"
 step "exporting the root filesystem to $rootfs"
 rm -rf "$rootfs.tmp" && mkdir "$rootfs.tmp"
 name="tcaudit-export-$$"
-podman create --name "$name" "$image_ref" >>"$log" 2>&1 || fail "podman create"
+podman create --name "$name" "$id" >>"$log" 2>&1 || fail "podman create"
 trap 'podman rm "$name" >/dev/null 2>&1 || true' EXIT
 podman export "$name" | tar -x -C "$rootfs.tmp" --numeric-owner || fail "podman export"
 rm -rf "$rootfs"

@@ -9,7 +9,7 @@ privileged tests FAILS the tests instead of skipping them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +58,30 @@ def image_node(
     result.cws(10)
     result.cilium(1)
     return result
+
+
+@pytest.fixture(scope="module")
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in node both DaemonSets' pods run on: they share its hostPaths (the
+    verdict cache, /run/tcaudit), as on a real node, so the second finds the cache warm."""
+    return tmp_path_factory.mktemp("node")
+
+
+@pytest.fixture
+def pod_on_node(
+    rootfs: Path, tmp_path: Path, one_node: Path
+) -> Iterator[Callable[[str], Container]]:
+    """Make the pod of deploy/MANIFEST on ``one_node``; stopped and checked in the
+    finalizer, even when the test fails."""
+    made: list[Container] = []
+
+    def make(manifest: str) -> Container:
+        pod = Container(rootfs, tmp_path / manifest, manifest=manifest, node_root=one_node)
+        made.append(pod)
+        return pod
+
+    try:
+        yield make
+    finally:
+        for pod in made:
+            pod.close()

@@ -72,10 +72,11 @@ class Container:
     manifest: str = "tcaudit-agent-check.yaml"
     env: dict[str, str] = field(default_factory=dict)
     volumes: list[Volume] = field(default_factory=list)
+    node_root: Path | None = None  # another pod's stand-in node, to share its hostPaths
     _started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.node = self.tmp / "node"  # the stand-in node's filesystem
+        self.node = self.node_root or self.tmp / "node"  # the stand-in node's filesystem
         self.scratch = self.tmp / "scratch"  # TMPDIR of the runner: its overlay layers
         self.scratch.mkdir(parents=True, exist_ok=True)
         spec = daemonset(self.manifest)["spec"]["template"]["spec"]

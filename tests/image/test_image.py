@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +155,25 @@ def test_what_the_image_lacks_it_says_in_one_line(container: Container) -> None:
     one_clear_line(container.run("tcaudit", "scan", "--netns", "no-such-ns"), 2, "no-such-ns")
 
 
+def fresh_cache(pod: Container) -> Path:
+    """The node's cache directory as the kubelet makes a DirectoryOrCreate one: 0755."""
+    cache = pod.hostpath("/var/cache/tcaudit")
+    cache.chmod(0o755)
+    return cache
+
+
 def test_the_agent_check_daemonset_writes_the_status_file_and_keeps_the_cache(
-    container: Container, image_node: Node
+    pod_on_node: Callable[[str], Container], image_node: Node
 ) -> None:
-    pod = container.start([*container.spec["command"], *container.spec["args"]])
-    status = container.hostpath("/var/lib/tcaudit") / "recommend.json"
+    pod = pod_on_node("tcaudit-agent-check.yaml")
+    cache = fresh_cache(pod)
+    proc = pod.start([*pod.spec["command"], *pod.spec["args"]])
+    status = pod.hostpath("/var/lib/tcaudit") / "recommend.json"
     try:
-        written = wait_for(status.exists, 600, pod)
-        looping = pod.poll() is None  # the loop goes on: sleep 300, then again
+        written = wait_for(status.exists, 600, proc)
+        looping = proc.poll() is None  # the loop goes on: sleep 300, then again
     finally:
-        code, out, err = container.stop(pod)
+        code, out, err = pod.stop(proc)
     assert written and looping, (code, out, err)
     assert status.stat().st_mode & 0o777 == 0o644  # the Agent check reads it
     doc = json.loads(status.read_text())
@@ -173,37 +183,35 @@ def test_the_agent_check_daemonset_writes_the_status_file_and_keeps_the_cache(
     assert {ns.name for ns in image_node.namespaces} <= set(seen)
     assert seen[image_node.host.name]["unfixable"] == 2
     assert doc["action"] == "disable-network"
-    # the kubelet made the hostPath 0755; the command closed it, so the cache was used
-    cache = container.hostpath("/var/cache/tcaudit")
+    # the command closed the directory to 0700, so tcaudit used it
     assert cache.stat().st_mode & 0o777 == 0o700
     assert any(cache.rglob("*.json")), list(cache.rglob("*"))
 
 
 def test_the_snapshot_daemonset_writes_its_file_and_becomes_ready(
-    rootfs: Path, tmp_path: Path, image_node: Node
+    pod_on_node: Callable[[str], Container], image_node: Node
 ) -> None:
-    container = Container(rootfs, tmp_path / "snapshot", manifest="tcaudit-snapshot.yaml")
+    pod = pod_on_node("tcaudit-snapshot.yaml")
+    cache = fresh_cache(pod)
+    proc = pod.start([*pod.spec["command"], *pod.spec["args"]])
+    [out] = [v.host for v in pod.volumes if v.path == "/out"]
     try:
-        pod = container.start([*container.spec["command"], *container.spec["args"]])
-        [out] = [v.host for v in container.volumes if v.path == "/out"]
-        try:
-            done = wait_for((out / ".done").exists, 600, pod)
-            sleeping = pod.poll() is None  # sleep infinity: kubectl cp collects the file
-            probe = container.spec["readinessProbe"]["exec"]["command"]
-            ready = container.run(*probe).returncode == 0
-        finally:
-            code, stdout, stderr = container.stop(pod)
-        assert done and sleeping and ready, (code, stdout, stderr)
-        log = (out / "image-test-node.log").read_text()
-        assert (out / ".done").read_text() == "ready\n", log
-        assert "Traceback" not in log
-        snapshot = json.loads((out / "image-test-node.json").read_text())
-        validate(snapshot)
-        names = {n for ns in snapshot["namespaces"] for n in ns["names"]}
-        assert names >= {ns.name for ns in image_node.namespaces}
-        assert any(container.hostpath("/var/cache/tcaudit").rglob("*.json"))
+        done = wait_for((out / ".done").exists, 600, proc)
+        sleeping = proc.poll() is None  # sleep infinity: kubectl cp collects the file
+        probe = pod.spec["readinessProbe"]["exec"]["command"]
+        ready = pod.run(*probe).returncode == 0
     finally:
-        container.close()
+        code, stdout, stderr = pod.stop(proc)
+    assert done and sleeping and ready, (code, stdout, stderr)
+    log = (out / "image-test-node.log").read_text()
+    assert (out / ".done").read_text() == "ready\n", log
+    assert "Traceback" not in log
+    snapshot = json.loads((out / "image-test-node.json").read_text())
+    validate(snapshot)
+    names = {n for ns in snapshot["namespaces"] for n in ns["names"]}
+    assert names >= {ns.name for ns in image_node.namespaces}
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert any(cache.rglob("*.json")), list(cache.rglob("*"))
 
 
 def test_a_mount_that_reaches_the_host_is_removed_and_fails_the_test(

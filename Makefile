@@ -85,7 +85,7 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 # TCAUDIT_REQUIRE_PRIVILEGED=1 turns every skip of a root/kernel test into a failure.
-# tests/image needs the image: `make image-test` runs it.
+# tests/image needs the image: `make image-test` runs it (make test does too).
 pytest: setup
 	TCAUDIT_REQUIRE_PRIVILEGED=1 $(PY) -m pytest -q --ignore=tests/image tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
@@ -99,7 +99,8 @@ pytest: setup
 vagrant-validate: .vagrant-done
 	VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate --ignore-provider
 
-test: lint typecheck vagrant-validate pytest agent-test
+# the image test fits: about 2 minutes cold (apt, mmdebstrap, build), under one warm
+test: lint typecheck vagrant-validate pytest agent-test image-test
 
 # the image tools, only when one is missing (like .apt-done)
 .image-apt-done:
@@ -122,7 +123,7 @@ $(IMAGE_DIR)/image.json: $(IMAGE_BASE) $(IMAGE_INPUTS) | .image-apt-done
 image: $(IMAGE_DIR)/image.json
 
 # the image's root filesystem run as the DaemonSets run the image (tests/image); the
-# kernel tests there fail, never skip, when they cannot run
+# kernel tests there fail, never skip, when they cannot run. Part of `make test`.
 image-test: setup image
 	TCAUDIT_REQUIRE_PRIVILEGED=1 TCAUDIT_IMAGE_ROOTFS=$(IMAGE_DIR)/rootfs \
 	  $(PY) -m pytest -q tests/image; rc=$$?; \

@@ -18,7 +18,20 @@ AGENT_STAMP := $(AGENT_VENV)/.installed
 AGENT_BASE := datadog-checks-base[deps]==38.5.0
 AGENT_SRC := $(shell find integrations/tcaudit -type f -not -path '*/tests/*' -not -name '*.pyc')
 
-.PHONY: setup test lint typecheck pytest agent-test vagrant-validate demo bench clean
+# The node image (docs/image.md): deploy/Dockerfile built by buildah on a Debian 12 root
+# filesystem that mmdebstrap makes here (Docker Hub is out of reach), imported as its
+# BASE; exported to build/image/rootfs for `make image-test`. Each step is redone only
+# when its inputs change: the base when its script does, the image when the Dockerfile,
+# the build script or the package's files do.
+IMAGE_DIR := build/image
+IMAGE_APT := mmdebstrap buildah podman
+IMAGE_BASE := $(IMAGE_DIR)/debian-bookworm.tar
+IMAGE_INPUTS := deploy/Dockerfile .dockerignore deploy/image/build.sh setup.cfg pyproject.toml \
+  README.md $(shell find tcaudit bpf -type f \( -name '*.py' -o -name '*.c' -o -name '*.h' \
+  -o -name '*.json' -o -name py.typed \) -not -path '*/__pycache__/*')
+
+.PHONY: setup test lint typecheck pytest agent-test vagrant-validate demo bench clean \
+  image image-test image-clean
 
 setup: $(STAMP) /lib/modules/$(KREL)/build $(AGENT_STAMP)
 
@@ -72,8 +85,9 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 # TCAUDIT_REQUIRE_PRIVILEGED=1 turns every skip of a root/kernel test into a failure.
+# tests/image needs the image: `make image-test` runs it (make test does too).
 pytest: setup
-	TCAUDIT_REQUIRE_PRIVILEGED=1 $(PY) -m pytest -q tests; rc=$$?; \
+	TCAUDIT_REQUIRE_PRIVILEGED=1 $(PY) -m pytest -q --ignore=tests/image tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Debian's vagrant checks the Vagrantfile (no hypervisor needed for validate)
@@ -85,7 +99,44 @@ pytest: setup
 vagrant-validate: .vagrant-done
 	VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate --ignore-provider
 
-test: lint typecheck vagrant-validate pytest agent-test
+# the image test fits: about 2 minutes cold (apt, mmdebstrap, build), under one warm
+test: lint typecheck vagrant-validate pytest agent-test image-test
+
+# the image tools, only when one is missing (like .apt-done)
+.image-apt-done:
+	@missing=""; for p in $(IMAGE_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "image: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(IMAGE_BASE): deploy/image/debian-base.sh | .image-apt-done
+	deploy/image/debian-base.sh $@
+
+# build.sh keeps the archive and rootfs when the image id did not change; the touch
+# records that the inputs were looked at
+$(IMAGE_DIR)/image.json: $(IMAGE_BASE) $(IMAGE_INPUTS) | .image-apt-done
+	deploy/image/build.sh $(IMAGE_BASE) $(IMAGE_DIR)
+	@touch $@
+
+image: $(IMAGE_DIR)/image.json
+
+# the image's root filesystem run as the DaemonSets run the image (tests/image); the
+# kernel tests there fail, never skip, when they cannot run. Part of `make test`.
+image-test: setup image
+	TCAUDIT_REQUIRE_PRIVILEGED=1 TCAUDIT_IMAGE_ROOTFS=$(IMAGE_DIR)/rootfs \
+	  $(PY) -m pytest -q tests/image; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# build/image and, in the containers' storage, the base and every image built on it
+# (they inherit its label tcaudit.base.sha256: the layer cache included, nothing else)
+image-clean:
+	rm -rf $(IMAGE_DIR)
+	@if command -v buildah >/dev/null; then \
+	  ids=$$(buildah images -a -q --filter label=tcaudit.base.sha256 | sort -u); \
+	  if [ -n "$$ids" ]; then buildah rmi -f $$ids >/dev/null; fi; \
+	fi
 
 demo: setup
 	$(PY) -m tcaudit.lab.demo
@@ -94,5 +145,5 @@ bench: setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(AGENT_VENV) .apt-done .vagrant-done .vagrant .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(AGENT_VENV) .apt-done .vagrant-done .image-apt-done .vagrant .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -64,3 +64,56 @@ def test_the_systemd_units_write_the_same_file() -> None:
     assert "recommend --format json -o /var/lib/tcaudit/recommend.json" in service
     timer = (DEPLOY / "systemd" / "tcaudit-recommend.timer").read_text()
     assert "OnUnitActiveSec=5min" in timer and "WantedBy=timers.target" in timer
+
+
+def _daemonset(manifest: str) -> dict[str, Any]:
+    [found] = [
+        d for d in yaml.safe_load_all((DEPLOY / manifest).read_text())
+        if d and d["kind"] == "DaemonSet"
+    ]
+    return found
+
+
+def test_both_daemonsets_keep_the_cache_and_the_state_on_the_node() -> None:
+    from tcaudit import __version__
+
+    for manifest in ("tcaudit-snapshot.yaml", "tcaudit-agent-check.yaml"):
+        spec = _daemonset(manifest)["spec"]["template"]["spec"]
+        [container] = spec["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for path in ("/var/cache/tcaudit", "/run/tcaudit"):
+            assert volumes[mounts[path]]["hostPath"] == {
+                "path": path, "type": "DirectoryOrCreate"
+            }, manifest
+        # the kubelet makes such a directory 0755; tcaudit uses a cache closed to others
+        script = " ".join(container["args"])
+        assert script.startswith("install -d -m 0700 /var/cache/tcaudit"), manifest
+        # the image the Dockerfile builds, at the package's version
+        assert container["image"].endswith(f"/tcaudit:{__version__}"), manifest
+        assert container["command"] == ["/bin/sh", "-c"]
+
+
+def test_the_dockerfile_takes_its_base_as_an_argument() -> None:
+    lines = [
+        line for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0].startswith("ARG BASE=") and "debian:12-slim" in lines[0]
+    froms = [line for line in lines if line.startswith("FROM ")]
+    assert froms[0] == "FROM ${BASE} AS runtime" and froms[-1] == "FROM runtime"
+    assert 'ENTRYPOINT ["tcaudit"]' in lines
+
+
+def test_the_rootfs_runner_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
+    runner = DEPLOY / "image" / "run-rootfs.sh"
+    subprocess.run(["bash", "-n", str(runner)], check=True)
+    for args, says in (
+        ([str(tmp_path), "true"], "is no root filesystem"),
+        (["-v", "relative:/x", str(tmp_path), "true"], "absolute paths"),
+        (["-v", f"{tmp_path}/missing:/x", str(tmp_path), "true"], "no directory"),
+        ([str(tmp_path)], "usage:"),
+    ):
+        run = subprocess.run([str(runner), *args], capture_output=True, text=True)
+        assert run.returncode == 2 and says in run.stderr, (args, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1

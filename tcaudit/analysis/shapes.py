@@ -151,6 +151,7 @@ class Shapes:
         self.stats = ShapeStats()
         self._seen: set[int] = set()
         self._map_refs: dict[int, tuple[int, ...]] = {}
+        self._slot_progs: dict[int, tuple[int, ...]] = {}
         self._tree_reps: dict[int, tuple[int, object]] = {}
         """Family (id) -> (root, answer) of the first of its trees analysed."""
         self._groups: dict[bytes, list[int]] = {}
@@ -186,6 +187,16 @@ class Shapes:
                 if slots:
                     todo.extend(t for t in slots.values() if t not in self._seen)
         self._built = False
+
+    def _targets(self, pid: int) -> tuple[int, ...]:
+        """Every program in a slot of a prog array the program uses (read once a scan)."""
+        got = self._slot_progs.get(pid)
+        if got is None:
+            out: list[int] = []
+            for mid in self._maps(pid):
+                out.extend((self.source.prog_array(mid) or {}).values())
+            got = self._slot_progs[pid] = tuple(out)
+        return got
 
     def _maps(self, pid: int) -> tuple[int, ...]:
         """The maps a program uses: its info's list and every map its code refers to
@@ -433,12 +444,15 @@ class Shapes:
         seen: set[tuple[int, Entry]] = set()
         visited: set[int] = set()
         alone: set[int] = set()
-        todo: list[tuple[int, Entry, tuple[int, ...]]] = [(root, NO_ENTRY, ())]
+        # each (program, entry) reached, with the one it was first reached from: the
+        # path back to the root when its own code fails
+        parent: dict[tuple[int, Entry], tuple[int, Entry] | None] = {(root, NO_ENTRY): None}
+        todo: list[tuple[int, Entry]] = [(root, NO_ENTRY)]
         while todo and len(seen) < MAX_TREE:
-            pid, entry, path = todo.pop()
-            if (pid, entry) in seen:
+            pid, entry = node = todo.pop()
+            if node in seen:
                 continue
-            seen.add((pid, entry))
+            seen.add(node)
             visited.add(pid)
             why: str | None = "on its own"
             if pid not in forced:
@@ -446,16 +460,22 @@ class Shapes:
             if why is not None:
                 why, out = self._check(pid, entry, ctx, own=True)
                 if why is not None:
-                    culprits = {c for c in path if c not in forced}
+                    culprits = set()
+                    up = parent[node]
+                    while up is not None:
+                        if up[0] not in forced:
+                            culprits.add(up[0])
+                        up = parent[up]
                     if not culprits:
                         return set()
                     blame |= culprits
                     continue
                 alone.add(pid)
-            for mid in self._maps(pid):
-                slots = self.source.prog_array(mid)
-                for t in (slots or {}).values():
-                    todo.append((t, out, (*path, pid)))
+            for t in self._targets(pid):
+                nxt = (t, out)
+                if nxt not in parent:
+                    parent[nxt] = node
+                todo.append(nxt)
         if todo:
             return set()
         if blame:

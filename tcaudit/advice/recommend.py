@@ -40,7 +40,13 @@ from tcaudit.model import (
     VendorMatch,
     map_entries,
 )
-from tcaudit.vendors.cws import DEFAULT_PRIORITY, detect_priority, impostor, trusted
+from tcaudit.vendors.cws import (
+    CWS_VENDOR,
+    DEFAULT_PRIORITY,
+    detect_priority,
+    impostor,
+    trusted,
+)
 
 HIDING = frozenset({"accept", "redirect", "stolen", "trap"})
 DIRECTIONS = ("ingress", "egress")
@@ -72,7 +78,7 @@ class BlindSpot:
 class Finding:
     level: str  # "blind" or "warning"
     kind: str  # blind | unknown-verdict | drop-only | pref-collision | destructive-vendor
-    # | cws-missing | cws-impostor
+    # | cws-missing | cws-impostor | cws-ends-chain
     message: str
     where: Where | None = None
     pref: int | None = None
@@ -237,11 +243,33 @@ def _best_priority(limit: int, collisions: set[int]) -> int | None:
     return None
 
 
+def _cws_ends_chain(entry: Entry, interface: Interface, hook: Hook, netns: Netns) -> Finding:
+    """CWS's own classifier (its program held by system-probe) that can end the chain:
+    with raw-packet rules loaded, its generated filters accept what they do not match."""
+    assert entry.verdict is not None
+    words = entry.verdict.effective
+    what = f"can {'|'.join(words)}" if words is not None else "has a verdict tcaudit cannot tell"
+    name = entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+    return Finding(
+        "warning",
+        "cws-ends-chain",
+        f"{interface.name} {hook.hook} in {netns.label}: CWS's own {name} at pref {entry.pref} "
+        f"(held by system-probe) {what}: classifiers after it on this hook do not see the "
+        "packets it ends the chain for (system-probe's raw-packet rules; "
+        "docs/agent-config.md)",
+        Where(netns.label, netns.id, interface.name, hook.hook),
+        entry.pref,
+        CWS_VENDOR,
+    )
+
+
 def _unmask_impostors(scan: Scan, findings: list[Finding]) -> Scan:
     """Entries named like CWS whose verdict says otherwise count like any classifier (of
     unknown owner), each with a ``cws-impostor`` warning naming it."""
 
     def unmask(entry: Entry, interface: Interface, hook: Hook, netns: Netns) -> Entry:
+        if trusted(entry) and entry.verdict is not None and entry.verdict.ends_chain is not False:
+            findings.append(_cws_ends_chain(entry, interface, hook, netns))
         if not impostor(entry):
             return entry
         words = entry.verdict.effective if entry.verdict else None

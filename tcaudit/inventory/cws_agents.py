@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from tcaudit.kernel.procfs import comm_of, exe_of
 from tcaudit.model import CwsAgent, CwsSetting
 
 DEFAULTS: Final[dict[str, int | bool]] = {
@@ -67,21 +68,21 @@ def _read(path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
+SYSTEM_PROBE = "system-probe"
+
+
+def is_system_probe(comm: str | None, exe: str | None) -> bool:
+    """A process is system-probe when its comm AND its executable's basename say so (a
+    comm alone can be set by anyone)."""
+    return comm == SYSTEM_PROBE and exe == SYSTEM_PROBE
+
+
 def system_probes(proc: str = "/proc") -> list[int]:
     """The pids of every running system-probe, by comm AND executable."""
     found = []
     for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{entry}/comm", encoding="utf-8", errors="replace") as f:
-                if f.read().rstrip("\n") != "system-probe":
-                    continue
-            if os.path.basename(os.readlink(f"{proc}/{entry}/exe")) != "system-probe":
-                continue
-        except OSError:
-            continue
-        found.append(int(entry))
+        if entry.isdigit() and is_system_probe(comm_of(entry, proc), exe_of(entry, proc)):
+            found.append(int(entry))
     return sorted(found)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from tcaudit.kernel import bpf
-from tcaudit.kernel.procfs import comm_of
+from tcaudit.kernel.procfs import comm_of, exe_of
 from tcaudit.model import Holder, MapRef, Program
 
 # enum bpf_prog_type (include/uapi/linux/bpf.h), as bpftool names them
@@ -59,6 +59,7 @@ def scan_holders(proc: str = "/proc") -> dict[int, list[Holder]]:
         except OSError:
             continue
         comm: str | None = None
+        exe: str | None = None
         for fd in fds:
             try:
                 target = os.readlink(f"{fd_dir}/{fd}")
@@ -76,7 +77,8 @@ def scan_holders(proc: str = "/proc") -> dict[int, list[Holder]]:
                     prog_id = int(line.split()[1])
                     if comm is None:
                         comm = comm_of(pid, proc) or "?"
-                    entry = Holder(pid=int(pid), comm=comm)
+                        exe = exe_of(pid, proc)
+                    entry = Holder(pid=int(pid), comm=comm, exe=exe)
                     bucket = holders.setdefault(prog_id, [])
                     if entry not in bucket:
                         bucket.append(entry)

@@ -73,7 +73,7 @@ def _program(doc: dict[str, Any] | None) -> Program | None:
         type=doc["type"],
         insns=doc["insns"],
         maps=tuple(MapRef(m["id"], m["name"], m["type"]) for m in doc["maps"]),
-        holders=tuple(Holder(h["pid"], h["comm"]) for h in doc["holders"]),
+        holders=tuple(Holder(h["pid"], h["comm"], h.get("exe")) for h in doc["holders"]),
         btf_id=doc["btf_id"],
         loaded_at=doc["loaded_at"],
         uid=doc["uid"],

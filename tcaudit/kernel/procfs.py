@@ -8,6 +8,8 @@ on them and two names never collapse into one (output/sanitize.py shows them as
 
 from __future__ import annotations
 
+import os
+
 
 def comm_of(pid: int | str, proc: str = "/proc") -> str | None:
     """The process's name, or None when it is gone or unreadable."""
@@ -16,3 +18,13 @@ def comm_of(pid: int | str, proc: str = "/proc") -> str | None:
             return f.read().rstrip("\n")
     except OSError:
         return None
+
+
+def exe_of(pid: int | str, proc: str = "/proc") -> str | None:
+    """The basename of the process's executable (what a comm alone cannot prove: anyone
+    can set their comm), or None when it is gone or unreadable."""
+    try:
+        target = os.readlink(f"{proc}/{pid}/exe")
+    except OSError:
+        return None
+    return os.path.basename(target.removesuffix(" (deleted)")) or None

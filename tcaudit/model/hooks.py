@@ -45,6 +45,7 @@ class MapRef:
 class Holder:
     pid: int
     comm: str
+    exe: str | None = None  # basename of /proc/PID/exe (None: unreadable)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ def program_json(program: Program | None) -> dict[str, Any] | None:
         "type": program.type,
         "insns": program.insns,
         "maps": [{"id": m.id, "name": m.name, "type": m.type} for m in program.maps],
-        "holders": [{"pid": h.pid, "comm": h.comm} for h in program.holders],
+        "holders": [{"pid": h.pid, "comm": h.comm, "exe": h.exe} for h in program.holders],
         "btf_id": program.btf_id,
         "loaded_at": program.loaded_at,
         "uid": program.uid,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Final
 
+from tcaudit.inventory.cws_agents import is_system_probe
 from tcaudit.model import Entry, Scan, VendorMatch
 
 CWS_VENDOR: Final = "Datadog CWS"
@@ -29,12 +30,32 @@ def is_cws(match: VendorMatch | None) -> bool:
     return match is not None and match.name == CWS_VENDOR
 
 
+def held_by_system_probe(entry: Entry) -> bool:
+    """Its program is held open by a running system-probe (comm AND executable, the rule
+    of inventory/cws_agents.py): evidence no filter or program name can give."""
+    program = entry.program
+    return program is not None and any(
+        is_system_probe(h.comm, h.exe) for h in program.holders)
+
+
 def trusted(entry: Entry) -> bool:
-    """A CWS-attributed entry that behaves like CWS: its verdict can only hand packets on
-    (or drop them). Only such an entry is left out of the blind-spot analysis and sets
-    the priority in effect; any other one named like CWS (accepting, redirecting, or of
-    unknown verdict) counts like any vendor, and the recommendation says so."""
-    if not is_cws(entry.vendor) or entry.verdict is None:
+    """A CWS-attributed entry that is CWS's own: its verdict can only hand packets on (or
+    drop them), or a running system-probe holds its program. Only such an entry is left
+    out of the blind-spot analysis and sets the priority in effect; any other one named
+    like CWS (accepting, redirecting, or of unknown verdict) counts like any vendor, and
+    the recommendation says so.
+
+    The second way is for CWS's raw-packet classifiers: with raw-packet rules loaded,
+    system-probe fills their router with filters generated at run time whose no-match
+    path returns TC_ACT_OK (pkg/security/ebpf/probes/rawpacket/pcap.go in
+    DataDog/datadog-agent 7.66.0), so they can accept. They stay CWS's own; the
+    recommendation says what their accepting means for what runs after them
+    (``cws-ends-chain``)."""
+    if not is_cws(entry.vendor):
+        return False
+    if held_by_system_probe(entry):
+        return True
+    if entry.verdict is None:
         return False
     effective = entry.verdict.effective
     return effective is not None and set(effective) <= CWS_VERDICTS

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tcaudit.advice.recommend import recommend
+from tcaudit.lab import sandbox
 from tcaudit.model import CwsAgent, CwsSetting
 from tcaudit.output.json_format import recommend_json
 from tests.advice.test_recommend_rules import ACCEPT, bpf, cws, scan
@@ -154,3 +155,55 @@ def test_a_real_system_probe_is_read_and_its_secrets_never_leave(tmp_path: Path)
         for path in Path(directory).rglob("*") if Path(directory).exists() else []:
             if path.is_file():
                 assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_raw_packet_classifier_system_probe_holds_is_cws_own(
+        box: sandbox.Sandbox, tmp_path: Path) -> None:
+    """A real scan: CWS's main classifier (returns UNSPEC) and a raw-packet classifier
+    that can accept, both at pref 10, the second held open by a process that is
+    system-probe by comm and executable. The scan shows the holder's executable;
+    recommend keeps priority 10, calls neither an impostor and warns what the accepting
+    one means for what runs after it. Without that holder it is an impostor."""
+    ns = box.namespace("h")
+    peer = box.namespace("p")
+    box.veth(ns, "v0", peer, "eth0")
+    box.clsact(ns, "v0")
+    main = box.load_returning(-1, "classifier_ingr")
+    raw = box.load_returning(0, "classifier_raw_")
+    box.attach(ns, "v0", "ingress", main, pref=10, handle=0xCA,
+               name="classifier_ingress_security2_4026531992_2115")
+    box.attach(ns, "v0", "ingress", raw, pref=10, handle=0xCB,
+               name="classifier_raw_packet_ingress_security2_4026531992_2115")
+    argv = [sys.executable, "-m", "tcaudit", "recommend", "--format", "json",
+            "--netns", ns.name, "--dev", "v0"]
+
+    def kinds() -> tuple[dict[str, object], list[str]]:
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        validate(doc)
+        return doc, [f["kind"] for f in doc["findings"]]
+
+    doc, found = kinds()
+    assert "cws-impostor" in found and doc["action"] != "keep"
+    binary = tmp_path / "bin" / "system-probe"
+    binary.parent.mkdir()
+    shutil.copy("/bin/bash", binary)
+    holder = subprocess.Popen([str(binary), "-c", "sleep 30; true"], pass_fds=(raw.fd,),
+                              env={"PATH": "/usr/bin"})
+    try:
+        time.sleep(0.2)
+        doc, found = kinds()
+        done = subprocess.run([sys.executable, "-m", "tcaudit", "scan", "--format", "json",
+                               "--netns", ns.name, "--dev", "v0"],
+                              cwd=ROOT, capture_output=True, text=True, check=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (doc["action"], doc["classifier_priority"]) == ("keep", 10)
+    assert "cws-impostor" not in found and found.count("cws-ends-chain") == 1
+    scanned = json.loads(done.stdout)
+    validate(scanned)
+    holders = [h for n in scanned["namespaces"] for i in n["interfaces"] for k in i["hooks"]
+               for e in k["entries"] for h in (e["program"] or {}).get("holders", [])]
+    assert {"pid": holder.pid, "comm": "system-probe", "exe": "system-probe"} in holders

@@ -6,7 +6,18 @@ from dataclasses import replace
 
 from tcaudit.advice.merge import merge
 from tcaudit.advice.recommend import recommend
-from tcaudit.model import Entry, Hook, Host, Interface, NamespaceScan, Netns, Program, Scan, Verdict
+from tcaudit.model import (
+    Entry,
+    Holder,
+    Hook,
+    Host,
+    Interface,
+    NamespaceScan,
+    Netns,
+    Program,
+    Scan,
+    Verdict,
+)
 from tcaudit.vendors.attribution import add_vendors
 
 ACCEPT = Verdict((0,), ("accept",), "static", None)
@@ -188,3 +199,33 @@ def test_a_cws_look_alike_of_unknown_verdict_may_hide() -> None:
     result = recommend(scan(("clsact/ingress", (entry, cws()))))
     assert [f.kind for f in result.findings if f.pref == 1] == ["cws-impostor", "unknown-verdict"]
     assert "has a verdict tcaudit cannot tell" in result.findings[0].message
+
+
+def held(entry: Entry, comm: str, exe: str | None) -> Entry:
+    assert entry.program is not None
+    return replace(entry, program=replace(entry.program, holders=(Holder(4242, comm, exe),)))
+
+
+def test_cws_raw_packet_classifiers_held_by_system_probe_are_its_own() -> None:
+    """With raw-packet rules loaded, CWS's raw-packet classifier can accept (its
+    generated filters return TC_ACT_OK on no match). Held by a running system-probe it
+    is CWS's own: not an impostor, not a blind spot, the priority stays; a warning says
+    what runs after it does not see what it accepts. Held by a process that only calls
+    itself system-probe, it is an impostor as before."""
+    raw = cws_named(10, Verdict((-1, 0), ("accept", "continue"), "static", None),
+                    "classifier_raw_packet_ingress_security1_1_2115")
+    result = recommend(scan(("clsact/ingress", (held(raw, "system-probe", "system-probe"),
+                                                cws()))))
+    assert (result.action, result.current_priority) == ("keep", 10)
+    assert not result.blind
+    kinds = [f.kind for f in result.findings]
+    assert "cws-impostor" not in kinds
+    [ends] = [f for f in result.findings if f.kind == "cws-ends-chain"]
+    assert ends.level == "warning" and ends.pref == 10 and ends.vendor == "Datadog CWS"
+    assert "held by system-probe" in ends.message and "can accept|continue" in ends.message
+    for comm, exe in (("system-probe", "python3"), ("python3", "system-probe"),
+                      ("system-probe", None)):
+        result = recommend(scan(("clsact/ingress", (held(raw, comm, exe), cws()))))
+        assert "cws-impostor" in [f.kind for f in result.findings], (comm, exe)
+        assert "cws-ends-chain" not in [f.kind for f in result.findings]
+        assert result.action != "keep"

@@ -96,9 +96,8 @@ def test_inventory_matches_the_kernel(box: Sandbox, capsys: pytest.CaptureFixtur
     assert first["program"]["insns"] == 2
     assert first["program"]["uid"] == 0
     assert first["program"]["loaded_at"].endswith("Z")
-    assert {"pid": os.getpid(), "comm": Path("/proc/self/comm").read_text().strip()} in first[
-        "program"
-    ]["holders"]
+    assert {"pid": os.getpid(), "comm": Path("/proc/self/comm").read_text().strip(),
+            "exe": Path(os.readlink("/proc/self/exe")).name} in first["program"]["holders"]
     assert first["direct_action"] is True and first["protocol"] == "all"
     assert first["kind"] == "bpf" and first["chain"] == 0
 

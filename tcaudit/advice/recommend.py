@@ -250,13 +250,17 @@ def _cws_ends_chain(entry: Entry, interface: Interface, hook: Hook, netns: Netns
     words = entry.verdict.effective
     what = f"can {'|'.join(words)}" if words is not None else "has a verdict tcaudit cannot tell"
     name = entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+    later = hook.entries[hook.entries.index(entry) + 1:] if entry in hook.entries else ()
+    own = any(trusted(e) and e.verdict is not None and e.verdict.ends_chain is False
+              for e in later)
+    after = ("classifiers after it on this hook, CWS's own main classifier among them,"
+             if own else "classifiers after it on this hook")
     return Finding(
         "warning",
         "cws-ends-chain",
         f"{interface.name} {hook.hook} in {netns.label}: CWS's own {name} at pref {entry.pref} "
-        f"(held by system-probe) {what}: classifiers after it on this hook do not see the "
-        "packets it ends the chain for (system-probe's raw-packet rules; "
-        "docs/agent-config.md)",
+        f"(held by system-probe) {what}: {after} do not see the packets it ends the chain "
+        "for (system-probe's raw-packet rules; docs/agent-config.md)",
         Where(netns.label, netns.id, interface.name, hook.hook),
         entry.pref,
         CWS_VENDOR,

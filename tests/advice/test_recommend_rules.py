@@ -223,6 +223,7 @@ def test_cws_raw_packet_classifiers_held_by_system_probe_are_its_own() -> None:
     [ends] = [f for f in result.findings if f.kind == "cws-ends-chain"]
     assert ends.level == "warning" and ends.pref == 10 and ends.vendor == "Datadog CWS"
     assert "held by system-probe" in ends.message and "can accept|continue" in ends.message
+    assert "CWS's own main classifier among them" in ends.message  # it runs first
     for comm, exe in (("system-probe", "python3"), ("python3", "system-probe"),
                       ("system-probe", None)):
         result = recommend(scan(("clsact/ingress", (held(raw, comm, exe), cws()))))

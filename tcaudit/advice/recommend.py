@@ -154,10 +154,21 @@ class _Ender:
     verbs: tuple[str, ...] = ()
 
 
+def _label(entry: Entry) -> str:
+    """How a message names an entry: its filter's name, else its program's, else its kind."""
+    return entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+
+
+def _can(entry: Entry) -> str:
+    """What an entry's verdict says it can do, for a message."""
+    words = entry.verdict.effective if entry.verdict else None
+    return f"can {'|'.join(words)}" if words is not None else "has a verdict tcaudit cannot tell"
+
+
 def _ender(entry: Entry, hook: str) -> _Ender | None:
     verdict = entry.verdict
     words = verdict.effective if verdict else None
-    name = entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+    name = _label(entry)
     if words is None:
         reason = verdict.reason if verdict and verdict.reason else "verdict unknown"
         return _Ender(entry, hook, False, f"{name}: verdict unknown ({reason}), may hide")
@@ -246,10 +257,7 @@ def _best_priority(limit: int, collisions: set[int]) -> int | None:
 def _cws_ends_chain(entry: Entry, interface: Interface, hook: Hook, netns: Netns) -> Finding:
     """CWS's own classifier (its program held by system-probe) that can end the chain:
     with raw-packet rules loaded, its generated filters accept what they do not match."""
-    assert entry.verdict is not None
-    words = entry.verdict.effective
-    what = f"can {'|'.join(words)}" if words is not None else "has a verdict tcaudit cannot tell"
-    name = entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+    name = _label(entry)
     later = hook.entries[hook.entries.index(entry) + 1:] if entry in hook.entries else ()
     own = any(trusted(e) and e.verdict is not None and e.verdict.ends_chain is False
               for e in later)
@@ -259,7 +267,7 @@ def _cws_ends_chain(entry: Entry, interface: Interface, hook: Hook, netns: Netns
         "warning",
         "cws-ends-chain",
         f"{interface.name} {hook.hook} in {netns.label}: CWS's own {name} at pref {entry.pref} "
-        f"(held by system-probe) {what}: {after} do not see the packets it ends the chain "
+        f"(held by system-probe) {_can(entry)}: {after} do not see the packets it ends the chain "
         "for (system-probe's raw-packet rules; docs/agent-config.md)",
         Where(netns.label, netns.id, interface.name, hook.hook),
         entry.pref,
@@ -276,19 +284,15 @@ def _unmask_impostors(scan: Scan, findings: list[Finding]) -> Scan:
             findings.append(_cws_ends_chain(entry, interface, hook, netns))
         if not impostor(entry):
             return entry
-        words = entry.verdict.effective if entry.verdict else None
-        what = (
-            f"can {'|'.join(words)}" if words is not None else "has a verdict tcaudit cannot tell"
-        )
-        name = entry.filter_name or (entry.program.name if entry.program else None) or entry.kind
+        name = _label(entry)
         place = f"pref {entry.pref}" if entry.pref is not None else "TCX"
         findings.append(
             Finding(
                 "warning",
                 "cws-impostor",
                 f"{interface.name} {hook.hook} in {netns.label}: {name} at {place} is named like "
-                f"Datadog CWS but {what}, which CWS's classifiers never do: counted like any "
-                "other classifier",
+                f"Datadog CWS but {_can(entry)}, which CWS's classifiers never do: counted like "
+                "any other classifier",
                 Where(netns.label, netns.id, interface.name, hook.hook),
                 entry.pref,
             )

@@ -254,22 +254,23 @@ class _Ctx:
             if loc is not None:
                 self.locals[node] = loc
                 return loc
-        scan_wide = self.shared is not None and key is not None and (
-            key != self.root_key or self.root is None)
-        if scan_wide:
+        # the scan's families, when this program's own analysis can serve every tree of
+        # the scan (not a root given as code: that code may be no program's)
+        scan = self.shared if key is not None and (
+            key != self.root_key or self.root is None) else None
+        if scan is not None:
             # a program analysed on its own in an earlier tree of this scan, entered
             # with the same cb state: its local answer depends on nothing else
-            assert self.shared is not None
-            loc = self.shared.own.get(node)
+            loc = scan.own.get(node)
             if loc is not None:
-                self.shared.stats.reused += 1
+                scan.stats.reused += 1
                 self.locals[node] = loc
                 return loc
         code = self.code(key)
         if code is None:
             loc = Local([], {}, [], f"tail-call target prog {key} unreadable")
         else:
-            preps = self.shared.preps if scan_wide and self.shared is not None else self.preps
+            preps = scan.preps if scan is not None else self.preps
             prep = preps.get(key)
             if prep is None:
                 prep = preps[key] = Prepared(code.insns, code.func_starts)
@@ -278,10 +279,9 @@ class _Ctx:
                 loc = ProgAnalyser(prep, self.env, cb, code.map_ids).run()
             finally:
                 self.active.discard(node)
-            if scan_wide and all(site.main for site in loc.sites):
+            if scan is not None and all(site.main for site in loc.sites):
                 # (a tail call from a subprogram returns this tree's values into it)
-                assert self.shared is not None
-                self.shared.own[node] = loc
+                scan.own[node] = loc
         self.locals[node] = loc
         return loc
 

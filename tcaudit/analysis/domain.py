@@ -196,10 +196,7 @@ def alu(op: int, wide: bool, off: int, a: Value, b: Value, same: bool) -> Value:
         r = AR.same_reg(op, wide, a) if same else None  # type: ignore[arg-type]
         if r is None:
             r = AR.alu(op, wide, off, a, b, "arithmetic")  # type: ignore[arg-type]
-        if len(_ALUS) >= memo.LIMIT:
-            _ALUS.clear()
-        _ALUS[key] = r
-        return r
+        return memo.store(_ALUS, key, r)
     if same and op in (AR.SUB, AR.XOR):
         return ZERO
     if ta is Far or tb is Far:
@@ -295,11 +292,7 @@ def branch(op: int, wide: bool, a: Value, b: Value) -> tuple[Side, Side]:
             return _BRANCHES[key]  # type: ignore[no-any-return]
         except KeyError:
             pass
-        got = RF.branch(op, wide, a, b)
-        if len(_BRANCHES) >= memo.LIMIT:
-            _BRANCHES.clear()
-        _BRANCHES[key] = got
-        return got
+        return memo.store(_BRANCHES, key, RF.branch(op, wide, a, b))
     if op == RF.JEQ and wide:
         # a pointer equal to a constant is that number (e.g. NULL checks)
         if is_scalar(b) and not may_be_frame(a):

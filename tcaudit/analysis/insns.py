@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from tcaudit.analysis import memo
 from tcaudit.kernel.abi import BPF_FUNC_TAIL_CALL as BPF_FUNC_TAIL_CALL
 
 __all__ = [
@@ -116,7 +117,7 @@ BPF_PSEUDO_KFUNC_CALL = 2
 
 
 _STRUCT = struct.Struct("<BBhi")
-_DECODED: dict[bytes, Insn] = {}
+_DECODED: dict[bytes, Insn] = memo.table()
 _DECODED_LIMIT = 1 << 18
 """Distinct instructions remembered by decode() before it starts again."""
 
@@ -179,15 +180,14 @@ def decode(raw: bytes) -> tuple[Insn, ...]:
     # endpoint) repeat the same instructions hundreds of times, and a scan keeps every
     # program's code (30 real Cilium endpoints: 760,000 instructions)
     seen = _DECODED
-    if len(seen) >= _DECODED_LIMIT:
-        seen.clear()
     out = []
     for at in range(0, len(raw), 8):
         chunk = raw[at:at + 8]
         insn = seen.get(chunk)
         if insn is None:
             code, regs, off, imm = _STRUCT.unpack(chunk)
-            insn = seen[chunk] = Insn(code, regs & 0x0F, regs >> 4, off, imm)
+            insn = memo.store(seen, chunk, Insn(code, regs & 0x0F, regs >> 4, off, imm),
+                              _DECODED_LIMIT)
         out.append(insn)
     return tuple(out)
 

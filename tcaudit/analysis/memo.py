@@ -11,7 +11,9 @@ are identical with or without the tables, only faster. Each table holds at most
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+V = TypeVar("V")
 
 LIMIT = 1 << 16
 """Entries per table before it is emptied."""
@@ -24,6 +26,16 @@ def table() -> dict[Any, Any]:
     t: dict[Any, Any] = {}
     _TABLES.append(t)
     return t
+
+
+def store(table: dict[Any, Any], key: Any, value: V, limit: int | None = None) -> V:
+    """Remember ``value`` under ``key`` (the table starts again when full at ``limit``,
+    default ``LIMIT`` as it is now); returns it. Lookups stay inline at each caller: a
+    hit costs no call."""
+    if len(table) >= (LIMIT if limit is None else limit):
+        table.clear()
+    table[key] = value
+    return value
 
 
 def forget() -> None:

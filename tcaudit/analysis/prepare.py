@@ -102,10 +102,7 @@ class Prepared:
                 # the op of an instruction that names no other one depends on it alone
                 op = ops_of.get(insn)
                 if op is None:
-                    op = self._prep(insns, pc)
-                    if len(ops_of) >= memo.LIMIT:
-                        ops_of.clear()
-                    ops_of[insn] = op
+                    op = memo.store(ops_of, insn, self._prep(insns, pc))
             else:
                 op = self._prep(insns, pc)
             if pc in unknown:

@@ -101,11 +101,7 @@ def norm(
         return _NORMS[key]  # type: ignore[no-any-return]
     except KeyError:
         pass
-    out = _norm(smin, smax, umin, umax, tv, tm, reason)
-    if len(_NORMS) >= memo.LIMIT:
-        _NORMS.clear()
-    _NORMS[key] = out
-    return out
+    return memo.store(_NORMS, key, _norm(smin, smax, umin, umax, tv, tm, reason))
 
 
 def _norm(
@@ -236,11 +232,7 @@ def join(a: Scalar, b: Scalar) -> Scalar:
         return _JOINS[key]  # type: ignore[no-any-return]
     except KeyError:
         pass
-    out = _join(a, b)
-    if len(_JOINS) >= memo.LIMIT:
-        _JOINS.clear()
-    _JOINS[key] = out
-    return out
+    return memo.store(_JOINS, key, _join(a, b))
 
 
 def _join(a: Scalar, b: Scalar) -> Scalar:
@@ -466,7 +458,7 @@ def sext(v: Scalar, bits: int) -> Scalar:
         # both signs, not every value: the two halves apart ({0} and [-4095, -1] stay
         # two parts, not every 32-bit value)
         low = norm(lo, half - 1, lo, half - 1, 0, M64, r.reason)
-        high = norm(half - 2 * half, hi - 2 * half, 0, M64, 0, M64, r.reason)
+        high = norm(-half, hi - 2 * half, 0, M64, 0, M64, r.reason)
         assert low is not None and high is not None
         return union((low, high))
     else:

@@ -224,10 +224,14 @@ class _Ctx:
         return self.codes[key]
 
     def node(self, key: _Key, cb: CbState) -> _Node:
-        """The node a tail call entering ``key`` with ``cb`` known is analysed as: its own
+        """The node a tail call entering ``key`` with ``cb`` known is analysed as (less the
+        words its tree's answer cannot depend on, ``shapes.weaken``): its own state
         for the first MAX_CONTEXTS states, then one shared summary (the join of the
         states since), analysed again whenever it grows; after frames.MAX_SUMMARIES growths
         the summary is "nothing known", which covers every state (frames.Summaries)."""
+        if cb and self.shared is not None and key is not None and (
+                key != self.root_key or self.root is None):
+            cb = self.shared.weaken(key, cb, self)  # the bytes its answer may depend on
         if not cb:
             return (key, cb)
         exact = self.exact.setdefault(key, set())

@@ -24,8 +24,9 @@ of the varying constants through registers, stack slots and subprogram calls, an
   an immediate and that the engine decides for the set of every copy's value (the
   operand :func:`prepare.operand_hull` gives the shared analysis): each copy's own
   analysis decides it the same way. An exact value is a mov or store immediate that
-  differs between copies, copied between registers or through a ``cb[]`` word (also
-  into a tail-call target: the entry's exact words travel with its tainted bytes).
+  differs between copies, copied between registers, spilled and filled (8 bytes, or
+  4 when every value fits) or through a ``cb[]`` word (also into a tail-call target:
+  the entry's exact words travel with its tainted bytes).
 
 Anything this pass does not understand is "depends": the caller then analyses the copy
 on its own, so the worst case is the old speed, never a different answer.
@@ -76,11 +77,14 @@ from tcaudit.analysis.taint import (
     N16,
     N32,
     N64,
+    NO_ENTRY,
     OPAQUE,
     PLAIN,
     PTRS,
     A,
     C,
+    Entry,
+    Exact,
     F,
     Key,
     P,
@@ -97,13 +101,6 @@ from tcaudit.analysis.taint import (
 )
 
 MAX_STATES = 200_000
-
-Exact = tuple[int, int, Value]
-"""A cb[] word that holds an exact varying value: (offset, size, every copy's value)."""
-Entry = tuple[frozenset[int], frozenset[Exact]]
-"""How a tail call enters a program: the cb[] bytes holding varying values, and which
-of them are exact words."""
-NO_ENTRY: Entry = (frozenset(), frozenset())
 
 
 class Depends(Exception):
@@ -411,10 +408,11 @@ class _Pass:
         if b & F:
             got |= self._slot_flags(fo[src], off, size, slots, anyx)
             base = fo[src]
-            if b & PTRS == F and base is not None and size == 8 and not anyx & T:
+            if (b & PTRS == F and base is not None and size in (4, 8) and not anyx & T
+                    and mode != I.BPF_MEMSX):
                 lo = base + off
                 spill = slots.get(lo)
-                if (spill is not None and spill[0] == 8 and spill[1] >> EXACT_SHIFT
+                if (spill is not None and spill[0] == size and spill[1] >> EXACT_SHIFT
                         and not any(k != lo and k < lo + 8 and lo < k + sz
                                     for k, (sz, _f) in slots.items())):
                     exact = -(spill[1] >> EXACT_SHIFT)  # a spilled exact value, filled
@@ -510,7 +508,8 @@ class _Pass:
                 else:  # partly: the old flags stay (conservative), the value is another
                     slots[k] = (s, f & ~EXACT_MASK)
             if keep:
-                code = -exact if exact is not None and size == 8 and keep & T else 0
+                code = -exact if exact is not None and keep & T and (
+                    size == 8 or (size == 4 and self._fits(exact, 4))) else 0
                 slots[lo] = (size, keep | code << EXACT_SHIFT)
         return anyx
 
@@ -542,7 +541,6 @@ class _Pass:
             if r in narrowed or (org[r] is not None and org[r] in origins):
                 fl[r] |= add | PLAIN
                 org[r] = None
-
 
     def _forget_written(self, pc: int, slots: Slots, base: int | None, ln: int) -> None:
         """A helper at pc writes the frame from ``base`` on: spilled exact values it may

@@ -35,12 +35,14 @@ from typing import Protocol
 
 from tcaudit.analysis import insns as I
 from tcaudit.analysis import scalar as S
-from tcaudit.analysis.dependence import NO_ENTRY, Entry, depends
+from tcaudit.analysis.dependence import depends
 from tcaudit.analysis.domain import Ptr, Value
 from tcaudit.analysis.frames import CbState
 from tcaudit.analysis.insns import decode
 from tcaudit.analysis.interp import Env, Local, ProgAnalyser, Site
 from tcaudit.analysis.prepare import Prepared, operand_hull
+from tcaudit.analysis.relevance import Relevance
+from tcaudit.analysis.taint import NO_ENTRY, Entry
 
 MAX_DIFFS = 512
 """A copy differing in more immediates than this is not treated as a copy."""
@@ -166,6 +168,9 @@ class Shapes:
         shared): the same in every tree of the scan that reaches it so (``closure``).
         A CNI's node-wide policy prog array puts every endpoint's policy program in
         every endpoint's tree, which would otherwise be analysed once per tree."""
+        self.relevance = Relevance(self._targets)
+        self._entered: dict[int, CbState] = {}
+        """Program -> the first cb state a tail call entered it with in this scan."""
 
     # -- grouping --------------------------------------------------------------------
 
@@ -333,6 +338,15 @@ class Shapes:
         self.stats.shared += prog_id != fam.rep
         return _remap(loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
                       fam.members[prog_id])
+
+    def weaken(self, prog_id: int, cb: CbState, ctx: TreeContext) -> CbState:
+        """The entry state a tail call into ``prog_id`` is analysed with: ``cb`` without
+        the known words its tree's answer cannot depend on (``relevance``)."""
+        first = self._entered.setdefault(prog_id, cb)
+        if first == cb:
+            return cb  # (checks cost more than an analysis a program entered so once)
+        return self.relevance.weaken(
+            prog_id, cb, lambda pid, entry: self._check(pid, entry, ctx, own=True))
 
     # -- whole trees -----------------------------------------------------------------
 
@@ -507,7 +521,11 @@ class Shapes:
             if code is None:
                 got = self._checked[key] = ("unreadable", NO_ENTRY)
                 return got
-            prep, varying, maps = Prepared(code.insns, code.func_starts), frozenset(), {}
+            mine = self.preps.get(pid)
+            if mine is None:
+                mine = self.preps[pid] = Prepared(code.insns, code.func_starts)
+            prep = mine
+            varying, maps = frozenset(), {}
         got = self._checked[key] = depends(
             prep, varying, maps,
             known_rodata=lambda m: ctx.rodata(m) is not None,

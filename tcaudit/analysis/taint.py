@@ -10,6 +10,8 @@ origin are equal, so a test narrows them all), minus an exact value's id, or
 
 from __future__ import annotations
 
+from tcaudit.analysis.domain import Value
+
 T = 1  # may hold (a function of) a varying constant
 C = 2  # may be the context pointer
 F = 4  # may point into this function's own frame
@@ -93,3 +95,11 @@ def to_callee(f: int) -> int:
     if f & F:
         f = (f & ~F) | P
     return f | PLAIN if f & PTRS else f
+
+
+Exact = tuple[int, int, Value]
+"""A cb[] word that holds an exact varying value: (offset, size, every copy's value)."""
+Entry = tuple[frozenset[int], frozenset[Exact]]
+"""How a tail call enters a program: the cb[] bytes holding varying values, and which
+of them are exact words."""
+NO_ENTRY: Entry = (frozenset(), frozenset())

@@ -363,8 +363,13 @@ def test_an_exact_varying_value_through_cb_may_decide_a_branch_alike_for_every_c
     assert check(add(R3, 1), jmp32("gt", R3, 65535, "out")) is None
     assert check(add(R3, 1), jmp32("eq", R3, 202, "out"))
     assert check(add(R3, R6), jmp32("gt", R3, 65535, "out"))
-    # spilled and filled (8 bytes): still exact; a helper writing over the slot: not
+    # spilled and filled (8 bytes, or 4: every value fits): still exact; filled at
+    # another size or sign-extended: not; a helper writing over the slot: not
     assert check(stx(8, R10, -8, R3), ldx(8, R3, R10, -8), jmp32("gt", R3, 65535, "out")) is None
+    assert check(stx(4, R10, -8, R3), ldx(4, R3, R10, -8), jmp32("gt", R3, 65535, "out")) is None
+    assert check(stx(4, R10, -8, R3), ldx(2, R3, R10, -8), jmp32("gt", R3, 65535, "out"))
+    assert check(stx(4, R10, -8, R3), ldx(4, R3, R10, -8, sx=True),
+                 jmp32("gt", R3, 65535, "out"))
     assert check(stx(8, R10, -8, R3), mov(R7, R1), mov(R1, R7), mov(R2, 0), mov(R3, R10),
                  add(R3, -8), mov(R4, 8), call("skb_load_bytes"), ldx(8, R3, R10, -8),
                  jmp32("gt", R3, 65535, "out"))

@@ -23,7 +23,8 @@ of the varying constants through registers, stack slots and subprogram calls, an
   to it become tainted); and except a jump that compares an *exact* varying value with
   an immediate and that the engine decides for the set of every copy's value (the
   operand :func:`prepare.operand_hull` gives the shared analysis): each copy's own
-  analysis decides it the same way. An exact value is a mov or store immediate that
+  analysis decides it the same way, and never follows the other side, so neither does
+  this pass (``decisions``). An exact value is a mov or store immediate that
   differs between copies, copied between registers, spilled and filled (8 bytes, or
   4 when every value fits) or through a ``cb[]`` word (also into a tail-call target:
   the entry's exact words travel with its tainted bytes).
@@ -39,6 +40,7 @@ from collections.abc import Callable, Mapping
 from tcaudit.analysis import domain as D
 from tcaudit.analysis import helpers as H
 from tcaudit.analysis import insns as I
+from tcaudit.analysis.decisions import Depends, jump
 from tcaudit.analysis.domain import Ptr, Value
 from tcaudit.analysis.prepare import (
     K_ALU,
@@ -67,7 +69,6 @@ from tcaudit.analysis.prepare import (
 from tcaudit.analysis.taint import (
     B8,
     B16,
-    B32,
     BIG_ABOVE,
     EXACT_MASK,
     EXACT_SHIFT,
@@ -101,10 +102,6 @@ from tcaudit.analysis.taint import (
 )
 
 MAX_STATES = 200_000
-
-
-class Depends(Exception):
-    """The answer may depend on a varying constant (message: where and why)."""
 
 
 class _Pass:
@@ -323,10 +320,13 @@ class _Pass:
                         break
                     continue
                 elif kind == K_JCOND:
-                    self._jump(pc, op, wide, dst, src, var, fl, org, _kval)
+                    taken, falls = jump(pc, op, wide, dst, src, var, fl, org, _kval,
+                                        self.exact, self.values)
                     st = self._state(fl, org, fo, slots, anyx)
-                    merge(tgt, st)
-                    merge(pc + 1, st)
+                    if taken:
+                        merge(tgt, st)
+                    if falls:
+                        merge(pc + 1, st)
                     break
                 elif kind == K_JA:
                     merge(tgt, self._state(fl, org, fo, slots, anyx))
@@ -515,33 +515,6 @@ class _Pass:
 
     # -- jumps --------------------------------------------------------------------------
 
-    def _jump(self, pc: int, op: int, wide: bool, dst: int, src: int, var: bool,
-              fl: list[int], org: list[int | None], kval: Value) -> None:
-        ta = bool(fl[dst] & T)
-        tb = var if src < 0 else bool(fl[src] & T)
-        if ta and src < 0 and not var and not fl[dst] & PTRS:
-            o = org[dst]
-            if o is not None and o < 0:
-                sides = D.branch(op, wide, self.exact[o], kval)
-                if any(side is None or None in side for side in sides):
-                    return  # decided alike for every copy's value
-        narrowed = [dst] if src < 0 else [dst, src]
-        if ta or tb:
-            if ta and tb:
-                raise Depends(f"two varying values compared (insn {pc})")
-            other = src if ta else dst
-            if other < 0 or op not in (I.BPF_JEQ, I.BPF_JNE):
-                raise Depends(f"a varying constant decides a branch (insn {pc})")
-            if not self._both_sides(fl[other], wide, pc if src < 0 and tb else None,
-                                    fl[dst] if ta else fl[src]):
-                raise Depends(f"a varying constant decides a branch (insn {pc})")
-        add = T if ta or tb else 0
-        origins = {org[r] for r in narrowed} - {None}
-        for r in range(NREGS):
-            if r in narrowed or (org[r] is not None and org[r] in origins):
-                fl[r] |= add | PLAIN
-                org[r] = None
-
     def _forget_written(self, pc: int, slots: Slots, base: int | None, ln: int) -> None:
         """A helper at pc writes the frame from ``base`` on: spilled exact values it may
         overwrite are exact no more. Its length: -N bytes, or argument ``ln``'s value
@@ -631,28 +604,6 @@ class _Pass:
         for off, (size, eid) in self.cbx.items():
             if eid is not None and all(x in self.cbt for x in range(off, off + size)):
                 self.cbx_out.add((off, size, self.exact[eid]))
-
-    def _both_sides(self, f: int, wide: bool, const_pc: int | None, tf: int) -> bool:
-        """An == or != between a value with flags ``f`` and a varying constant (the
-        immediate at ``const_pc``, else a register with flags ``tf``) has both sides
-        feasible whatever the constant: the value is every w-bit number (zero-extended)
-        and the constant is one at the jump's width, for every copy."""
-        if f & PTRS:
-            return False
-        width = next((w for w, bit in ((64, N64), (32, N32), (16, N16), (8, N8))
-                      if not f & bit), 0)
-        if width == 0:
-            return False
-        if width == 64 or (width == 32 and not wide):
-            return True
-        if const_pc is None:  # a register: its value fits in w bits (zero-extended)
-            return not tf & (PTRS | {8: B8, 16: B16, 32: B32}[width])
-        values = self.values.get(const_pc)
-        if not values:
-            return False
-        mask = (1 << 64) - 1 if wide else 0xFFFFFFFF
-        return all(0 <= (c & mask if not wide else c) < (1 << width) for c in values)
-
 
 def depends(
     prep: Prepared,

@@ -33,6 +33,9 @@ from tcaudit.analysis.taint import Entry, Exact
 MAX_NODES = 4096
 """(program, entry) pairs followed by one check before it gives up (keeps the bytes)."""
 
+MAX_VALUES = 2
+"""Values of one word remembered: two tell that it varies."""
+
 Check = Callable[[int, Entry], tuple[str | None, Entry]]
 """The dependence pass over a program's own code entered with ``Entry``'s taint: why it
 depends (None: it does not) and the taint its tail calls carry."""
@@ -45,43 +48,55 @@ class Relevance:
     def __init__(self, targets: Callable[[int], tuple[int, ...]]) -> None:
         self._targets = targets
         self._confined: dict[tuple[int, Entry], bool] = {}
+        self._seen: dict[int, dict[tuple[int, int], set[Value]]] = {}
+        """Program -> (offset, size) -> the values tail calls entered it with there."""
         self.dropped = 0  # cb states with less known
         self.kept = 0  # cb states left as they were
 
     def weaken(self, prog_id: int, cb: CbState, check: Check) -> CbState:
-        """``cb`` with less known: without every word when no answer in the tree entered
-        at ``prog_id`` can depend on any of them; else each word dropped when that holds
-        of it, or set to its value's *bucket* (the numbers with its highest bit, see
-        ``_bucket``) when every test the tree makes of it decides alike for the whole
-        bucket, provided the changes still pass together."""
-        if not cb:
-            return cb
-        if self.confined(prog_id, (_bytes(cb), frozenset()), check):
-            self.dropped += 1
-            return ()
-        out: list[tuple[int, int, Value]] = []
-        changed: set[int] = set()
-        words = 0
-        exact: set[Exact] = set()
+        """``cb`` with less known of its *varying* words (those tail calls have entered
+        ``prog_id`` with other values of in this scan; the others are kept as they are,
+        as they cost no extra analysis): without them all when no answer in the tree
+        entered at ``prog_id`` can depend on any of them; else each one dropped when that
+        holds of it, or set to its value's *bucket* (``_bucket``) when every test the
+        tree makes of it decides alike for the whole bucket, provided the changes still
+        pass together."""
+        seen = self._seen.setdefault(prog_id, {})
+        varying: list[tuple[int, int, Value]] = []
         for word in cb:
-            off, size, value = word
-            mine = _bytes((word,))
-            if len(cb) > 1 and self.confined(prog_id, (mine, frozenset()), check):
+            values = seen.setdefault(word[:2], set())
+            if len(values) < MAX_VALUES:
+                values.add(word[2])
+            if len(values) > 1:
+                varying.append(word)
+        if not varying:
+            return cb
+        if self.confined(prog_id, (_bytes(tuple(varying)), frozenset()), check):
+            self.dropped += 1
+            return tuple(w for w in cb if w not in varying)
+        new: dict[tuple[int, int], Value | None] = {}  # word -> its bucket, None: dropped
+        changed: set[int] = set()
+        exact: set[Exact] = set()
+        for off, size, value in varying:
+            mine = frozenset(range(off, off + size))
+            if len(varying) > 1 and self.confined(prog_id, (mine, frozenset()), check):
+                new[off, size] = None
                 changed |= mine
-                words += 1
                 continue
             bucket = _bucket(value, size)
             if bucket is not None and self.confined(
                     prog_id, (mine, frozenset({(off, size, bucket)})), check):
+                new[off, size] = bucket
                 changed |= mine
-                words += 1
                 exact.add((off, size, bucket))
-                out.append((off, size, bucket))
-                continue
-            out.append(word)
-        if words and (words == 1 or self.confined(
+        if new and (len(new) == 1 or self.confined(
                 prog_id, (frozenset(changed), frozenset(exact)), check)):
             self.dropped += 1
+            out: list[tuple[int, int, Value]] = []
+            for o, z, v in cb:
+                got = new.get((o, z), v)
+                if got is not None:
+                    out.append((o, z, got))
             return tuple(out)
         self.kept += 1
         return cb

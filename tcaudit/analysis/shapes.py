@@ -169,8 +169,6 @@ class Shapes:
         A CNI's node-wide policy prog array puts every endpoint's policy program in
         every endpoint's tree, which would otherwise be analysed once per tree."""
         self.relevance = Relevance(self._targets)
-        self._entered: dict[int, CbState] = {}
-        """Program -> the first cb state a tail call entered it with in this scan."""
 
     # -- grouping --------------------------------------------------------------------
 
@@ -342,9 +340,6 @@ class Shapes:
     def weaken(self, prog_id: int, cb: CbState, ctx: TreeContext) -> CbState:
         """The entry state a tail call into ``prog_id`` is analysed with: ``cb`` without
         the known words its tree's answer cannot depend on (``relevance``)."""
-        first = self._entered.setdefault(prog_id, cb)
-        if first == cb:
-            return cb  # (checks cost more than an analysis a program entered so once)
         return self.relevance.weaken(
             prog_id, cb, lambda pid, entry: self._check(pid, entry, ctx, own=True))
 

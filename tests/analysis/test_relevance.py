@@ -186,6 +186,47 @@ def test_an_identity_tested_only_against_reserved_ones_is_widened_to_its_bucket(
     assert (bucket.umin, bucket.umax) == (512, 1023)
 
 
+def test_a_reserved_identity_resolved_on_a_side_no_endpoint_takes_still_widens(
+        runs: list[tuple[tuple[int, ...], CbState]]) -> None:
+    """The pattern of a real datapath's policy program: a reserved identity (< 3) is
+    replaced by one looked up in a map; the identity is then spilled (4 bytes), filled
+    and stored back into cb[] before a tail call. No endpoint's identity takes the
+    lookup side, so the widened identity stays exact past the join."""
+    policy = _code(
+        7, "policy", (HASH, NOTIFY_ARRAY),
+        mov(R6, R1), ldx(4, R7, R6, IDENTITY), jmp32("ge", R7, 3, "known"),
+        mov(R2, R10), add(R2, -8), st(4, R10, -8, 0), *ld_map(R1, HASH),
+        call("map_lookup_elem"), jmp("eq", R0, 0, "known"), ldx(4, R7, R0, 0),
+        Label("known"), stx(4, R10, -16, R7), ldx(4, R7, R10, -16),
+        jmp32("eq", R7, 2, "world"), stx(4, R6, IDENTITY, R7),
+        mov(R1, R6), *ld_map(R2, NOTIFY_ARRAY), mov(R3, 0), call("tail_call"),
+        mov(R0, 0), exit_(), Label("world"), mov(R0, 2), exit_())
+    notify = _code(NOTIFY, "notify", (HASH,), mov(R6, R1), ldx(4, R7, R6, IDENTITY),
+                   stx(4, R10, -8, R7), mov(R2, R10), add(R2, -8), *ld_map(R1, HASH),
+                   call("map_lookup_elem"), mov(R0, 2), exit_())
+    programs = {7: policy, NOTIFY: notify}
+    roots = []
+    for k in range(1, 5):  # roots of different shapes, each on its own
+        pid = 100 * k
+        programs[pid] = _code(pid, "root", (POLICY_ARRAY,), mov(R6, R1),
+                              *[mov(R7, 0)] * k, st(4, R6, IDENTITY, 1000 + k),
+                              mov(R1, R6), *ld_map(R2, POLICY_ARRAY), mov(R3, 1),
+                              call("tail_call"), mov(R0, 2), exit_())
+        roots.append(pid)
+    source = CbSource(programs, {POLICY_ARRAY: {1: 7}, NOTIFY_ARRAY: {0: NOTIFY}})
+    own = {r: analyse(r, source) for r in roots}
+    runs.clear()
+    shapes = Shapes(source)
+    shapes.add_trees(roots)
+    for r in roots:
+        got = analyse(r, source, shared=shapes)
+        same(own[r], got)
+        assert got.possible == frozenset({0, 2})
+    policy_runs = [cb for maps, cb in runs if maps == (HASH, NOTIFY_ARRAY) and cb]
+    assert len(policy_runs) == 2  # the first root's identity, then its bucket
+    assert shapes.relevance.dropped >= 1
+
+
 def test_a_drop_code_a_later_tail_call_returns_stays_known_and_the_identity_goes(
         runs: list[tuple[tuple[int, ...], CbState]]) -> None:
     source, roots = policy_node(5, root_code=True, notify_on_drop=True)

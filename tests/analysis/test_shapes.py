@@ -378,6 +378,23 @@ def test_an_exact_varying_value_through_cb_may_decide_a_branch_alike_for_every_c
                  jmp32("gt", R3, 65535, "out")) is None
 
 
+def test_the_side_of_a_jump_no_copy_takes_is_not_followed() -> None:
+    """Identities 200 and 201 never take ``< 3``: what that side does with them (return
+    one) is in no copy's answer; a test some copy may take is followed."""
+    def check(limit: int) -> str | None:
+        p = program(mov32(R6, 200), stx(4, R1, 52, R6), ldx(4, R3, R1, 52),
+                    jmp32("lt", R3, limit, "reserved"), mov(R0, 0), exit_(),
+                    Label("reserved"), mov(R0, R3), exit_())
+        hulls = {0: operand_hull(p.insns[0], {200, 201})}
+        return depends(Prepared(p.insns, p.func_starts, frozenset({0}), hulls),
+                       frozenset({0}), {}, known_rodata=lambda _m: False,
+                       helper_name=HELPERS.get, cb_range=(48, 68), values={0: frozenset(
+                           {200, 201})}, hulls=hulls)[0]
+    assert check(3) is None
+    assert check(201) == "a varying constant decides a branch (insn 3)"
+    assert check(202) == "a varying constant reaches r0 at the exit at insn 7"
+
+
 def test_a_read_only_map_field_is_exact_when_every_copys_value_is_known() -> None:
     """A varying .rodata field (200 or 201 in the copies) tested against an immediate:
     decided alike for every copy when the pass and the engine are given the copies'

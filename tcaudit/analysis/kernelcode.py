@@ -95,7 +95,7 @@ class KernelCode:
                 self._load_times[prog_id] = None
             else:
                 try:
-                    self._load_times[prog_id] = bpf.prog_info(fd).load_time_ns
+                    self._load_times[prog_id] = bpf.prog_load_time(fd)
                 except OSError:
                     self._load_times[prog_id] = None
                 finally:

@@ -208,6 +208,13 @@ def _obj_info(fd: int, info: ctypes.Structure, what: str) -> None:
     _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, what)
 
 
+def prog_load_time(fd: int) -> int:
+    """The program's load time (CLOCK_BOOTTIME ns) alone: one call, no map ids."""
+    info = _ProgInfo()
+    _obj_info(fd, info, "BPF_OBJ_GET_INFO_BY_FD(prog)")
+    return int(info.load_time)
+
+
 def prog_info(fd: int, *, with_code: bool = False) -> ProgInfo:
     """Program facts; with_code also fetches the xlated instructions and func_info starts."""
     info = _ProgInfo()

@@ -48,6 +48,8 @@ class Relevance:
     def __init__(self, targets: Callable[[int], tuple[int, ...]]) -> None:
         self._targets = targets
         self._confined: dict[tuple[int, Entry], bool] = {}
+        self._done: dict[tuple[int, CbState], CbState] = {}
+        """(program, entry state) -> what it is analysed with (the first answer stays)."""
         self._seen: dict[int, dict[tuple[int, int], set[Value]]] = {}
         """Program -> (offset, size) -> the values tail calls entered it with there."""
         self.dropped = 0  # cb states with less known
@@ -61,6 +63,13 @@ class Relevance:
         holds of it, or set to its value's *bucket* (``_bucket``) when every test the
         tree makes of it decides alike for the whole bucket, provided the changes still
         pass together."""
+        key = (prog_id, cb)
+        done = self._done.get(key)
+        if done is None:
+            done = self._done[key] = self._weaken(prog_id, cb, check)
+        return done
+
+    def _weaken(self, prog_id: int, cb: CbState, check: Check) -> CbState:
         seen = self._seen.setdefault(prog_id, {})
         varying: list[tuple[int, int, Value]] = []
         for word in cb:

@@ -161,6 +161,8 @@ class Shapes:
         self._built = False
         self._checked: dict[tuple[int, Entry], tuple[str | None, Entry]] = {}
         self._plans: dict[int, _Plan] = {}
+        self._forced: set[int] = set()
+        """Programs the plans of the scan's trees put on their own (``_plan``)."""
         self.preps: dict[int | None, Prepared] = {}
         """Programs' prepared code, for every tree of the scan (``closure``)."""
         self.own: dict[tuple[int | None, CbState], Local] = {}
@@ -429,7 +431,10 @@ class Shapes:
         done = self._plans.get(root)
         if done is not None:
             return done
-        forced: set[int] = set()
+        # the programs earlier trees of the scan put on their own: a node's trees hold the
+        # same node-wide programs (a policy array), which would be blamed again round by
+        # round (putting a program on its own never changes an answer)
+        forced = set(self._forced)
         plan = _Plan(frozenset(), False)
         for _round in range(MAX_ROUNDS):
             got = self._walk(root, forced, ctx)
@@ -440,6 +445,8 @@ class Shapes:
                 break
             forced |= got
         self._plans[root] = plan
+        if plan.shared:
+            self._forced |= forced
         if not plan.whole:
             self.stats.dependent += 1
         return plan

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from tcaudit import __version__
 from tcaudit.analysis.closure import Analysis, TailCall
 
-ENGINE_VERSION = f"{__version__}/engine-6"
+ENGINE_VERSION = f"{__version__}/engine-7"
 """Part of every key: a new engine never reads an old engine's answers."""
 DEFAULT_DIR = "/var/cache/tcaudit"
 MAX_RECORDS = 4096

@@ -16,7 +16,9 @@ the whole tree (a greatest fixpoint: a tail-call cycle passes when every program
 passes). A word the code does test, like an identity compared with the few reserved
 ones, is widened to its value's bucket instead (every number of its bit length) when
 the pass finds each such test decided alike for the whole bucket (its *exact* words):
-every endpoint's identity then falls in one bucket. Knowing less is sound whatever the
+every endpoint's identity then falls in one bucket. Only words a program has been
+entered with two values of in the scan are looked at: the others cost no extra analysis,
+and the first tree keeps every value it knows. Knowing less is sound whatever the
 check says (the engine covers every value of the bucket, or any value); the check is
 what keeps the answer as precise as before.
 """

@@ -81,14 +81,17 @@ _TABLE: Mapping[str, Contract] = MappingProxyType(
         "sk_release": Contract(*_ERR0),
         # the option length on success
         "skb_get_tunnel_opt": Contract(-MAX_ERRNO, S.S32_MAX, ((2, 3),)),
-        # BPF_FIB_LKUP_RET_* (small, non-negative) or a negative errno
-        "fib_lookup": Contract(-MAX_ERRNO, 255, ((2, 3),)),
-        # BPF_MTU_CHK_RET_* or a negative errno
-        "check_mtu": Contract(-MAX_ERRNO, 255, ((3, -4),)),
+        # BPF_FIB_LKUP_RET_* (small, non-negative) or a negative errno; the helper is
+        # bpf_skb_fib_lookup for tc programs, bpf_xdp_fib_lookup for XDP
+        "skb_fib_lookup": Contract(-MAX_ERRNO, 255, ((2, 3),)),
+        "xdp_fib_lookup": Contract(-MAX_ERRNO, 255, ((2, 3),)),
+        # BPF_MTU_CHK_RET_* or a negative errno (bpf_skb_check_mtu, bpf_xdp_check_mtu)
+        "skb_check_mtu": Contract(-MAX_ERRNO, 255, ((3, -4),)),
+        "xdp_check_mtu": Contract(-MAX_ERRNO, 255, ((3, -4),)),
         "skb_ecn_set_ce": Contract(0, 1),
         "skb_under_cgroup": Contract(-MAX_ERRNO, 1),
         # 32-bit results
-        "get_prandom_u32": Contract(0, S.M32),
+        "get_prandom_u32": Contract(0, S.M32),  # (the tests' name for it)
         "user_rnd_u32": Contract(0, S.M32),
         "get_hash_recalc": Contract(0, S.M32),
         "get_cgroup_classid": Contract(0, S.M32),

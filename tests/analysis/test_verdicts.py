@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
+from tcaudit.analysis import helpers as H
 from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
 from tcaudit.analysis.insns import Insn
 from tcaudit.analysis.meaning import (
@@ -303,6 +305,26 @@ def test_other_helper_is_unknown_with_name() -> None:
     assert a.reason == "return value of helper bpf_ktime_get_ns"
     b = analyse(program(call(4242), exit_()), FakeSource())
     assert b.reason == "return value of helper #4242"
+
+
+def test_helper_contracts_are_named_as_the_kernel_names_the_helpers() -> None:
+    """The engine knows a helper by the kallsyms name of the xlated call's target: a
+    contract under a name no function has never applies (``fib_lookup`` did not: the
+    tc helper is ``bpf_skb_fib_lookup``, and real Calico came out unknown)."""
+    names = {line.split()[2] for line in Path("/proc/kallsyms").read_text().splitlines()
+             if len(line.split()) >= 3}
+    assert "bpf_skb_fib_lookup" in names  # the machine's kallsyms was read
+    aliases = {"get_prandom_u32"}  # the tests' name (the kernel's is bpf_user_rnd_u32)
+    assert sorted(k for k in H._TABLE if f"bpf_{k}" not in names and k not in aliases) == []
+
+
+def test_a_fib_lookup_result_returned_has_the_helpers_range() -> None:
+    """Calico returns ``rc`` on some paths after ``switch (rc)`` of bpf_fib_lookup."""
+    src = FakeSource(helpers={**HELPERS, 69: "bpf_skb_fib_lookup"})
+    a = run(mov(R6, R1), call(69), mov(R6, R0), mov(R1, R6), jmp32("eq", R1, 7, "done"),
+            jmp32("eq", R1, 0, "done"), mov(R0, R6), exit_(), Label("done"),
+            mov(R0, TC_ACT_REDIRECT), exit_(), src=src)
+    assert a.ranges == ((-4095, 255),)
 
 
 @pytest.mark.parametrize("helper", [23, 152, 155])

@@ -429,6 +429,10 @@ def trunc32(v: Scalar) -> Scalar:
         pos = norm(0, r.smax, 0, r.smax, 0, M64, r.reason)
         assert neg is not None and pos is not None
         return union((trunc32(neg), trunc32(pos)))
+    elif r.umin >> 32 == r.umax >> 32:
+        # every value has the same high word (a 32-bit add that carried out of every
+        # operand alike, like w1 += -9 on [16384, 32767]): the low words are in order
+        out = norm(0, M32, r.umin & M32, r.umax & M32, r.tv & M32, r.tm & M32, r.reason)
     else:
         out = norm(0, M32, 0, M32, r.tv & M32, r.tm & M32, r.reason)
     assert out is not None

@@ -129,6 +129,16 @@ def test_uninitialized_r0_is_unknown() -> None:
     assert a.reason == "uninitialized register"
 
 
+def test_a_32_bit_add_that_carries_out_of_every_value_keeps_its_bounds() -> None:
+    """``w1 += -9`` on [16384, 16639] is [16375, 16630] (the add carries out of bit 31
+    for every value alike), so ``w1 > 1`` always holds: a real datapath's test of an
+    identity against reserved ranges (Cilium 1.16's ``identity - 9 > 1``)."""
+    assert possible(ldx(4, R2, R1, 76), ldx(1, R3, R2, 0), alu("or", R3, 0x4000),
+                    alu("add", R3, -9, w32=True), jmp32("gt", R3, 1, "out"),
+                    mov(R0, TC_ACT_SHOT), exit_(), Label("out"), mov(R0, TC_ACT_OK),
+                    exit_()) == {TC_ACT_OK}
+
+
 def test_alu_ops_on_constants() -> None:
     assert possible(mov(R0, 10), alu("sub", R0, 13), exit_()) == {-3}
     assert possible(mov(R0, 7), alu("mul", R0, 6), exit_()) == {42}

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from tcaudit.analysis import interp
-from tcaudit.analysis.closure import ProgramCode, analyse
+from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
 from tcaudit.analysis.frames import CbState
 from tcaudit.analysis.prepare import Prepared
 from tcaudit.analysis.scalar import Rng
@@ -126,6 +126,21 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, ...], CbState
     return seen
 
 
+def shared_after_own(source: CbSource, roots: list[int],
+                     runs: list[tuple[tuple[int, ...], CbState]]) -> tuple[
+                         dict[int, Analysis], Shapes]:
+    """Each tree analysed on its own, then the scan's way (``runs`` then holds only the
+    second's analyses); every answer must be the tree's own."""
+    own = {r: analyse(r, source) for r in roots}
+    runs.clear()
+    shapes = Shapes(source)
+    shapes.add_trees(roots)
+    shared = {r: analyse(r, source, shared=shapes) for r in roots}
+    for r in roots:
+        same(own[r], shared[r])
+    return shared, shapes
+
+
 POLICY_MAPS = (HASH, NOTIFY_ARRAY)
 
 
@@ -133,13 +148,9 @@ def test_an_identity_used_as_a_map_key_is_dropped_and_one_analysis_serves_every_
         runs: list[tuple[tuple[int, ...], CbState]], monkeypatch: pytest.MonkeyPatch) -> None:
     n = 6
     source, roots = policy_node(n)
-    own = {r: analyse(r, source) for r in roots}
-    runs.clear()
-    shapes = Shapes(source)
-    shapes.add_trees(roots)
+    shared, shapes = shared_after_own(source, roots, runs)
     for k, r in enumerate(roots, start=1):
-        got = analyse(r, source, shared=shapes)
-        same(own[r], got)
+        got = shared[r]
         assert got.possible == frozenset({0, 2, 20 + k})
     assert shapes.relevance.dropped >= 1
     # the policy family analysed with the first tree's identity (a program entered with
@@ -152,7 +163,7 @@ def test_an_identity_used_as_a_map_key_is_dropped_and_one_analysis_serves_every_
     shapes = Shapes(source)
     shapes.add_trees(roots)
     for r in roots:
-        same(own[r], analyse(r, source, shared=shapes))
+        same(shared[r], analyse(r, source, shared=shapes))
     assert len([cb for maps, cb in runs if maps == POLICY_MAPS]) >= n
 
 
@@ -171,13 +182,9 @@ def test_an_identity_tested_only_against_reserved_ones_is_widened_to_its_bucket(
         runs: list[tuple[tuple[int, ...], CbState]]) -> None:
     """Identities 1001-1005 all lie in [512, 1023], where ``< 3`` is false for each."""
     source, roots = policy_node(5, special=3, special_op="lt")
-    own = {r: analyse(r, source) for r in roots}
-    runs.clear()
-    shapes = Shapes(source)
-    shapes.add_trees(roots)
+    shared, _shapes = shared_after_own(source, roots, runs)
     for k, r in enumerate(roots, start=1):
-        got = analyse(r, source, shared=shapes)
-        same(own[r], got)
+        got = shared[r]
         assert got.possible == frozenset({0, 2, 20 + k})  # never 7
     entries = [cb for maps, cb in runs if maps == POLICY_MAPS and cb]
     assert len(entries) == 2 and entries[0] == ((IDENTITY, 4, frozenset({1001})),)
@@ -214,13 +221,9 @@ def test_a_reserved_identity_resolved_on_a_side_no_endpoint_takes_still_widens(
                               call("tail_call"), mov(R0, 2), exit_())
         roots.append(pid)
     source = CbSource(programs, {POLICY_ARRAY: {1: 7}, NOTIFY_ARRAY: {0: NOTIFY}})
-    own = {r: analyse(r, source) for r in roots}
-    runs.clear()
-    shapes = Shapes(source)
-    shapes.add_trees(roots)
+    shared, shapes = shared_after_own(source, roots, runs)
     for r in roots:
-        got = analyse(r, source, shared=shapes)
-        same(own[r], got)
+        got = shared[r]
         assert got.possible == frozenset({0, 2})
     policy_runs = [cb for maps, cb in runs if maps == (HASH, NOTIFY_ARRAY) and cb]
     assert len(policy_runs) == 2  # the first root's identity, then its bucket
@@ -230,13 +233,9 @@ def test_a_reserved_identity_resolved_on_a_side_no_endpoint_takes_still_widens(
 def test_a_drop_code_a_later_tail_call_returns_stays_known_and_the_identity_goes(
         runs: list[tuple[tuple[int, ...], CbState]]) -> None:
     source, roots = policy_node(5, root_code=True, notify_on_drop=True)
-    own = {r: analyse(r, source) for r in roots}
-    runs.clear()
-    shapes = Shapes(source)
-    shapes.add_trees(roots)
+    shared, _shapes = shared_after_own(source, roots, runs)
     for k, r in enumerate(roots, start=1):
-        got = analyse(r, source, shared=shapes)
-        same(own[r], got)
+        got = shared[r]
         # the notify program returns the root's own drop code, through the policy
         # program that passes cb[] on
         assert got.possible == frozenset({0, 2, 10 + k, 20 + k})
@@ -262,13 +261,9 @@ def test_a_tail_call_cycle_passes_the_taint_around_and_is_still_confined(
                         mov(R1, R6), *ld_map(R2, 800), mov(R3, 0), call("tail_call"),
                         mov(R0, 0), exit_()) for pid in (1234, 1235)}
     source = CbSource({**roots, 5: loop}, {800: {0: 5}})
-    own = {r: analyse(r, source) for r in roots}
-    runs.clear()
-    shapes = Shapes(source)
-    shapes.add_trees(list(roots))
+    shared, shapes = shared_after_own(source, list(roots), runs)
     for r in roots:
-        got = analyse(r, source, shared=shapes)
-        same(own[r], got)
+        got = shared[r]
         assert got.possible == frozenset({0, 2})
     # the second root's identity is dropped: the loop is not analysed with it
     loop_runs = [cb for maps, cb in runs if maps == (800, HASH)]

@@ -18,12 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from tcaudit.analysis import interp
 from tcaudit.analysis.closure import Analysis, ProgramCode, analyse
-from tcaudit.analysis.frames import CbState
-from tcaudit.analysis.prepare import Prepared
 from tcaudit.analysis.scalar import Rng
 from tcaudit.analysis.shapes import Shapes
+from tests.analysis.conftest import Runs
 from tests.analysis.test_shapes import HASH, CopySource, both, same
 from tests.analysis.test_verdicts_props import covers
 from tests.bpfasm import (
@@ -111,23 +109,8 @@ def policy_node(n: int, *, special: int | None = None, special_op: str = "eq",
     return CbSource(programs, arrays), [100 * k for k in range(1, n + 1)]
 
 
-@pytest.fixture()
-def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, ...], CbState]]:
-    """The maps and entry cb state of every program the engine analyses."""
-    seen: list[tuple[tuple[int, ...], CbState]] = []
-    real = interp.ProgAnalyser.__init__
-
-    def spy(self: interp.ProgAnalyser, prep: Prepared, env: interp.Env, cb: CbState,
-            map_ids: tuple[int, ...]) -> None:
-        seen.append((tuple(map_ids), cb))
-        real(self, prep, env, cb, map_ids)
-
-    monkeypatch.setattr(interp.ProgAnalyser, "__init__", spy)
-    return seen
-
-
 def shared_after_own(source: CbSource, roots: list[int],
-                     runs: list[tuple[tuple[int, ...], CbState]]) -> tuple[
+                     runs: Runs) -> tuple[
                          dict[int, Analysis], Shapes]:
     """Each tree analysed on its own, then the scan's way (``runs`` then holds only the
     second's analyses); every answer must be the tree's own."""
@@ -145,7 +128,7 @@ POLICY_MAPS = (HASH, NOTIFY_ARRAY)
 
 
 def test_an_identity_used_as_a_map_key_is_dropped_and_one_analysis_serves_every_tree(
-        runs: list[tuple[tuple[int, ...], CbState]], monkeypatch: pytest.MonkeyPatch) -> None:
+        runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
     n = 6
     source, roots = policy_node(n)
     shared, shapes = shared_after_own(source, roots, runs)
@@ -179,7 +162,7 @@ def test_an_identity_that_decides_a_branch_stays_known() -> None:
 
 
 def test_an_identity_tested_only_against_reserved_ones_is_widened_to_its_bucket(
-        runs: list[tuple[tuple[int, ...], CbState]]) -> None:
+        runs: Runs) -> None:
     """Identities 1001-1005 all lie in [512, 1023], where ``< 3`` is false for each."""
     source, roots = policy_node(5, special=3, special_op="lt")
     shared, _shapes = shared_after_own(source, roots, runs)
@@ -194,7 +177,7 @@ def test_an_identity_tested_only_against_reserved_ones_is_widened_to_its_bucket(
 
 
 def test_a_reserved_identity_resolved_on_a_side_no_endpoint_takes_still_widens(
-        runs: list[tuple[tuple[int, ...], CbState]]) -> None:
+        runs: Runs) -> None:
     """The pattern of a real datapath's policy program: a reserved identity (< 3) is
     replaced by one looked up in a map; the identity is then spilled (4 bytes), filled
     and stored back into cb[] before a tail call. No endpoint's identity takes the
@@ -231,7 +214,7 @@ def test_a_reserved_identity_resolved_on_a_side_no_endpoint_takes_still_widens(
 
 
 def test_a_drop_code_a_later_tail_call_returns_stays_known_and_the_identity_goes(
-        runs: list[tuple[tuple[int, ...], CbState]]) -> None:
+        runs: Runs) -> None:
     source, roots = policy_node(5, root_code=True, notify_on_drop=True)
     shared, _shapes = shared_after_own(source, roots, runs)
     for k, r in enumerate(roots, start=1):
@@ -248,7 +231,7 @@ def test_a_drop_code_a_later_tail_call_returns_stays_known_and_the_identity_goes
 
 
 def test_a_tail_call_cycle_passes_the_taint_around_and_is_still_confined(
-        runs: list[tuple[tuple[int, ...], CbState]]) -> None:
+        runs: Runs) -> None:
     """A program that tail-calls itself with cb[] passed on: the greatest fixpoint."""
     loop = _code(5, "loop", (800, HASH),
                  mov(R6, R1), ldx(4, R7, R6, IDENTITY), stx(4, R10, -8, R7),

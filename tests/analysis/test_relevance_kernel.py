@@ -23,12 +23,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tcaudit.analysis import interp
 from tcaudit.analysis.attach import VerdictAnalyser
-from tcaudit.analysis.frames import CbState
 from tcaudit.analysis.insns import Insn, encode
-from tcaudit.analysis.prepare import Prepared
 from tcaudit.kernel import bpf
+from tests.analysis.conftest import Runs
 from tests.analysis.test_patterns_kernel import packets, s32
 from tests.bpfasm import (
     R0,
@@ -128,21 +126,11 @@ def node() -> Iterator[dict[str, list[int]]]:
 
 @pytest.mark.privileged
 def test_the_node_wide_policy_programs_are_analysed_once_for_every_other_tree(
-        node: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch) -> None:
+        node: dict[str, list[int]], runs: Runs) -> None:
     roots = [bpf.prog_info(fd).id for fd in node["roots"]]
-    policy_sizes = {bpf.prog_info(fd).xlated_len // 8 for fd in node["policies"]}
+    policy_maps = {bpf.prog_info(fd).map_ids for fd in node["policies"]}
     own = {r: VerdictAnalyser(share=False).analysis(r) for r in roots}
-
-    entries: list[CbState] = []
-    real = interp.ProgAnalyser.__init__
-
-    def spy(self: interp.ProgAnalyser, prep: Prepared, env: interp.Env, cb: CbState,
-            map_ids: tuple[int, ...]) -> None:
-        if prep.n in policy_sizes and cb:
-            entries.append(cb)
-        real(self, prep, env, cb, map_ids)
-
-    monkeypatch.setattr(interp.ProgAnalyser, "__init__", spy)
+    runs.clear()
     shared = VerdictAnalyser()
     shared.prefetch(roots)
     for fd, r in zip(node["roots"], roots, strict=True):
@@ -155,6 +143,7 @@ def test_the_node_wide_policy_programs_are_analysed_once_for_every_other_tree(
     assert shared.shapes is not None and shared.shapes.relevance.dropped >= 1
     # the policy family (one shape, five copies): with the first tree's identity, then
     # once with its bucket for the four other trees (it was once per tree)
+    entries = [cb for maps, cb in runs if maps in policy_maps and cb]
     assert len(entries) == 2, entries
     identities = {v for cb in entries for off, _size, v in cb if off >= 0}
     assert any(not isinstance(v, frozenset) for v in identities)  # a bucket, not a value

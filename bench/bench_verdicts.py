@@ -59,7 +59,7 @@ PROG_ARRAY = 167
 CT_MAP = 300
 POLICY_MAP = 301
 HELPERS = {1: "bpf_map_lookup_elem", 2: "bpf_map_update_elem", 5: "bpf_ktime_get_ns",
-           7: "bpf_get_prandom_u32", 8: "bpf_get_smp_processor_id", 12: "bpf_tail_call",
+           7: "bpf_user_rnd_u32", 8: "bpf_get_smp_processor_id", 12: "bpf_tail_call",
            23: "bpf_redirect", 26: "bpf_skb_load_bytes", 28: "bpf_csum_diff",
            152: "bpf_redirect_neigh"}
 TARGET = 1_000_000

@@ -70,7 +70,7 @@ HELPERS: Mapping[int, str] = {
     1: "bpf_map_lookup_elem",
     2: "bpf_map_update_elem",
     5: "bpf_ktime_get_ns",
-    7: "bpf_get_prandom_u32",
+    7: "bpf_user_rnd_u32",  # BPF_FUNC_get_prandom_u32, as kallsyms names it
     12: "bpf_tail_call",
     23: "bpf_redirect",
     26: "bpf_skb_load_bytes",

@@ -91,7 +91,6 @@ _TABLE: Mapping[str, Contract] = MappingProxyType(
         "skb_ecn_set_ce": Contract(0, 1),
         "skb_under_cgroup": Contract(-MAX_ERRNO, 1),
         # 32-bit results
-        "get_prandom_u32": Contract(0, S.M32),  # (the tests' name for it)
         "user_rnd_u32": Contract(0, S.M32),
         "get_hash_recalc": Contract(0, S.M32),
         "get_cgroup_classid": Contract(0, S.M32),

@@ -300,7 +300,7 @@ def test_read_only_maps_whose_compared_word_differs_share_and_a_verdict_word_doe
 
 def test_copies_differing_in_a_helper_are_not_a_family() -> None:
     a = program(mov(R0, 0), call("ktime_get_ns"), mov(R0, 0), exit_(), prog_id=1)
-    b = program(mov(R0, 0), call("get_prandom_u32"), mov(R0, 0), exit_(), prog_id=2)
+    b = program(mov(R0, 0), call("user_rnd_u32"), mov(R0, 0), exit_(), prog_id=2)
     shapes = Shapes(CopySource({1: a, 2: b}, {}))
     shapes.add_trees([1, 2])
     assert shapes.local(1, (), _Nothing()) is None

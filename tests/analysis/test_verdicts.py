@@ -324,8 +324,7 @@ def test_helper_contracts_are_named_as_the_kernel_names_the_helpers() -> None:
     names = {line.split()[2] for line in Path("/proc/kallsyms").read_text().splitlines()
              if len(line.split()) >= 3}
     assert "bpf_skb_fib_lookup" in names  # the machine's kallsyms was read
-    aliases = {"get_prandom_u32"}  # the tests' name (the kernel's is bpf_user_rnd_u32)
-    assert sorted(k for k in H._TABLE if f"bpf_{k}" not in names and k not in aliases) == []
+    assert sorted(k for k in H._TABLE if f"bpf_{k}" not in names) == []
 
 
 def test_a_fib_lookup_result_returned_has_the_helpers_range() -> None:

@@ -32,6 +32,7 @@ from tcaudit.analysis import frames as F
 from tcaudit.analysis import helpers as H
 from tcaudit.analysis import insns as I
 from tcaudit.analysis import links as L
+from tcaudit.analysis import liveness as LV
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import SP, SPS, Ptr, Top, Value
 from tcaudit.analysis.memory import Memory, helper_length
@@ -246,6 +247,24 @@ class ProgAnalyser(Memory):
                     heapq.heappush(heap, tpc)
                 return
             ort, ost, olk = old
+            live = prep.live
+            if live is None:
+                live = prep.live = LV.leaders_live(ops, leader, self._is_tail_call)
+            dead, frame = live.get(tpc, LV.EVERYTHING)
+            if dead:
+                nr = list(nt)
+                ol = list(ort)
+                for r in dead:
+                    nr[r] = ol[r] = D.UNINIT
+                nt = tuple(nr)
+                ort = tuple(ol)
+                if links:
+                    links = L.drop_many(links, dead)
+            if not frame:
+                if slots and min(slots) < 0:
+                    slots = {k: e for k, e in slots.items() if k >= 0}
+                if ost and min(ost) < 0:
+                    ost = {k: e for k, e in ost.items() if k >= 0}
             jl = olk & links if olk is not links else olk
             changed = jl != olk
             jr = ort
@@ -496,6 +515,9 @@ class ProgAnalyser(Memory):
                 self._fail("bpf_throw inside its own exception callback")
             elif handler.ret is not None:
                 self.extra.append(handler.ret)
+
+    def _is_tail_call(self, imm: int) -> bool:
+        return imm == I.BPF_FUNC_TAIL_CALL or H.is_tail_call(self.env.helper_name(imm))
 
     def _fail(self, msg: str) -> None:
         if self.problem is None:

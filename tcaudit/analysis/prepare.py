@@ -72,7 +72,7 @@ _OPS: dict[Insn, Op] = memo.table()
 class Prepared:
     """Per-program precomputed instruction tuples and block leaders."""
 
-    __slots__ = ("callees", "func_starts", "has_callbacks", "leader", "n", "ops")
+    __slots__ = ("callees", "func_starts", "has_callbacks", "leader", "live", "n", "ops")
 
     def __init__(
         self,
@@ -129,6 +129,8 @@ class Prepared:
         self.leader = leader
         self.has_callbacks = has_cb
         self.callees = frozenset(callees)
+        self.live: dict[int, tuple[tuple[int, ...], bool]] | None = None
+        """Leaders' liveness (``liveness.leaders_live``), made by the interpreter."""
 
     def call_target(self, pc: int, insn: Insn) -> int:
         """Callee start of a pseudo-call: raw programs keep pc+imm+1, xlated

@@ -116,9 +116,23 @@ def branch(op: int, wide: bool, a: Scalar, b: Scalar) -> tuple[Side, Side]:
             if signed and _fits32(a, False) and _fits32(b, False):
                 return _signed32(op, a, b)
             return (a, b), (a, b)
+    if type(b) is frozenset and len(b) == 1 and type(a) is Rng and const_of(a) is None:
+        return _against_constant(op, a, b)
     taken = _refine(op, a, b)
     not_taken = _refine(_NEGATE[op], a, b)
     return taken, not_taken
+
+
+def _against_constant(op: int, a: Rng, b: frozenset[int]) -> tuple[Side, Side]:
+    """``_refine`` of both sides when ``b`` is one constant and ``a`` holds more than
+    one value (most jumps of parsing code), with half the work: the constant's own
+    refinement is itself on every feasible side (``a`` has a value on each side the
+    bounds leave it one, and the constant is compared with that value)."""
+    rb = as_rng(b)
+    na = _limit(op, a, rb)
+    nf = _limit(_NEGATE[op], a, rb)
+    return (None if na is None else na, None if na is None else b), \
+        (None if nf is None else nf, None if nf is None else b)
 
 
 def _signed32(op: int, a: Scalar, b: Scalar) -> tuple[Side, Side]:

@@ -151,6 +151,9 @@ def _norm(
         if (smin, smax, umin, umax, tv, tm) == before:
             break  # nothing changed: a second round would not either
     if umax - umin < CAP or smax - smin < CAP:
+        if tnum_range(umin, umax) == (tv, tm) and smin == s64(umin) and smax == s64(umax):
+            # every number from umin to umax is in (the common case: a compared load)
+            return frozenset(range(umin, umax + 1))
         if umax - umin <= smax - smin:
             cands = range(umin, umax + 1)
             vals = frozenset(

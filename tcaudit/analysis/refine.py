@@ -128,9 +128,17 @@ def _against_constant(op: int, a: Rng, b: frozenset[int]) -> tuple[Side, Side]:
     one value (most jumps of parsing code), with half the work: the constant's own
     refinement is itself on every feasible side (``a`` has a value on each side the
     bounds leave it one, and the constant is compared with that value)."""
-    rb = as_rng(b)
-    na = _limit(op, a, rb)
-    nf = _limit(_NEGATE[op], a, rb)
+    if op in (JEQ, JNE):
+        # equal: the constant itself, when ``a`` holds it (what _limit's intersection
+        # of the bounds and known bits comes to); not equal: ``a`` without it
+        (c,) = b
+        eq = b if contains(a, c) else None
+        ne = _limit(JNE, a, as_rng(b))
+        na, nf = (eq, ne) if op == JEQ else (ne, eq)
+    else:
+        rb = as_rng(b)
+        na = _limit(op, a, rb)
+        nf = _limit(_NEGATE[op], a, rb)
     return (None if na is None else na, None if na is None else b), \
         (None if nf is None else nf, None if nf is None else b)
 

@@ -29,6 +29,13 @@ of the varying constants through registers, stack slots and subprogram calls, an
   4 when every value fits) or through a ``cb[]`` word (also into a tail-call target:
   the entry's exact words travel with its tainted bytes).
 
+The frame is followed as the engine keeps it (``frames``): a slot last written whole at
+a known offset on every path (``taint.W``) is known to the engine, so a fill of it gives
+what was stored there, a spilled frame pointer with its offset included
+(``taint.FPOFF``: a helper handed it writes only where it points); fewer than 8 bytes
+of the frame are always a number. Only other loads may give back a frame pointer spilled
+anywhere (the engine's "escaped" mode, ``anyx``).
+
 Anything this pass does not understand is "depends": the caller then analyses the copy
 on its own, so the worst case is the old speed, never a different answer.
 """
@@ -72,6 +79,8 @@ from tcaudit.analysis.taint import (
     BIG_ABOVE,
     EXACT_MASK,
     EXACT_SHIFT,
+    FP_BIAS,
+    FPOFF,
     KEEP,
     MAPREF,
     N8,
@@ -94,6 +103,7 @@ from tcaudit.analysis.taint import (
     Slots,
     State,
     T,
+    W,
     clobber,
     forget_exact,
     forget_exact_slots,
@@ -264,16 +274,16 @@ class _Pass:
                     fl[dst] = (fl[dst] & T) | PLAIN
                     org[dst] = None
                 elif kind == K_LDX:
-                    fl[dst], org[dst] = self._load(pc, fl, fo, slots, anyx, caller_tainted,
-                                                   src, off, imm, op, org[src])
-                    fo[dst] = None
+                    fl[dst], org[dst], fo[dst] = self._load(
+                        pc, fl, fo, slots, anyx, caller_tainted, src, off, imm, op, org[src])
                 elif kind in (K_ST, K_STX):
                     v = ((T | PLAIN) if var else PLAIN) if src < 0 else fl[src]
                     if src < 0:
                         ex = -(pc + 1) if var and -(pc + 1) in self.exact else None
                     else:
                         ex = org[src] if (org[src] or 0) < 0 else None
-                    anyx = self._store(pc, fl, fo, slots, anyx, dst, off, imm, v, ex)
+                    anyx = self._store(pc, fl, fo, slots, anyx, dst, off, imm, v, ex,
+                                       fo[src] if src >= 0 else None)
                 elif kind == K_ATOMIC:
                     b = fl[dst]
                     if b & T:
@@ -283,6 +293,7 @@ class _Pass:
                     if b & F:
                         got |= self._slot_flags(fo[dst], off, imm, slots, anyx)
                         anyx = self._store(pc, fl, fo, slots, anyx, dst, off, imm, v | got)
+                        forget_exact_slots(slots)  # what the engine keeps of it: not followed
                     elif b & (C | P) and v & T:
                         raise Depends(f"tainted value stored by an atomic (insn {pc})")
                     if op & I.BPF_FETCH or op in (I.BPF_XCHG, I.BPF_CMPXCHG, I.BPF_LOAD_ACQ):
@@ -399,23 +410,34 @@ class _Pass:
 
     def _load(self, pc: int, fl: list[int], fo: list[int | None], slots: Slots, anyx: int,
               caller_tainted: bool, src: int, off: int, size: int,
-              mode: int, src_org: int | None = None) -> tuple[int, int | None]:
+              mode: int, src_org: int | None = None
+              ) -> tuple[int, int | None, int | None]:
+        """The loaded value's flags, origin and frame offset (a spilled frame pointer)."""
         b = fl[src]
         if b & T:
             raise Depends(f"a load at a tainted address (insn {pc})")
         got = 0
         exact = None
         if b & F:
-            got |= self._slot_flags(fo[src], off, size, slots, anyx)
+            slot = self._slot_flags(fo[src], off, size, slots, anyx)
+            # fewer than 8 bytes of the frame are a number to the engine, whatever the
+            # slot holds (frames.slot_load, unknown_load), never a pointer
+            got |= slot if size == 8 else slot & T
             base = fo[src]
             if (b & PTRS == F and base is not None and size in (4, 8) and not anyx & T
                     and mode != I.BPF_MEMSX):
                 lo = base + off
                 spill = slots.get(lo)
-                if (spill is not None and spill[0] == size and spill[1] >> EXACT_SHIFT
-                        and not any(k != lo and k < lo + 8 and lo < k + sz
+                if (spill is not None and spill[0] == size and spill[1] & W
+                        and spill[1] >> EXACT_SHIFT
+                        and not any(k != lo and k < lo + size and lo < k + sz
                                     for k, (sz, _f) in slots.items())):
-                    exact = -(spill[1] >> EXACT_SHIFT)  # a spilled exact value, filled
+                    code = spill[1] >> EXACT_SHIFT
+                    if not spill[1] & FPOFF:
+                        exact = -code  # a spilled exact value, filled
+                    elif b & PTRS == F and size == 8 and got & PTRS == F:
+                        # the spilled frame pointer, at its offset
+                        return got | PLAIN, None, code - FP_BIAS
         if b & C and self.cbt and any(off <= x < off + size for x in self.cbt):
             got |= T  # cb[] bytes a varying value was stored to (here or before a tail call)
             word = self.cbx.get(off)
@@ -438,20 +460,20 @@ class _Pass:
             if (self.map_value is not None and src_org is not None and src_org >= MAPREF
                     and fo[src] is not None):
                 exact = self._field(src_org - MAPREF, fo[src] + off, size)  # type: ignore[operator]
-            return got | (PLAIN & ~BIG_ABOVE.get(size, 0)), exact
+            return got | (PLAIN & ~BIG_ABOVE.get(size, 0)), exact, None
         if b & PTRS:
             cb = self.cb_range
             if (b & PTRS == C and cb is not None and mode != I.BPF_MEMSX
                     and (off + size <= cb[0] or off >= cb[1])):
                 # a context field outside cb[]: the engine knows only its width
                 # (memory.py), so it is opaque like a packet load
-                return got | OPAQUE.get(size, PLAIN), pc
-            return got | PLAIN, exact
+                return got | OPAQUE.get(size, PLAIN), pc, None
+            return got | PLAIN, exact, None
         # packet, map value or other kernel memory: a full-width value the engine
         # knows nothing about (sign-extended ones are not zero-extended: not followed)
         if mode == I.BPF_MEMSX and size < 8:
-            return got | PLAIN, None
-        return got | OPAQUE.get(size, PLAIN), pc
+            return got | PLAIN, None, None
+        return got | OPAQUE.get(size, PLAIN), pc, None
 
     @staticmethod
     def _slot_flags(base: int | None, off: int, size: int, slots: Slots, anyx: int) -> int:
@@ -463,14 +485,22 @@ class _Pass:
                 got |= f
             return got & (KEEP | F)
         lo = base + off
-        got = anyx
+        got = 0
+        known = False
         for k, (s, f) in slots.items():
             if k < lo + size and lo < k + s:
                 got |= f
+                known = known or (f & W != 0 and k <= lo and lo + size <= k + s)
+        # within a slot the engine knows (W): what was stored there, not a spilled
+        # frame pointer from elsewhere
+        got |= anyx & ~F if known else anyx
         return got & (KEEP | F)
 
     def _store(self, pc: int, fl: list[int], fo: list[int | None], slots: Slots, anyx: int,
-               dst: int, off: int, size: int, v: int, exact: int | None = None) -> int:
+               dst: int, off: int, size: int, v: int, exact: int | None = None,
+               vfo: int | None = None) -> int:
+        """``vfo``: the stored value's frame offset, when it is a pointer into this frame
+        at a known one."""
         b = fl[dst]
         if b & T:
             raise Depends(f"a store at a tainted address (insn {pc})")
@@ -494,7 +524,7 @@ class _Pass:
         elif b & (C | P | A | R) and v & T:
             raise Depends(f"a varying constant stored outside the stack (insn {pc})")
         if b & F:
-            keep = v & KEEP
+            keep = v & (KEEP | F)
             base = fo[dst]
             if base is None or b & (P | A | R | C):
                 forget_exact_slots(slots)  # it may overwrite any slot
@@ -506,27 +536,33 @@ class _Pass:
                 if lo <= k and k + s <= lo + size:
                     del slots[k]  # wholly overwritten
                 else:  # partly: the old flags stay (conservative), the value is another
-                    slots[k] = (s, f & ~EXACT_MASK)
-            if keep:
-                code = -exact if exact is not None and keep & T and (
-                    size == 8 or (size == 4 and self._fits(exact, 4))) else 0
-                slots[lo] = (size, keep | code << EXACT_SHIFT)
+                    slots[k] = (s, f & ~(EXACT_MASK | W | FPOFF))
+            code = -exact if exact is not None and keep & T and (
+                size == 8 or (size == 4 and self._fits(exact, 4))) else 0
+            # a store at one known offset of this frame alone: the engine knows the slot
+            known = 0 if b & (P | A | R | C) else W
+            if code == 0 and known and size == 8 and vfo is not None and v & PTRS == F:
+                known |= FPOFF
+                code = FP_BIAS + vfo
+            if keep or known:
+                slots[lo] = (size, keep | known | code << EXACT_SHIFT)
         return anyx
 
     # -- jumps --------------------------------------------------------------------------
 
     def _forget_written(self, pc: int, slots: Slots, base: int | None, ln: int) -> None:
         """A helper at pc writes the frame from ``base`` on: spilled exact values it may
-        overwrite are exact no more. Its length: -N bytes, or argument ``ln``'s value
-        when a mov immediate sets it in the call's own block, else up to the frame top."""
+        overwrite are exact no more, and the engine knows those slots no more. Its
+        length: -N bytes, or argument ``ln``'s value when a mov immediate sets it in the
+        call's own block, else up to the frame top."""
         if base is None:
             forget_exact_slots(slots)
             return
         size = -ln if ln < 0 else self._block_constant(pc, ln) if ln > 0 else None
         hi = 0 if size is None else base + size
         for k, (sz, f) in list(slots.items()):
-            if f & EXACT_MASK and k < hi and base < k + sz:
-                slots[k] = (sz, f & ~EXACT_MASK)
+            if f & (EXACT_MASK | W | FPOFF) and k < hi and base < k + sz:
+                slots[k] = (sz, f & ~(EXACT_MASK | W | FPOFF))
 
     def _block_constant(self, pc: int, reg: int) -> int | None:
         """The immediate a mov gives ``reg`` in pc's basic block before pc, with no

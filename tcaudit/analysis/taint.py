@@ -28,6 +28,18 @@ B16 = 2048  # may not fit in 16 bits
 B32 = 4096  # may not fit in 32 bits
 BIG = B8 | B16 | B32
 PLAIN = N8 | N16 | N32 | N64 | BIG  # an ordinary scalar: not tainted, not a pointer, not opaque
+W = 8192
+"""A stack slot's flag: on every path, this slot was last written at its known offset
+by one store of its size, after anything that may have made the engine forget the
+frame (a store at an unknown offset, a call handed a frame pointer). The engine then
+knows the slot (frames.slot_store), so a load within it gives what was stored there,
+not a spilled frame pointer (``anyx``); never a register's flag."""
+FPOFF = 1 << 15
+"""A stack slot's flag: it holds a pointer into this frame at a known offset, kept in
+the slot's high bits (``FP_BIAS`` + offset) where an exact value keeps its id. A fill
+of the whole slot gives that pointer back with its offset, as the engine's does (the
+slot holds an ``SP``), so a helper handed it writes only where it points."""
+FP_BIAS = 1 << 14
 KEEP = T | C | A | R  # what a stack slot remembers of a spilled register
 EXACT_SHIFT = 16  # a slot's flags above this: minus the exact id of a spilled exact value
 EXACT_MASK = ~((1 << EXACT_SHIFT) - 1)
@@ -52,29 +64,47 @@ BIG_ABOVE = {1: BIG, 2: B16 | B32, 4: B32}
 def join(a: State, b: State) -> State:
     ra, oa, fa, sa, xa, ca = a
     rb, ob, fb, sb, xb, cb = b
-    regs = tuple(x | y for x, y in zip(ra, rb, strict=True))
-    orig = tuple(x if x == y else None for x, y in zip(oa, ob, strict=True))
-    offs = tuple(
-        None if (ra[i] | rb[i]) & FA == FA
-        else x if x == y else (x if not rb[i] & FA else y if not ra[i] & FA else None)
-        for i, (x, y) in enumerate(zip(fa, fb, strict=True))
-    )
+    # most joins meet equal parts: each is compared first (at C speed)
+    regs = ra if ra == rb else tuple(x | y for x, y in zip(ra, rb, strict=True))
+    orig = oa if oa == ob else tuple(x if x == y else None for x, y in zip(oa, ob, strict=True))
+    if fa == fb and ra == rb and not any(r & FA == FA for r in ra):
+        offs = fa
+    else:
+        offs = tuple(
+            None if (ra[i] | rb[i]) & FA == FA
+            else x if x == y else (x if not rb[i] & FA else y if not ra[i] & FA else None)
+            for i, (x, y) in enumerate(zip(fa, fb, strict=True))
+        )
+    return regs, orig, offs, sa if sa == sb else _join_slots(sa, sb), xa | xb, ca | cb
+
+
+def _join_slots(sa: Slots, sb: Slots) -> Slots:
     slots = dict(sa)
     for k, (s, f) in sb.items():
         old = slots.get(k)
         if old is None:
-            slots[k] = (s, f)
-        else:
-            same = s == old[0] and f >> EXACT_SHIFT == old[1] >> EXACT_SHIFT
+            slots[k] = (s, f & ~W)  # written on one path only
+        elif old != (s, f):
+            same = (s == old[0] and f >> EXACT_SHIFT == old[1] >> EXACT_SHIFT
+                    and f & FPOFF == old[1] & FPOFF)
             low = (f | old[1]) & ~EXACT_MASK
-            slots[k] = (max(s, old[0]), low | (f & EXACT_MASK if same else 0))
-    return regs, orig, offs, slots, xa | xb, ca | cb
+            if not same:
+                low &= ~FPOFF
+            if not (s == old[0] and f & old[1] & W):
+                low &= ~W
+            slots[k] = (s if s >= old[0] else old[0], low | (f & EXACT_MASK if same else 0))
+    if len(slots) != len(sb):
+        for k in sa.keys() - sb.keys():
+            s, f = slots[k]
+            slots[k] = (s, f & ~W)
+    return slots
 
 
 def forget_exact_slots(slots: Slots) -> None:
+    """Any slot may have been written: no spilled value is exact, no slot known."""
     for k, (s, f) in list(slots.items()):
-        if f & EXACT_MASK:
-            slots[k] = (s, f & ~EXACT_MASK)
+        if f & (EXACT_MASK | W | FPOFF):
+            slots[k] = (s, f & ~(EXACT_MASK | W | FPOFF))
 
 
 def forget_exact(fl: list[int], slots: Slots) -> None:

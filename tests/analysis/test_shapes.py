@@ -49,6 +49,7 @@ from tests.bpfasm import (
     pseudo_call,
     st,
     stx,
+    sub,
 )
 
 ARRAY_BASE = 500
@@ -469,12 +470,33 @@ def test_dependence_rules() -> None:
     assert why(*ld_map_value(R1, 9, 4), ldx(4, R0, R1, 0), exit_(), varying=set(),
                maps={9: frozenset({1})}) is None
     # a pointer into the frame spilled to the frame (clang keeps a buffer's address so):
-    # followed, conservatively: a varying value stored through the reloaded pointer
-    # reaches every later stack load, wherever it points
+    # filled whole, it is that pointer at its offset (the engine's slot holds it), so a
+    # varying value stored through it reaches the slot it points to, not the others
     spill = [mov(R3, R10), add(R3, -16), stx(8, R10, -24, R3)]
     assert why(*spill, mov(R6, 5), st(8, R10, -8, 0), ldx(8, R0, R10, -8), exit_(),
                varying={3}) is None
     assert why(*spill, mov(R6, 5), ldx(8, R4, R10, -24), stx(8, R4, 0, R6),
+               ldx(8, R0, R10, -16), exit_(), varying={3})
+    assert why(*spill, mov(R6, 5), ldx(8, R4, R10, -24), stx(8, R4, 0, R6),
+               ldx(8, R0, R10, -8), exit_(), varying={3}) is None
+    # ... and once one is spilled, a fill of a slot last written whole at a known
+    # offset is what was stored there (the engine knows the slot), not that pointer
+    assert why(*spill, mov(R6, 5), stx(8, R10, -8, R6), ldx(4, R2, R1, 0),
+               stx(8, R10, -32, R2), ldx(8, R4, R10, -32), ldx(1, R0, R4, 0), exit_(),
+               varying={3}) is None
+    # ... and fewer than 8 bytes of the frame are a number, never that pointer
+    assert why(*spill, mov(R6, 5), stx(8, R10, -8, R6), ldx(4, R4, R10, -40),
+               ldx(1, R0, R4, 0), exit_(), varying={3}) is None
+    # ... conservatively when its offset is not known: a varying value stored through
+    # the reloaded pointer reaches every later stack load, wherever it points
+    vague = [ldx(1, R7, R1, 0), mov(R3, R10), add(R3, -16), and_(R7, 8), sub(R3, R7),
+             stx(8, R10, -24, R3)]
+    assert why(*vague, mov(R6, 5), ldx(8, R4, R10, -24), stx(8, R4, 0, R6),
+               ldx(8, R0, R10, -8), exit_(), varying={6})
+    # ... and when the slot holds that pointer on one path only (its offset is not
+    # followed past the join)
+    assert why(*spill, mov(R6, 5), ldx(4, R2, R1, 0), jmp("eq", R2, 0, "on"),
+               stx(8, R10, -24, R2), Label("on"), ldx(8, R4, R10, -24), stx(8, R4, 0, R6),
                ldx(8, R0, R10, -8), exit_(), varying={3})
     assert why(*spill, mov(R6, 5), ldx(8, R4, R10, -24), stx(8, R4, 0, R6),
                mov(R0, 0), exit_(), varying={3}) is None

@@ -42,6 +42,7 @@ on its own, so the worst case is the old speed, never a different answer.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping
 
 from tcaudit.analysis import domain as D
@@ -223,10 +224,12 @@ class _Pass:
             states[tpc] = new
             if tpc not in queued:
                 queued.add(tpc)
-                queue.append(tpc)
+                heapq.heappush(queue, tpc)
 
         while queue:
-            pc = queue.pop()
+            # lowest index first, as the engine does: forward code is followed once,
+            # each block after every block that jumps to it
+            pc = heapq.heappop(queue)
             queued.discard(pc)
             r0, o0, f0, s0, any0, c0 = states[pc]
             self.cbt = set(c0)

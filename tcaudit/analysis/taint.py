@@ -80,11 +80,14 @@ def join(a: State, b: State) -> State:
 
 def _join_slots(sa: Slots, sb: Slots) -> Slots:
     slots = dict(sa)
-    for k, (s, f) in sb.items():
+    for k, e in sb.items():
         old = slots.get(k)
+        if old is e or old == e:  # (states copy their slots: mostly the very tuple)
+            continue
+        s, f = e
         if old is None:
             slots[k] = (s, f & ~W)  # written on one path only
-        elif old != (s, f):
+        else:
             same = (s == old[0] and f >> EXACT_SHIFT == old[1] >> EXACT_SHIFT
                     and f & FPOFF == old[1] & FPOFF)
             low = (f | old[1]) & ~EXACT_MASK

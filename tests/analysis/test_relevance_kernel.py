@@ -4,7 +4,9 @@ The shape real Cilium has (1.12 and 1.16, built from their tags): each endpoint'
 stores its own security identity in ``skb->cb[0]`` and tail-calls, by a packet-chosen
 index, through one node-wide prog array into every endpoint's policy program. A policy
 program resolves a reserved identity (< 3) through a map, keeps the identity in a
-4-byte stack slot, tells "world"-like reserved ranges apart with ``identity - 9 > 1``,
+4-byte stack slot (and a buffer's address in another, handed back to
+``bpf_skb_load_bytes``, as 1.12.16's ``handle_policy`` does), tells "world"-like
+reserved ranges apart with ``identity - 9 > 1``,
 looks the identity up with its own endpoint id beside it, and on a miss stores a drop
 code in ``cb[1]`` and tail-calls a notify program that returns it.
 
@@ -33,6 +35,7 @@ from tests.bpfasm import (
     R1,
     R2,
     R3,
+    R4,
     R6,
     R7,
     R10,
@@ -59,7 +62,7 @@ N = 5
 CB0, CB1 = 48, 52  # __sk_buff.cb[0], cb[1] (the kernel rewrites them into sk_buff)
 MARK = 8  # __sk_buff.mark: picks the policy slot
 BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PROG_ARRAY = 1, 3
-MAP_LOOKUP, TAIL_CALL = 1, 12
+MAP_LOOKUP, TAIL_CALL, SKB_LOAD_BYTES = 1, 12, 26
 
 
 def _root(k: int, policy: int) -> tuple[Insn, ...]:
@@ -76,7 +79,12 @@ def _policy(j: int, resolve: int, allow: int, notify: int) -> tuple[Insn, ...]:
         jmp32("ge", R7, 3, "known"),  # a reserved identity: resolved through a map
         st(4, R10, -8, 0), mov(R2, R10), add(R2, -8), *ld_map(R1, resolve),
         call(MAP_LOOKUP), jmp("eq", R0, 0, "known"), ldx(4, R7, R0, 0),
-        Label("known"), stx(4, R10, -16, R7), ldx(4, R7, R10, -16),  # a 4-byte spill
+        Label("known"), stx(4, R10, -16, R7),  # a 4-byte spill
+        # a buffer's address kept in the frame, filled back and handed to a helper that
+        # writes there (real handle_policy does both): the spill stays exact
+        mov(R2, R10), add(R2, -40), stx(8, R10, -48, R2), ldx(8, R3, R10, -48),
+        mov(R1, R6), mov(R2, 0), mov(R4, 4), call(SKB_LOAD_BYTES),
+        ldx(4, R7, R10, -16),
         mov32(R1, R7), alu("add", R1, -9, w32=True), jmp32("gt", R1, 1, "check"),
         mov(R0, 2), exit_(),  # reserved 9 and 10
         Label("check"), stx(4, R10, -24, R7), st(4, R10, -20, 300 + j),

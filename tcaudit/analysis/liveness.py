@@ -37,7 +37,6 @@ from tcaudit.analysis.prepare import (
     K_NEG,
     K_NOP,
     K_PCALL,
-    K_SLOT2,
     K_ST,
     K_STX,
     K_TAILCALL,
@@ -134,8 +133,6 @@ def leaders_live(ops: Sequence[Op], leader: Sequence[bool],
             pc += step
         else:
             nxt = (index.get(pc, unknown),) if pc < n else (unknown,)
-        if kind == K_SLOT2:
-            g = ALL
         gen.append(g)
         kill.append(w)
         reads_frame.append(frame)

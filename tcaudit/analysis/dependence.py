@@ -77,6 +77,7 @@ from tcaudit.analysis.prepare import (
 from tcaudit.analysis.taint import (
     B8,
     B16,
+    B32,
     BIG_ABOVE,
     EXACT_MASK,
     EXACT_SHIFT,
@@ -113,6 +114,16 @@ from tcaudit.analysis.taint import (
 )
 
 MAX_STATES = 200_000
+M32, M64 = (1 << 32) - 1, (1 << 64) - 1
+
+
+def _fits_in(bits: int) -> int:
+    """The may-not-fit flags a value at most ``bits`` wide does not have."""
+    if bits <= 8:
+        return B8 | B16 | B32
+    if bits <= 16:
+        return B16 | B32
+    return B32 if bits <= 32 else 0
 
 
 class _Pass:
@@ -263,6 +274,13 @@ class _Pass:
                     s = ((T if var else 0) if src < 0 else fl[src]) & (T | PTRS)
                     d = fl[dst]
                     fl[dst] = (d & (T | PTRS)) | s | PLAIN
+                    if not (d | s) & PTRS:
+                        # how wide the result can be: a mask's width, 32 bits for ALU32
+                        # (zero-extended): a masked constant fits a narrower opaque load
+                        top = 64 if wide else 32
+                        if op == I.BPF_AND and src < 0 and not var:
+                            top = min(top, (imm & (M64 if wide else M32)).bit_length())
+                        fl[dst] &= ~_fits_in(top)
                     o = org[dst]
                     org[dst] = None
                     if o is not None and o < 0 and src < 0 and not var and not d & PTRS:

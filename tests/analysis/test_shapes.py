@@ -40,6 +40,7 @@ from tests.bpfasm import (
     exit_,
     jmp,
     jmp32,
+    ld_imm64,
     ld_map,
     ld_map_value,
     ldx,
@@ -466,6 +467,14 @@ def test_dependence_rules() -> None:
                    maps={9: frozenset({0, 1, 2})})
     assert field(2) is None
     assert field(4)
+    # a varying 64-bit constant (an address in an ld_imm64) masked to 16 bits and
+    # compared with a 16-bit packet field: both sides feasible for every copy; masked to
+    # 17 bits, a copy's value may be out of the field's reach
+    def masked(mask: int) -> str | None:
+        return why(*pkt(2, ldx(2, R5, R2, 0)), *ld_imm64(R3, 0x10001), and_(R3, mask),
+                   jmp32("ne", R5, R3, "out"), mov(R0, 0), exit_(), *out, varying={6})
+    assert masked(0xFFFF) is None
+    assert masked(0x1FFFF)
     # ... but not one of its bytes that are the same in every copy
     assert why(*ld_map_value(R1, 9, 4), ldx(4, R0, R1, 0), exit_(), varying=set(),
                maps={9: frozenset({1})}) is None

@@ -74,10 +74,10 @@ from tcaudit.analysis.prepare import (
     NREGS,
     Prepared,
 )
+from tcaudit.analysis.scalar import M32, M64
 from tcaudit.analysis.taint import (
     B8,
     B16,
-    B32,
     BIG_ABOVE,
     EXACT_MASK,
     EXACT_SHIFT,
@@ -107,6 +107,7 @@ from tcaudit.analysis.taint import (
     T,
     W,
     clobber,
+    fits_in,
     forget_exact,
     forget_exact_slots,
     join,
@@ -114,16 +115,6 @@ from tcaudit.analysis.taint import (
 )
 
 MAX_STATES = 200_000
-M32, M64 = (1 << 32) - 1, (1 << 64) - 1
-
-
-def _fits_in(bits: int) -> int:
-    """The may-not-fit flags a value at most ``bits`` wide does not have."""
-    if bits <= 8:
-        return B8 | B16 | B32
-    if bits <= 16:
-        return B16 | B32
-    return B32 if bits <= 32 else 0
 
 
 class _Pass:
@@ -280,7 +271,7 @@ class _Pass:
                         top = 64 if wide else 32
                         if op == I.BPF_AND and src < 0 and not var:
                             top = min(top, (imm & (M64 if wide else M32)).bit_length())
-                        fl[dst] &= ~_fits_in(top)
+                        fl[dst] &= ~fits_in(top)
                     o = org[dst]
                     org[dst] = None
                     if o is not None and o < 0 and src < 0 and not var and not d & PTRS:

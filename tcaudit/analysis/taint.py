@@ -61,6 +61,15 @@ BIG_ABOVE = {1: BIG, 2: B16 | B32, 4: B32}
 """The may-not-fit flags a zero-extending load of that many bytes does not have."""
 
 
+def fits_in(bits: int) -> int:
+    """The may-not-fit flags a value at most ``bits`` wide does not have."""
+    if bits <= 8:
+        return B8 | B16 | B32
+    if bits <= 16:
+        return B16 | B32
+    return B32 if bits <= 32 else 0
+
+
 def join(a: State, b: State) -> State:
     ra, oa, fa, sa, xa, ca = a
     rb, ob, fb, sb, xb, cb = b

@@ -139,8 +139,7 @@ def _against_constant(op: int, a: Rng, b: frozenset[int]) -> tuple[Side, Side]:
         rb = as_rng(b)
         na = _limit(op, a, rb)
         nf = _limit(_NEGATE[op], a, rb)
-    return (None if na is None else na, None if na is None else b), \
-        (None if nf is None else nf, None if nf is None else b)
+    return (na, None if na is None else b), (nf, None if nf is None else b)
 
 
 def _signed32(op: int, a: Scalar, b: Scalar) -> tuple[Side, Side]:

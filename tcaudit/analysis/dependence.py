@@ -367,7 +367,7 @@ class _Pass:
                     break
                 elif kind in (K_CALL, K_TAILCALL):
                     name = "bpf_tail_call" if kind == K_TAILCALL else self.helper_name(imm)
-                    if kind == K_TAILCALL or imm == I.BPF_FUNC_TAIL_CALL or H.is_tail_call(name):
+                    if kind == K_TAILCALL or H.tail_call_helper(imm, name):
                         if (fl[2] | fl[3]) & T:
                             raise Depends(f"a varying constant picks a tail call (insn {pc})")
                         self.cb_out |= self.cbt

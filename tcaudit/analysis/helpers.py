@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from tcaudit.analysis import scalar as S
+from tcaudit.analysis.insns import BPF_FUNC_TAIL_CALL
 from tcaudit.analysis.scalar import Scalar
 
 MAX_ERRNO = 4095
@@ -176,6 +177,12 @@ def returns(c: Contract, reason: str) -> Scalar:
 
 def is_tail_call(name: str | None) -> bool:
     return name == "bpf_tail_call"
+
+
+def tail_call_helper(imm: int, name: str | None) -> bool:
+    """A helper call (id ``imm``, kallsyms ``name``) that is bpf_tail_call: by its id in
+    raw code, by its name in xlated code (where the id became an address offset)."""
+    return imm == BPF_FUNC_TAIL_CALL or is_tail_call(name)
 
 
 def is_lookup(name: str | None) -> bool:

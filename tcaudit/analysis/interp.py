@@ -385,7 +385,7 @@ class ProgAnalyser(Memory):
                     budget[0] -= steps
                     steps = 0
                     name = "bpf_tail_call" if kind == K_TAILCALL else env.helper_name(imm)
-                    if kind == K_TAILCALL or imm == I.BPF_FUNC_TAIL_CALL or H.is_tail_call(name):
+                    if kind == K_TAILCALL or H.tail_call_helper(imm, name):
                         extra = self._tail_call(pc, regs, slots, is_main)
                         if extra is not None:
                             ret = extra if ret is None else join(ret, extra)
@@ -517,7 +517,7 @@ class ProgAnalyser(Memory):
                 self.extra.append(handler.ret)
 
     def _is_tail_call(self, imm: int) -> bool:
-        return imm == I.BPF_FUNC_TAIL_CALL or H.is_tail_call(self.env.helper_name(imm))
+        return H.tail_call_helper(imm, self.env.helper_name(imm))
 
     def _fail(self, msg: str) -> None:
         if self.problem is None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tcaudit.analysis.attach import VerdictAnalyser
-from tcaudit.analysis.closure import Analysis
 from tcaudit.analysis.insns import disassemble
 from tcaudit.analysis.meaning import ranges_text, verdict_names
+from tcaudit.analysis.results import Analysis
 from tcaudit.errors import UsageError
 from tcaudit.inventory.programs import ProgramReader
 from tcaudit.inventory.scan import Selection

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from tcaudit.analysis.cache import Summary, VerdictCache
-from tcaudit.analysis.closure import Analysis, analyse
 from tcaudit.analysis.kernelcode import KernelCode
 from tcaudit.analysis.meaning import Mode, effective_ranges
-from tcaudit.analysis.shapes import Shapes
+from tcaudit.analysis.results import Analysis
 from tcaudit.model import Entry, Scan, Verdict, map_entries
+
+if TYPE_CHECKING:
+    from tcaudit.analysis.shapes import Shapes
 
 
 class VerdictAnalyser:
@@ -34,8 +37,8 @@ class VerdictAnalyser:
     ) -> None:
         self.code = code or KernelCode()
         self.cache = cache
-        self.shapes = Shapes(self.code) if share else None
-        """Copies of one program shape (one per endpoint) analysed once (``shapes``)."""
+        self._share = share
+        self._shapes: Shapes | None = None
         self._budget = step_budget
         self._by_key: dict[str, Analysis] = {}
         self._by_id: dict[int, Analysis | str] = {}
@@ -43,6 +46,17 @@ class VerdictAnalyser:
         """Root verdicts the cache answered without the nested analyses (a scan's need)."""
         self.internal_errors: list[str] = []
         """One line per program whose analysis raised (a tcaudit bug), for stderr."""
+
+    @property
+    def shapes(self) -> Shapes | None:
+        """Copies of one program shape (one per endpoint) analysed once (``shapes``).
+        The engine is imported on first need: a scan the persistent cache answers
+        whole (the warm path) never loads it."""
+        if self._shapes is None and self._share:
+            from tcaudit.analysis.shapes import Shapes
+
+            self._shapes = Shapes(self.code)
+        return self._shapes
 
     def prefetch(self, prog_ids: list[int]) -> None:
         """Answer what the persistent cache can, and group the trees of the rest into
@@ -57,7 +71,7 @@ class VerdictAnalyser:
                     self._summaries[prog_id] = cached
                     continue
             misses.append(prog_id)
-        if self.shapes is not None and len(misses) > 1:
+        if len(misses) > 1 and self.shapes is not None:
             self.shapes.add_trees(misses)
 
     def analysis(self, prog_id: int) -> Analysis | str:
@@ -84,6 +98,8 @@ class VerdictAnalyser:
     def _analyse(self, prog_id: int) -> Analysis:
         """The engine's answer; an exception in it (a bug) becomes this one program's
         unknown verdict, so the scan of the node goes on."""
+        from tcaudit.analysis.closure import analyse  # (see ``shapes``)
+
         try:
             return analyse(prog_id, self.code, step_budget=self._budget, shared=self.shapes)
         except Exception as err:

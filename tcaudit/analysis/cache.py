@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from tcaudit import __version__
-from tcaudit.analysis.closure import Analysis, TailCall
+from tcaudit.analysis.results import Analysis, TailCall
 
 ENGINE_VERSION = f"{__version__}/engine-7"
 """Part of every key: a new engine never reads an old engine's answers."""
@@ -103,6 +103,7 @@ class VerdictCache:
         self.path = path
         self.boot = boot
         self.stats = CacheStats()
+        self.encoder = Encoder()
 
     def _file(self, prog_id: int, load_time: int) -> Path:
         key = f"{ENGINE_VERSION}:{self.boot}:{prog_id}:{load_time}"
@@ -181,20 +182,20 @@ class VerdictCache:
         load_time = source.load_time(prog_id)
         if load_time is None or analysis.reason == "step budget exhausted":
             return
+        targets, tree_arrays = _tree_ids(analysis)
         programs = []
-        for pid in sorted(_tree_programs(analysis)):
+        for pid in sorted(targets):
             when = source.load_time(pid)
             if when is None:
                 return  # a target went away while we looked: nothing to vouch for
             programs.append([pid, when])
         arrays: dict[str, list[list[int]]] = {}
-        for mid in sorted(_tree_arrays(analysis)):
+        for mid in sorted(tree_arrays):
             slots = source.prog_array(mid)
             if slots is None:
                 return
             arrays[str(mid)] = [[k, v] for k, v in sorted(slots.items())]
-        nested = analysis_to_json(analysis)
-        root = nested["nodes"][-1]
+        nested = self.encoder.text(analysis)
         record = {
             "engine": ENGINE_VERSION,
             "boot": self.boot,
@@ -203,8 +204,14 @@ class VerdictCache:
             "arrays": arrays,
             # the root's verdict apart, and the nested analyses as one JSON text: a
             # scan decodes only the first (a tree's record is hundreds of kB)
-            "summary": {k: root[k] for k in ("possible", "reason", "ranges")},
-            "analysis": json.dumps(nested, separators=(",", ":")),
+            "summary": {
+                "possible": sorted(analysis.possible) if analysis.possible is not None
+                else None,
+                "reason": analysis.reason,
+                "ranges": [list(r) for r in analysis.ranges]
+                if analysis.ranges is not None else None,
+            },
+            "analysis": nested,
         }
         if _write(self.path, self._file(prog_id, load_time), record):
             self.stats.writes += 1
@@ -256,7 +263,7 @@ def _write(directory: Path, path: Path, record: dict[str, Any]) -> bool:
         return False
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, separators=(",", ":"))
+            handle.write(json.dumps(record, separators=(",", ":")))
         os.replace(tmp, path)
         return True
     except OSError:
@@ -279,14 +286,17 @@ def _walk(analysis: Analysis) -> Iterator[Analysis]:
         todo.extend(x for call in a.tail_calls for x in call.analyses if x is not None)
 
 
-def _tree_programs(analysis: Analysis) -> set[int]:
-    return {t for a in _walk(analysis) for call in a.tail_calls for t in call.targets}
-
-
-def _tree_arrays(analysis: Analysis) -> set[int]:
-    out = {m for a in _walk(analysis) for m in a.prog_arrays}
-    out |= {c.map_id for a in _walk(analysis) for c in a.tail_calls if c.map_id is not None}
-    return out
+def _tree_ids(analysis: Analysis) -> tuple[set[int], set[int]]:
+    """The tail-call targets and the prog arrays of the whole tree."""
+    programs: set[int] = set()
+    arrays: set[int] = set()
+    for a in _walk(analysis):
+        arrays.update(a.prog_arrays)
+        for call in a.tail_calls:
+            programs.update(call.targets)
+            if call.map_id is not None:
+                arrays.add(call.map_id)
+    return programs, arrays
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,53 +308,78 @@ def _ranges(r: Any) -> tuple[tuple[int, int], ...] | None:
     return None if r is None else tuple((int(lo), int(hi)) for lo, hi in r)
 
 
-def analysis_to_json(a: Analysis) -> dict[str, Any]:
-    """The analysis as JSON: ``nodes``, each distinct analysis of the tree once, a
-    target before every analysis that refers to it (by index), the root last."""
-    nodes: list[dict[str, Any]] = []
-    index: dict[int, int] = {}
-    # iterative post-order: a Cilium tree is deep enough to matter for recursion
-    stack: list[tuple[Analysis, bool]] = [(a, False)]
-    while stack:
-        node, ready = stack.pop()
-        if id(node) in index:
-            continue
-        if not ready:
-            stack.append((node, True))
-            stack.extend((y, False) for t in node.tail_calls for y in t.analyses
-                         if y is not None and id(y) not in index)
-            continue
-        index[id(node)] = len(nodes)
-        nodes.append(_node_json(node, index))
-    return {"nodes": nodes}
+class Encoder:
+    """Analyses as JSON text (:meth:`text`), remembering the text of each exit table.
+
+    The trees of one scan that are copies of each other (``shapes``) share their exit
+    tables (the same objects, renamed trees keep them), most of a record's bytes: each
+    is encoded once per encoder (the cache's lifetime, one command)."""
+
+    def __init__(self) -> None:
+        self._tables: dict[int, tuple[object, str]] = {}
+
+    def text(self, a: Analysis) -> str:
+        """``{"nodes": [...]}``: each distinct analysis of the tree once, a target
+        before every analysis that refers to it (by index), the root last."""
+        nodes: list[str] = []
+        index: dict[int, int] = {}
+        # iterative post-order: a Cilium tree is deep enough to matter for recursion
+        stack: list[tuple[Analysis, bool]] = [(a, False)]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in index:
+                continue
+            if not ready:
+                stack.append((node, True))
+                stack.extend((y, False) for t in node.tail_calls for y in t.analyses
+                             if y is not None and id(y) not in index)
+                continue
+            index[id(node)] = len(nodes)
+            nodes.append(self._node(node, index))
+        return '{"nodes":[' + ",".join(nodes) + "]}"
+
+    def _node(self, a: Analysis, index: Mapping[int, int]) -> str:
+        head = json.dumps({
+            "possible": sorted(a.possible) if a.possible is not None else None,
+            "ranges": [list(r) for r in a.ranges] if a.ranges is not None else None,
+            "reason": a.reason,
+            "tail_calls": [
+                {
+                    "pc": t.pc, "map_id": t.map_id, "index": t.index,
+                    "targets": list(t.targets),
+                    "analyses": [index[id(x)] if x is not None else None
+                                 for x in t.analyses],
+                    "indexes": list(t.indexes) if t.indexes is not None else None,
+                    "in_subprogram": t.in_subprogram,
+                }
+                for t in a.tail_calls
+            ],
+            "prog_arrays": list(a.prog_arrays),
+            "steps": a.steps,
+        }, separators=(",", ":"))
+        return (head[:-1] + ',"exits":' + self._table(a.exits, _exits_json)
+                + ',"exit_ranges":' + self._table(a.exit_ranges, _exit_ranges_json) + "}")
+
+    def _table(self, table: Mapping[int, Any], encode: Callable[[Mapping[int, Any]], Any]
+               ) -> str:
+        got = self._tables.get(id(table))
+        if got is not None and got[0] is table:
+            return got[1]
+        text = json.dumps(encode(table), separators=(",", ":"))
+        self._tables[id(table)] = (table, text)  # (the table kept: its id stays its own)
+        return text
 
 
-def _node_json(a: Analysis, index: Mapping[int, int]) -> dict[str, Any]:
-    return {
-        "possible": sorted(a.possible) if a.possible is not None else None,
-        "ranges": [list(r) for r in a.ranges] if a.ranges is not None else None,
-        "reason": a.reason,
-        "exits": [[pc, sorted(v) if v is not None else None] for pc, v in a.exits.items()],
-        "exit_ranges": [
-            [pc, [list(x) for x in r] if r is not None else None]
-            for pc, r in a.exit_ranges.items()
-        ],
-        "tail_calls": [
-            {
-                "pc": t.pc, "map_id": t.map_id, "index": t.index, "targets": list(t.targets),
-                "analyses": [index[id(x)] if x is not None else None for x in t.analyses],
-                "indexes": list(t.indexes) if t.indexes is not None else None,
-                "in_subprogram": t.in_subprogram,
-            }
-            for t in a.tail_calls
-        ],
-        "prog_arrays": list(a.prog_arrays),
-        "steps": a.steps,
-    }
+def _exits_json(exits: Mapping[int, frozenset[int] | None]) -> list[list[Any]]:
+    return [[pc, sorted(v) if v is not None else None] for pc, v in exits.items()]
+
+
+def _exit_ranges_json(exits: Mapping[int, Any]) -> list[list[Any]]:
+    return [[pc, [list(x) for x in r] if r is not None else None] for pc, r in exits.items()]
 
 
 def analysis_from_json(d: dict[str, Any]) -> Analysis:
-    """The inverse of :func:`analysis_to_json`; a node may refer only to nodes before
+    """The inverse of :meth:`Encoder.text` (parsed); a node may refer only to nodes before
     it (so a record cannot make a cycle), anything else raises."""
     built: list[Analysis] = []
     for node in d["nodes"]:

@@ -13,7 +13,6 @@ falls back to "cb unknown", which covers them all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
@@ -21,7 +20,6 @@ from tcaudit.analysis import domain as D
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import Value
 from tcaudit.analysis.frames import Summaries
-from tcaudit.analysis.insns import Insn
 from tcaudit.analysis.interp import (
     MAX_CONTEXTS,
     BudgetExhausted,
@@ -32,6 +30,7 @@ from tcaudit.analysis.interp import (
     Site,
 )
 from tcaudit.analysis.prepare import Prepared
+from tcaudit.analysis.results import Analysis, ProgramCode, Ranges, TailCall
 from tcaudit.analysis.scalar import Rng
 from tcaudit.analysis.shapes import Shapes, TreeCopy
 
@@ -44,21 +43,6 @@ WIDEN_SUMMARIES = 4
 """Growths after which a summary's growing values are widened (so it settles)."""
 """Growths of a program's summary cb state before it becomes "nothing known"."""
 CAP = S.CAP
-Ranges = tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True)
-class ProgramCode:
-    """The code of one program as read from the kernel (xlated) or built in tests."""
-
-    prog_id: int | None
-    name: str
-    insns: tuple[Insn, ...]
-    func_starts: tuple[int, ...] = (0,)
-    """Subprogram start insn indexes from func_info (may be just (0,) or empty)."""
-    map_ids: tuple[int, ...] = ()
-    """Maps the program uses (the kernel's used_maps); a tail call can only go through
-    one of its prog arrays, which matters when constant blinding hides which."""
 
 
 class CodeSource(Protocol):
@@ -80,53 +64,6 @@ class CodeSource(Protocol):
     def program(self, prog_id: int) -> ProgramCode | None:
         """Code of a tail-call target, None if it cannot be read."""
         ...
-
-
-@dataclass(frozen=True)
-class TailCall:
-    """One ``bpf_tail_call`` site of a program.
-
-    ``index`` is the constant slot index or None when the index is not one
-    constant (then ``indexes`` may still list a small set, else every filled
-    slot is a target). ``analyses`` is aligned with ``targets``; an entry is
-    None when that target is already being described further up (a cycle),
-    lies beyond the kernel's tail-call depth limit, or cannot be read.
-    """
-
-    pc: int
-    map_id: int | None
-    index: int | None
-    targets: tuple[int, ...]
-    analyses: tuple[Analysis | None, ...]
-    indexes: tuple[int, ...] | None = None
-    in_subprogram: bool = False
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """Result of :func:`analyse` for one program (tail-call targets included)."""
-
-    possible: frozenset[int] | None
-    """Every signed 32-bit value the program can return when there are at most CAP of
-    them; None = unknown or more than CAP (then ``ranges`` says which)."""
-    reason: str | None
-    """Why unknown, or what a known answer depends on (prog array contents)."""
-    exits: Mapping[int, frozenset[int] | None]
-    """Exit insn index (of this program, subprograms included) -> possible
-    r0 values there, low 32 bits as signed ints (None: unknown or more than CAP).
-    Exits the analysis never reached (dead code, callback functions) are absent."""
-    tail_calls: tuple[TailCall, ...]
-    prog_arrays: tuple[int, ...]
-    """Map ids of the prog arrays the result depends on."""
-    steps: int = field(default=0, compare=False)
-    """Instructions interpreted (whole tree) to get this result."""
-    ranges: Ranges | None = None
-    """Sorted, disjoint, merged inclusive signed 32-bit ranges covering every possible
-    value; None = unknown."""
-    exit_ranges: Mapping[int, Ranges | None] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
-    """Like ``exits``, as ranges (None: unknown)."""
 
 
 def project(values: Iterable[Value]) -> tuple[Ranges | None, str | None]:

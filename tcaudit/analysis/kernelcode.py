@@ -17,8 +17,8 @@ import struct
 from collections.abc import Mapping
 
 from tcaudit.analysis import btf
-from tcaudit.analysis.closure import ProgramCode
 from tcaudit.analysis.insns import decode
+from tcaudit.analysis.results import ProgramCode
 from tcaudit.kernel import bpf
 from tcaudit.kernel.abi import BPF_FUNC_TAIL_CALL
 from tcaudit.kernel.kallsyms import Kallsyms

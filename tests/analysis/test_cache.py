@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -59,8 +61,19 @@ def test_round_trip_and_hit(cache: C.VerdictCache) -> None:
     b = cache.get(1, kernel)
     assert b == a and b is not None and b.tail_calls == a.tail_calls
     assert cache.stats.hits == 1 and cache.stats.writes == 1
-    doc = json.loads(json.dumps(C.analysis_to_json(a)))
-    assert C.analysis_from_json(doc) == a
+    assert C.analysis_from_json(json.loads(C.Encoder().text(a))) == a
+
+
+def test_the_encoder_writes_each_exit_table_once_and_never_anothers() -> None:
+    """Copies of a tree share their exit tables: one encoder gives each analysis its own
+    tables, whether they are the very objects another one had or equal-sized others."""
+    a = tree(Kernel())
+    other = replace(a, exits=MappingProxyType({pc: frozenset({9}) for pc in a.exits}),
+                    exit_ranges=MappingProxyType({pc: ((9, 9),) for pc in a.exit_ranges}))
+    copy = replace(a, prog_arrays=(77,))  # the same tables, another tree
+    enc = C.Encoder()
+    for x in (a, other, copy, other, a):
+        assert C.analysis_from_json(json.loads(enc.text(x))) == x
 
 
 def test_a_summary_is_the_root_verdict_without_decoding_the_nested_analyses(
@@ -226,3 +239,21 @@ def test_hostile_records_are_misses_never_errors(cache: C.VerdictCache) -> None:
     rec.unlink()
     os.mkfifo(rec, 0o600)
     assert cache.get(1, kernel) is None  # O_NONBLOCK: no hang, and not a regular file
+
+
+def test_the_warm_path_does_not_load_the_engine() -> None:
+    """A scan the cache answers whole imports the pipeline, the cache and the verdict
+    attachment, never the engine (tens of modules, ~20 ms of a 0.3 s warm scan)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys, tcaudit.pipeline, tcaudit.cli.main\n"
+            "from tcaudit.analysis.attach import VerdictAnalyser\n"
+            "VerdictAnalyser().prefetch([])\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    loaded = set(json.loads(out))
+    assert "tcaudit.analysis.cache" in loaded
+    assert not loaded & {"tcaudit.analysis.interp", "tcaudit.analysis.closure",
+                         "tcaudit.analysis.shapes", "tcaudit.analysis.dependence"}

@@ -1159,7 +1159,7 @@ def test_sign_extended_copy_refines_the_original() -> None:
 def test_an_engine_exception_is_one_program_unknown_verdict(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tcaudit.analysis import attach
+    from tcaudit.analysis import attach, closure
     from tcaudit.model import Entry, Program
 
     class Code:
@@ -1175,7 +1175,7 @@ def test_an_engine_exception_is_one_program_unknown_verdict(
     def boom(*_a: object, **_k: object) -> Analysis:
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr(attach, "analyse", boom)
+    monkeypatch.setattr(closure, "analyse", boom)  # (attach imports it when first needed)
     analyser = attach.VerdictAnalyser(Code())  # type: ignore[arg-type]
     prog = Program(id=7, name="x", tag="00", type="sched_cls", insns=2, maps=(),
                    holders=(), btf_id=None, loaded_at=None, uid=None)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Mapping
 
+from tcaudit.analysis import assembly as AS
 from tcaudit.analysis import domain as D
 from tcaudit.analysis import helpers as H
 from tcaudit.analysis import insns as I
@@ -73,6 +74,7 @@ from tcaudit.analysis.prepare import (
     K_TAILCALL,
     NREGS,
     Prepared,
+    block_constant,
 )
 from tcaudit.analysis.scalar import M32, M64
 from tcaudit.analysis.taint import (
@@ -240,6 +242,7 @@ class _Pass:
             fo = list(f0)
             slots = dict(s0)
             anyx = any0
+            free: AS.Free = {}  # values assembled from opaque loads, in this block
             while True:
                 self.work += 1
                 if self.work > MAX_STATES:
@@ -248,9 +251,14 @@ class _Pass:
                     raise Depends("execution falls off the end")
                 kind, op, dst, src, off, imm, _kval, wide, tgt = ops[pc]
                 var = pc in self.varying
+                if free and kind not in (K_LDX, K_MOV, K_ALU, K_ST, K_STX, K_NOP):
+                    free.clear()
                 if kind == K_MOV:
+                    if free:
+                        AS.on_mov(free, dst, src, wide, off)
                     if src < 0:
-                        fl[dst] = (T | PLAIN) if var else PLAIN
+                        fl[dst] = ((T | PLAIN) & ~self._fits_all(pc, 64 if wide else 32)
+                                   if var else PLAIN)
                         org[dst] = -(pc + 1) if var and -(pc + 1) in self.exact else None
                     elif wide and off == 0:
                         fl[dst], org[dst], fo[dst] = fl[src], org[src], fo[src]
@@ -282,12 +290,17 @@ class _Pass:
                         fo[dst] = None if fo[dst] is None else fo[dst] + k  # type: ignore[operator]
                     else:
                         fo[dst] = None
+                    whole = AS.opaque(AS.on_alu(free, op, dst, src, imm, wide, var)
+                                      ) if dst in free else None
+                    if whole is not None:  # every w-bit number, like one w-bit load
+                        fl[dst], org[dst] = whole, pc
                 elif kind in (K_NEG, K_END):
                     fl[dst] = (fl[dst] & T) | PLAIN
                     org[dst] = None
                 elif kind == K_LDX:
                     fl[dst], org[dst], fo[dst] = self._load(
                         pc, fl, fo, slots, anyx, caller_tainted, src, off, imm, op, org[src])
+                    AS.on_load(free, dst, fl[dst] if op != I.BPF_MEMSX else PLAIN, imm)
                 elif kind in (K_ST, K_STX):
                     v = ((T | PLAIN) if var else PLAIN) if src < 0 else fl[src]
                     if src < 0:
@@ -315,7 +328,7 @@ class _Pass:
                         fo[r] = None
                 elif kind == K_LDIMM:
                     if src == 0:
-                        fl[dst] = (T | PLAIN) if var else PLAIN
+                        fl[dst] = (T | PLAIN) & ~self._fits_all(pc, 64) if var else PLAIN
                     elif src == I.BPF_PSEUDO_MAP_VALUE:
                         mid = imm & 0xFFFFFFFF
                         if mid in self.abstract_maps:
@@ -570,29 +583,22 @@ class _Pass:
         if base is None:
             forget_exact_slots(slots)
             return
-        size = -ln if ln < 0 else self._block_constant(pc, ln) if ln > 0 else None
+        size = (-ln if ln < 0 else block_constant(self.prep, pc, ln, self.varying)
+                if ln > 0 else None)
         hi = 0 if size is None else base + size
         for k, (sz, f) in list(slots.items()):
             if f & (EXACT_MASK | W | FPOFF) and k < hi and base < k + sz:
                 slots[k] = (sz, f & ~(EXACT_MASK | W | FPOFF))
 
-    def _block_constant(self, pc: int, reg: int) -> int | None:
-        """The immediate a mov gives ``reg`` in pc's basic block before pc, with no
-        other write to it in between (every path to pc runs that stretch)."""
-        ops, leader = self.prep.ops, self.prep.leader
-        q = pc - 1
-        while q >= 0:
-            kind, _o, dst, src, _off, imm, _k, _w, _t = ops[q]
-            if kind in (K_CALL, K_TAILCALL, K_PCALL, K_KFUNC, K_LDABS, K_ATOMIC):
-                return None  # r0-r5 clobbered, or a fetch into a register
-            if kind == K_MOV and dst == reg:
-                return imm if src < 0 and q not in self.varying and imm >= 0 else None
-            if kind in (K_ALU, K_NEG, K_END, K_LDX, K_LDIMM) and dst == reg:
-                return None
-            if leader[q]:
-                return None
-            q -= 1
-        return None
+    def _fits_all(self, pc: int, width: int) -> int:
+        """The may-not-fit flags no copy's value of the varying constant at pc has
+        (``values``: a 32-bit immediate sign-extended to ``width``, or an ld_imm64's
+        64-bit constant)."""
+        consts = self.values.get(pc)
+        if not consts:
+            return 0
+        mask = (1 << width) - 1
+        return fits_in(max((c & mask).bit_length() for c in consts))
 
     def _new_exact(self, v: Value) -> int:
         eid = self.next_id
@@ -672,8 +678,9 @@ def depends(
     -> byte offsets) and the context bytes ``entry_cb`` (cb[] bytes a varying value
     was stored to before the tail call that enters this program); None when it cannot.
     Also: the context bytes varying values may be in when the program tail-calls.
-    ``values``: every copy's immediate (signed 32 bits) at each varying position,
-    which lets a constant be compared with a narrower load; ``hulls``: the operand the
+    ``values``: every copy's immediate (signed 32 bits) at each varying position, or
+    an ld_imm64's 64-bit constant, which lets a constant be compared with a narrower
+    load; ``hulls``: the operand the
     shared analysis uses at a varying position (:func:`prepare.operand_hull`), which
     makes the value exact; ``entry_exact``: the exact words among ``entry_cb``;
     ``map_value``: every copy's value of a varying read-only map field (the hook the

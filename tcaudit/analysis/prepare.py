@@ -307,3 +307,23 @@ def ldimm_value(first: Insn, second: Insn) -> Value:
     if src == I.BPF_PSEUDO_BTF_ID:
         return S.full("address of a kernel symbol")
     return S.full(f"map reference {src}:{mid}")
+
+
+def block_constant(prep: Prepared, pc: int, reg: int, varying: frozenset[int]) -> int | None:
+    """The immediate a mov gives ``reg`` in pc's basic block before pc, with no other
+    write to it in between (every path to pc runs that stretch); None when there is
+    none, it is negative or it is at a ``varying`` position."""
+    ops, leader = prep.ops, prep.leader
+    q = pc - 1
+    while q >= 0:
+        kind, _o, dst, src, _off, imm, _k, _w, _t = ops[q]
+        if kind in (K_CALL, K_TAILCALL, K_PCALL, K_KFUNC, K_LDABS, K_ATOMIC):
+            return None  # r0-r5 clobbered, or a fetch into a register
+        if kind == K_MOV and dst == reg:
+            return imm if src < 0 and q not in varying and imm >= 0 else None
+        if kind in (K_ALU, K_NEG, K_END, K_LDX, K_LDIMM) and dst == reg:
+            return None
+        if leader[q]:
+            return None
+        q -= 1
+    return None

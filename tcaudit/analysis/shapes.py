@@ -101,7 +101,8 @@ class Family:
     members: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """Copy -> its map ids (position by position with ``map_ids``)."""
     values: dict[int, frozenset[int]] = field(default_factory=dict)
-    """Every copy's immediate (signed 32 bits) at each varying position."""
+    """Every copy's immediate (signed 32 bits) at each varying position; an ld_imm64's
+    64-bit constant (unsigned) at its first half."""
     hulls: dict[int, Value] = field(default_factory=dict)
     """The operand the shared analysis uses there: every copy's value, as the engine
     sees it (mov, jump and store immediates; others are any value)."""
@@ -245,8 +246,9 @@ class Shapes:
                     self._family[pid] = None
                 continue
             for p in fam.varying:
+                wide = fam.insns[p].code == I.BPF_LD | I.BPF_IMM | I.BPF_DW
                 fam.values[p] = frozenset(
-                    struct.unpack_from("=i", raw, 8 * p + 4)[0]
+                    _ld_imm64(raw, p) if wide else struct.unpack_from("=i", raw, 8 * p + 4)[0]
                     for raw in map(self.source.raw, fam.members) if raw is not None)
                 hull = operand_hull(fam.insns[p], fam.values[p])
                 if hull is not None:
@@ -604,6 +606,12 @@ _LD_IMM64 = I.BPF_LD | I.BPF_IMM | I.BPF_DW
 _LDIMM_OP = re.compile(re.escape(bytes((_LD_IMM64,))))
 _NONZERO = re.compile(rb"[^\x00]")
 _MAP_REFS = (I.BPF_PSEUDO_MAP_FD, I.BPF_PSEUDO_MAP_VALUE)
+
+
+def _ld_imm64(raw: bytes, p: int) -> int:
+    """The 64-bit constant of the ld_imm64 at insn p (its two immediates)."""
+    lo, hi = struct.unpack_from("=I4xI", raw, 8 * p + 4)
+    return int(lo | hi << 32)
 
 
 def _second_halves(insns: tuple[I.Insn, ...]) -> set[int]:

@@ -35,6 +35,7 @@ from tests.bpfasm import (
     Item,
     Label,
     add,
+    alu,
     and_,
     call,
     exit_,
@@ -44,6 +45,7 @@ from tests.bpfasm import (
     ld_map,
     ld_map_value,
     ldx,
+    lsh,
     mov,
     mov32,
     program,
@@ -596,3 +598,78 @@ def test_sharing_never_changes_an_answer_in_copied_trees(tree: object, seed: int
     own, shared, _ = both(source, roots)
     for r in roots:
         same(own[r], shared[r])
+
+
+# -- a field read byte by byte (an unaligned or packed one, like an ARP target address) --
+
+def arp_target(ip: int | None, *, gap: int = 8, narrowed: bool = False,
+               returned_copy: bool = False, wide_const: bool = False) -> list[Item]:
+    """What clang emits for ``if (arp->tip != IP)`` on a packed header: the four bytes
+    at 38..41 loaded one by one, shifted and ORed (``gap``: the shift between bytes of
+    a pair, 8 when they are put together right), then compared with the constant, an
+    immediate or (``wide_const``: as clang does for one that does not fit a signed
+    32-bit immediate) a register set by ld_imm64; ``narrowed``: a byte was tested
+    first; ``returned_copy``: a copy of the compared value is returned."""
+    head: list[Item] = [ldx(4, R2, R1, 80), ldx(4, R1, R1, 76), mov(R3, R1), add(R3, 42),
+                        jmp("gt", R3, R2, "out")]
+    if narrowed:
+        head += [ldx(1, R2, R1, 39), jmp("eq", R2, 0, "out")]
+    else:
+        head += [ldx(1, R2, R1, 39)]
+    body: list[Item] = [
+        lsh(R2, gap), ldx(1, R3, R1, 38), alu("or", R2, R3),
+        ldx(1, R3, R1, 40), ldx(1, R1, R1, 41), lsh(R1, 8), alu("or", R1, R3),
+        lsh(R1, 16), alu("or", R1, R2), mov(R4, R1)]
+    if wide_const:
+        body += [*ld_imm64(R5, ip or 0), jmp("eq", R1, R5, "match")]
+    else:
+        body += [jmp("eq", R1, ip or 0, "match")]
+    return [*head, *body, mov(R0, 0), exit_(),
+            Label("match"), mov(R0, R4 if returned_copy else 7), exit_(),
+            Label("out"), mov(R0, 2), exit_()]
+
+
+def arp_depends(ips: list[int], **kw: object) -> str | None:
+    """The dependence pass over the first copy with the position of the constant
+    varying and every copy's value given, as ``shapes`` gives them."""
+    p = program(*arp_target(ips[0], **kw))  # type: ignore[arg-type]
+    wide = bool(kw.get("wide_const"))
+    pos = next(i for i, x in enumerate(p.insns)
+               if (x.code == 0x18 if wide else x.code & 0x07 == 0x05 and x.imm == ips[0]))
+    values = {pos: frozenset(ips)}
+    hulls = {pos: h for h in [operand_hull(p.insns[pos], ips)] if h is not None}
+    return depends(Prepared(p.insns, p.func_starts, frozenset({pos}), hulls),
+                   frozenset({pos}), {}, known_rodata=lambda _m: False,
+                   helper_name=HELPERS.get, cb_range=(48, 68), values=values,
+                   hulls=hulls)[0]
+
+
+def test_a_field_put_together_from_its_bytes_is_opaque_like_one_load() -> None:
+    ips = [0x01C8000A, 0x02C8000A, 0x03C8000A]  # 10.200.0.1-3 read little-endian
+    assert arp_depends(ips) is None
+    # every 32-bit constant, through ld_imm64 (clang's way for those >= 2^31)
+    assert arp_depends([0x81C8000A, 0xFFFFFFFF, 0], wide_const=True) is None
+    # ... but one that does not fit in 32 bits never matches in that copy
+    assert arp_depends([0x81C8000A, 1 << 32], wide_const=True)
+    # bytes that do not add up to the whole word, a byte a test narrowed first, and a
+    # copy of the compared value returned (the engine narrows it with the value)
+    assert arp_depends(ips, gap=4)
+    assert arp_depends(ips, narrowed=True)
+    assert arp_depends(ips, returned_copy=True)
+
+
+def test_copies_comparing_a_byte_assembled_field_share_one_analysis() -> None:
+    """Endpoint copies differing in that constant (through ld_imm64, values either side
+    of 2^31) analysed once, each answer the one its own analysis gives."""
+    ips = [0x01C8000A, 0x81C8000A, 0xFFFFFFFF]
+    programs = {}
+    for k, ip in enumerate(ips, start=1):
+        p = program(*arp_target(ip, wide_const=True), prog_id=100 * k, name="arp")
+        programs[p.prog_id] = p
+    source = CopySource(programs, {})
+    roots = sorted(programs)
+    own, shared, shapes = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+        assert shared[r].possible == frozenset({0, 2, 7})
+    assert shapes.stats.families == 1 and not shapes.stats.dependent

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)  # find_library would run ldconfig
@@ -110,6 +112,7 @@ def create_named_netns(name: str, run_dir: str = "/run/netns") -> str:
     Raises FileExistsError if the name is taken: a namespace is never reused by accident.
     """
     os.makedirs(run_dir, mode=0o755, exist_ok=True)
+    _shared_mount(run_dir)
     path = os.path.join(run_dir, name)
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
     os.close(fd)
@@ -130,6 +133,23 @@ def create_named_netns(name: str, run_dir: str = "/run/netns") -> str:
     finally:
         os.close(home)
     return path
+
+
+def _shared_mount(run_dir: str) -> None:
+    """Make ``run_dir`` a shared mount point first, as ``ip netns add`` does
+    (iproute2 ip/ipnetns.c, netns_add): else the first ``ip netns add`` after ours
+    bind-mounts the directory over itself, our namespace files end up under that mount
+    and can never be removed (unlink: EBUSY) while it is there."""
+    path = run_dir.encode()
+    if _libc.mount(b"", path, b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    err = ctypes.get_errno()
+    if err != errno.EINVAL:  # EINVAL: not a mount point yet
+        raise OSError(err, f"mount --make-rshared {run_dir}: {os.strerror(err)}")
+    if (_libc.mount(path, path, b"none", MS_BIND | MS_REC, None) != 0
+            or _libc.mount(b"", path, b"none", MS_SHARED | MS_REC, None) != 0):
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount --rbind {run_dir} {run_dir}: {os.strerror(err)}")
 
 
 def delete_named_netns(name: str, run_dir: str = "/run/netns") -> None:

@@ -637,7 +637,8 @@ def arp_depends(ips: list[int], **kw: object) -> str | None:
     pos = next(i for i, x in enumerate(p.insns)
                if (x.code == 0x18 if wide else x.code & 0x07 == 0x05 and x.imm == ips[0]))
     values = {pos: frozenset(ips)}
-    hulls = {pos: h for h in [operand_hull(p.insns[pos], ips)] if h is not None}
+    hull = operand_hull(p.insns[pos], ips)
+    hulls = {pos: hull} if hull is not None else {}
     return depends(Prepared(p.insns, p.func_starts, frozenset({pos}), hulls),
                    frozenset({pos}), {}, known_rodata=lambda _m: False,
                    helper_name=HELPERS.get, cb_range=(48, 68), values=values,

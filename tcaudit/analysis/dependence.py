@@ -46,11 +46,11 @@ import heapq
 from collections.abc import Callable, Mapping
 
 from tcaudit.analysis import assembly as AS
-from tcaudit.analysis import domain as D
 from tcaudit.analysis import helpers as H
 from tcaudit.analysis import insns as I
 from tcaudit.analysis.decisions import Depends, jump
 from tcaudit.analysis.domain import Ptr, Value
+from tcaudit.analysis.exact import ExactValues
 from tcaudit.analysis.prepare import (
     K_ALU,
     K_ATOMIC,
@@ -75,6 +75,7 @@ from tcaudit.analysis.prepare import (
     NREGS,
     Prepared,
     block_constant,
+    block_map,
 )
 from tcaudit.analysis.scalar import M32, M64
 from tcaudit.analysis.taint import (
@@ -91,13 +92,12 @@ from tcaudit.analysis.taint import (
     N16,
     N32,
     N64,
-    NO_ENTRY,
     OPAQUE,
     PLAIN,
     PTRS,
     A,
     C,
-    Entry,
+    Carried,
     Exact,
     F,
     Key,
@@ -119,7 +119,7 @@ from tcaudit.analysis.taint import (
 MAX_STATES = 200_000
 
 
-class _Pass:
+class _Pass(ExactValues):
     def __init__(
         self,
         prep: Prepared,
@@ -147,7 +147,7 @@ class _Pass:
         # made its word inexact sees that store now; ``stale``: a word a load took for
         # exact stopped being exact in this run, which then runs again)
         self.cbx: dict[int, tuple[int, int | None]] = dict(seen_cb or {})
-        self.cbx_out: set[Exact] = set()
+        self.cbx_out: dict[int | None, set[Exact]] = {}  # per prog array (taint.Carried)
         self.used: set[int] = set()
         self.stale = False
         for k, (off, size, v) in enumerate(sorted(entry_exact, key=lambda e: e[:2])):
@@ -158,7 +158,7 @@ class _Pass:
         self.fields: dict[tuple[int, int, int], int | None] = {}  # (map, offset, size)
         self.next_id = -(prep.n + 2 + len(entry_exact))
         self.cbt: set[int] = set()  # cb[] bytes holding varying values, here
-        self.cb_out: set[int] = set()  # ... at any tail call
+        self.cb_out: dict[int | None, set[int]] = {}  # ... at its tail calls, per array
         self.cb_range = cb_range
         self.prep = prep
         self.varying = varying
@@ -348,7 +348,7 @@ class _Pass:
                         raise Depends("a callback function")
                     else:
                         fl[dst] = PLAIN
-                    org[dst] = None
+                    org[dst] = -(pc + 1) if var and src == 0 and -(pc + 1) in self.exact else None
                     fo[dst] = None
                     pc += 2
                     if pc >= n or leader[pc]:
@@ -383,8 +383,9 @@ class _Pass:
                     if kind == K_TAILCALL or H.tail_call_helper(imm, name):
                         if (fl[2] | fl[3]) & T:
                             raise Depends(f"a varying constant picks a tail call (insn {pc})")
-                        self.cb_out |= self.cbt
-                        self._carry_exact()
+                        arr = block_map(self.prep, pc, 2)
+                        self.cb_out.setdefault(arr, set()).update(self.cbt)
+                        self._carry_exact(arr)
                     elif H.has_callbacks(name):
                         raise Depends("a helper with callbacks")
                     else:
@@ -392,8 +393,9 @@ class _Pass:
                         for _p, ln in c.writes if c is not None else ():
                             if ln > 0 and fl[ln] & T:
                                 raise Depends(f"a varying helper length (insn {pc})")
-                        if c is None:
-                            forget_exact(fl, slots)
+                        if c is None:  # (the engine: Memory._invalidate_unknown)
+                            forget_exact(fl, slots, H.READONLY_ARGS.get(
+                                H.short_name(name) or "", ()))
                         else:
                             for p_arg, ln in c.writes:
                                 if fl[p_arg] & F:
@@ -539,11 +541,13 @@ class _Pass:
             anyx |= F
         if b & C and v & T and not b & (P | A | R):
             cb = self.cb_range
-            if cb is None or not (cb[0] <= off and off + size <= cb[1]):
+            if cb is None or (off < cb[1] and cb[0] < off + size
+                              and not (cb[0] <= off and off + size <= cb[1])):
                 raise Depends(f"a varying constant stored into the context (insn {pc})")
-            self.cbt.update(range(off, off + size))  # carried into tail calls
-            self._note_cb(off, size, exact if exact is not None and (
-                size == 8 or self._fits(exact, size)) else None)
+            if cb[0] <= off < cb[1]:  # (outside: a field the engine does not keep)
+                self.cbt.update(range(off, off + size))  # carried into tail calls
+                self._note_cb(off, size, exact if exact is not None and (
+                    size == 8 or self._fits(exact, size)) else None)
         elif b & C and not b & (P | A | R):
             self.cbt.difference_update(range(off, off + size))  # overwritten
         elif b & (C | P | A | R) and v & T:
@@ -579,7 +583,9 @@ class _Pass:
         """A helper at pc writes the frame from ``base`` on: spilled exact values it may
         overwrite are exact no more, and the engine knows those slots no more. Its
         length: -N bytes, or argument ``ln``'s value when a mov immediate sets it in the
-        call's own block, else up to the frame top."""
+        call's own block, else up to the frame top. With a length known, the slots it
+        overlaps are gone, as the engine drops them (``Memory._invalidate``): what they
+        held, varying or not, is read back as any number."""
         if base is None:
             forget_exact_slots(slots)
             return
@@ -587,77 +593,12 @@ class _Pass:
                 if ln > 0 else None)
         hi = 0 if size is None else base + size
         for k, (sz, f) in list(slots.items()):
-            if f & (EXACT_MASK | W | FPOFF) and k < hi and base < k + sz:
-                slots[k] = (sz, f & ~(EXACT_MASK | W | FPOFF))
+            if k < hi and base < k + sz:
+                if size is not None:
+                    del slots[k]
+                elif f & (EXACT_MASK | W | FPOFF):
+                    slots[k] = (sz, f & ~(EXACT_MASK | W | FPOFF))
 
-    def _fits_all(self, pc: int, width: int) -> int:
-        """The may-not-fit flags no copy's value of the varying constant at pc has
-        (``values``: a 32-bit immediate sign-extended to ``width``, or an ld_imm64's
-        64-bit constant)."""
-        consts = self.values.get(pc)
-        if not consts:
-            return 0
-        mask = (1 << width) - 1
-        return fits_in(max((c & mask).bit_length() for c in consts))
-
-    def _new_exact(self, v: Value) -> int:
-        eid = self.next_id
-        self.next_id -= 1
-        self.exact[eid] = v
-        return eid
-
-    def _field(self, mid: int, at: int, size: int) -> int | None:
-        """The exact value of a varying read-only map field (every copy's value)."""
-        key = (mid, at, size)
-        if key not in self.fields:
-            assert self.map_value is not None
-            v = self.map_value(mid, at, size)
-            self.fields[key] = None if v is None else self._new_exact(v)
-        return self.fields[key]
-
-    def _derived(self, eid: int, pc: int, op: int, wide: bool, off: int,
-                 kval: Value) -> int | None:
-        """The exact value ``eid op imm`` (the instruction at pc): what the engine
-        computes from every copy's value (``domain.alu``, as interp does)."""
-        key = (eid, pc)
-        if key not in self.derived:
-            v = D.alu(op, wide, off, self.exact[eid], kval, False)
-            self.derived[key] = self._new_exact(v) if D.is_scalar(v) else None
-        return self.derived[key]
-
-    def _note_cb(self, off: int, size: int, exact: int | None) -> None:
-        """Record a tainted store to cb[off:off+size]; overlapping words of another
-        size or value stop being exact."""
-        for k, (s, e) in list(self.cbx.items()):
-            if k < off + size and off < k + s and (k, s) != (off, size):
-                self._set_cb(k, s, None, e)
-                exact = None
-        old = self.cbx.get(off)
-        if old is not None and old[1] != exact:
-            # another store: still exact when it stores the same values (the same
-            # constant at another place, like an endpoint id stored on two paths)
-            same = (old[1] is not None and exact is not None
-                    and self.exact[old[1]] == self.exact[exact])
-            exact = old[1] if same else None
-        self._set_cb(off, size, exact, old[1] if old is not None else None)
-
-    def _set_cb(self, off: int, size: int, exact: int | None, was: int | None) -> None:
-        if was is not None and exact is None and off in self.used:
-            self.stale = True
-        self.cbx[off] = (size, exact)
-
-    def _fits(self, eid: int, size: int) -> bool:
-        """Every copy's value of the exact value ``eid`` fits in ``size`` bytes."""
-        v = self.exact[eid]
-        limit = 1 << (8 * size)
-        if type(v) is frozenset:
-            return all(0 <= x < limit for x in v)
-        return D.as_scalar(v).umax < limit  # type: ignore[union-attr]
-
-    def _carry_exact(self) -> None:
-        for off, (size, eid) in self.cbx.items():
-            if eid is not None and all(x in self.cbt for x in range(off, off + size)):
-                self.cbx_out.add((off, size, self.exact[eid]))
 
 def depends(
     prep: Prepared,
@@ -672,12 +613,13 @@ def depends(
     hulls: Mapping[int, Value] | None = None,
     entry_exact: frozenset[Exact] = frozenset(),
     map_value: Callable[[int, int, int], Value | None] | None = None,
-) -> tuple[str | None, Entry]:
+) -> tuple[str | None, Carried]:
     """Why the program's answer may depend on the varying immediates (the insn indexes
     in ``varying``) and the varying bytes of read-only maps (``abstract_maps``: map id
     -> byte offsets) and the context bytes ``entry_cb`` (cb[] bytes a varying value
     was stored to before the tail call that enters this program); None when it cannot.
-    Also: the context bytes varying values may be in when the program tail-calls.
+    Also: the context bytes varying values may be in when the program tail-calls, per
+    prog array (``taint.Carried``: a tail call's array is the map load before it).
     ``values``: every copy's immediate (signed 32 bits) at each varying position, or
     an ld_imm64's 64-bit constant, which lets a constant be compared with a narrower
     load; ``hulls``: the operand the
@@ -686,9 +628,9 @@ def depends(
     ``map_value``: every copy's value of a varying read-only map field (the hook the
     shared analysis gets, ``Env.varying_value``), which makes a load of it exact."""
     if not varying and not abstract_maps and not entry_cb:
-        return None, NO_ENTRY
+        return None, ()
     if prep.has_callbacks:
-        return "a callback function", NO_ENTRY
+        return "a callback function", ()
     seen: dict[int, tuple[int, int | None]] = {}
     for _run in range(4):
         run = _Pass(prep, varying, abstract_maps, known_rodata, helper_name, entry_cb,
@@ -696,8 +638,11 @@ def depends(
         try:
             run.function(0, (), False, True, frozenset(entry_cb))
         except Depends as why:
-            return str(why), NO_ENTRY
+            return str(why), ()
         if not run.stale:
-            return None, (frozenset(run.cb_out), frozenset(run.cbx_out))
+            return None, tuple(sorted(
+                ((mid, (frozenset(cb), frozenset(run.cbx_out.get(mid, ()))))
+                 for mid, cb in run.cb_out.items() if cb),
+                key=lambda e: -1 if e[0] is None else e[0]))
         seen = run.cbx
-    return "cb[] words whose values keep changing", NO_ENTRY
+    return "cb[] words whose values keep changing", ()

@@ -155,6 +155,15 @@ READONLY_ARGS: Mapping[str, tuple[int, ...]] = MappingProxyType(
         "skb_output": (4,),
         "ringbuf_output": (2,),
         "trace_printk": (1,),
+        # the socket lookups read the tuple (ARG_PTR_TO_MEM | MEM_RDONLY in
+        # net/core/filter.c, bpf_sk_lookup_tcp_proto and the tc variants the verifier
+        # calls for a tc program, bpf_tc_sk_lookup_tcp_proto etc.)
+        "sk_lookup_tcp": (2,),
+        "sk_lookup_udp": (2,),
+        "skc_lookup_tcp": (2,),
+        "tc_sk_lookup_tcp": (2,),
+        "tc_sk_lookup_udp": (2,),
+        "tc_skc_lookup_tcp": (2,),
     }
 )
 """Pointer arguments that helpers outside the table only read (the rest may be written,

@@ -255,7 +255,8 @@ def imm_mask(code: int) -> int:
 
 def operand_hull(insn: Insn, values: Iterable[int]) -> Value | None:
     """The set of a mov, conditional jump or store immediate over every copy's value
-    (signed 32 bits each), as the engine sees such an operand; None for other
+    (signed 32 bits each), or of a 64-bit constant (an ld_imm64 of plain data, every
+    copy's 64-bit value), as the engine sees such an operand; None for other
     instructions (their varying operand is analysed as any value)."""
     if insn.code not in _HULL_CODES:
         return None
@@ -268,7 +269,8 @@ def _unknown_operand(op: Op, hull: Value | None = None) -> Op:
     """The instruction with its immediate operand replaced by an unknown value of the
     operand's width, or by ``hull`` (both supersets of every copy's constant)."""
     kind, o, dst, src, off, imm, _kval, wide, tgt = op
-    if hull is not None and kind in (K_MOV, K_JCOND, K_ST) and src < 0:
+    if hull is not None and ((kind in (K_MOV, K_JCOND, K_ST) and src < 0)
+                             or (kind == K_LDIMM and src == 0)):
         return (kind, o, dst, src, off, imm, hull, wide, tgt)
     if kind in (K_MOV, K_ALU, K_JCOND) and src < 0:
         v: Value = S.full(_VARYING) if wide else S.sized(32, _VARYING)
@@ -288,9 +290,11 @@ _HULL_CODES = frozenset(
     {cls | I.BPF_MOV | I.BPF_K for cls in (I.BPF_ALU64, I.BPF_ALU)}
     | {cls | op | I.BPF_K for cls in (I.BPF_JMP, I.BPF_JMP32) for op in _JCOND_OPS}
     | {I.BPF_ST | I.BPF_MEM | size for size in (I.BPF_B, I.BPF_H, I.BPF_W, I.BPF_DW)}
+    | {I.BPF_LD | I.BPF_IMM | I.BPF_DW}
 )
-"""Opcodes of a mov, conditional jump or store with an immediate: the operands that
-:func:`_unknown_operand` replaces with every copy's value."""
+"""Opcodes of a mov, conditional jump or store with an immediate and of a 64-bit
+constant load: the operands that :func:`_unknown_operand` replaces with every copy's
+value."""
 
 
 def ldimm_value(first: Insn, second: Insn) -> Value:
@@ -323,6 +327,28 @@ def block_constant(prep: Prepared, pc: int, reg: int, varying: frozenset[int]) -
             return imm if src < 0 and q not in varying and imm >= 0 else None
         if kind in (K_ALU, K_NEG, K_END, K_LDX, K_LDIMM) and dst == reg:
             return None
+        if leader[q]:
+            return None
+        q -= 1
+    return None
+
+
+def block_map(prep: Prepared, pc: int, reg: int) -> int | None:
+    """The map ``reg`` points to at pc: a map load in pc's basic block before pc, with
+    only register copies in between (``r6 = map[id:7]; ...; r2 = r6``); None when
+    there is none (a tail call's prog array as loaded just before it)."""
+    ops, leader = prep.ops, prep.leader
+    q = pc - 1
+    while q >= 0:
+        kind, _o, dst, src, off, _imm, kval, wide, _t = ops[q]
+        if kind in (K_CALL, K_TAILCALL, K_PCALL, K_KFUNC, K_LDABS, K_ATOMIC):
+            return None
+        if dst == reg and kind in (K_MOV, K_ALU, K_NEG, K_END, K_LDX, K_LDIMM):
+            if kind == K_LDIMM:
+                return kval.map_id if type(kval) is Ptr and kval.kind == "map" else None
+            if kind != K_MOV or src < 0 or not wide or off:
+                return None
+            reg = src  # a copy: where it came from
         if leader[q]:
             return None
         q -= 1

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.domain import Value
 from tcaudit.analysis.frames import CbState
-from tcaudit.analysis.taint import Entry, Exact
+from tcaudit.analysis.taint import Carried, Entry, Exact, carried_into
 
 MAX_NODES = 4096
 """(program, entry) pairs followed by one check before it gives up (keeps the bytes)."""
@@ -38,16 +38,16 @@ MAX_NODES = 4096
 MAX_VALUES = 2
 """Values of one word remembered: two tell that it varies."""
 
-Check = Callable[[int, Entry], tuple[str | None, Entry]]
+Check = Callable[[int, Entry], tuple[str | None, Carried]]
 """The dependence pass over a program's own code entered with ``Entry``'s taint: why it
-depends (None: it does not) and the taint its tail calls carry."""
+depends (None: it does not) and the taint its tail calls carry, per prog array."""
 
 
 class Relevance:
     """Checks of known cb[] bytes, kept for the whole scan (code and prog arrays are read
     once a scan)."""
 
-    def __init__(self, targets: Callable[[int], tuple[int, ...]]) -> None:
+    def __init__(self, targets: Callable[[int], tuple[tuple[int, int], ...]]) -> None:
         self._targets = targets
         self._confined: dict[tuple[int, Entry], bool] = {}
         self._done: dict[tuple[int, CbState], CbState] = {}
@@ -136,8 +136,8 @@ class Relevance:
                 self._confined[node] = False
                 ok = False
                 break
-            if out[0]:
-                todo.extend((t, out) for t in self._targets(node[0]))
+            if out:
+                todo.extend((t, carried_into(out, mid)) for mid, t in self._targets(node[0]))
         if ok:  # every pair reached passes, assuming the others do: all of them hold
             for node in seen:
                 self._confined[node] = True

@@ -27,7 +27,6 @@ shared answer is given to each copy with its own map ids put back.
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -35,6 +34,14 @@ from typing import Protocol
 
 from tcaudit.analysis import insns as I
 from tcaudit.analysis import scalar as S
+from tcaudit.analysis.code_diff import (
+    LDIMM_OP,
+    MAP_REFS,
+    differing,
+    ld_imm64_value,
+    second_halves,
+    value_operand,
+)
 from tcaudit.analysis.dependence import depends
 from tcaudit.analysis.domain import Ptr, Value
 from tcaudit.analysis.frames import CbState
@@ -42,10 +49,8 @@ from tcaudit.analysis.insns import decode
 from tcaudit.analysis.interp import Env, Local, ProgAnalyser, Site
 from tcaudit.analysis.prepare import Prepared, operand_hull
 from tcaudit.analysis.relevance import Relevance
-from tcaudit.analysis.taint import NO_ENTRY, Entry
+from tcaudit.analysis.taint import NO_ENTRY, Carried, Entry, carried_into
 
-MAX_DIFFS = 512
-"""A copy differing in more immediates than this is not treated as a copy."""
 MAX_TREE = 4096
 """Programs followed per scan when looking for copies."""
 MAX_ROUNDS = 64
@@ -154,13 +159,13 @@ class Shapes:
         self.stats = ShapeStats()
         self._seen: set[int] = set()
         self._map_refs: dict[int, tuple[int, ...]] = {}
-        self._slot_progs: dict[int, tuple[int, ...]] = {}
+        self._slot_progs: dict[int, tuple[tuple[int, int], ...]] = {}
         self._tree_reps: dict[int, tuple[int, object]] = {}
         """Family (id) -> (root, answer) of the first of its trees analysed."""
         self._groups: dict[bytes, list[int]] = {}
         self._family: dict[int, Family | None] = {}
         self._built = False
-        self._checked: dict[tuple[int, Entry], tuple[str | None, Entry]] = {}
+        self._checked: dict[tuple[int, Entry], tuple[str | None, Carried]] = {}
         self._plans: dict[int, _Plan] = {}
         self._forced: set[int] = set()
         """Programs the plans of the scan's trees put on their own (``_plan``)."""
@@ -194,13 +199,14 @@ class Shapes:
                     todo.extend(t for t in slots.values() if t not in self._seen)
         self._built = False
 
-    def _targets(self, pid: int) -> tuple[int, ...]:
-        """Every program in a slot of a prog array the program uses (read once a scan)."""
+    def _targets(self, pid: int) -> tuple[tuple[int, int], ...]:
+        """(prog array, program) for every program in a slot of a prog array the
+        program uses (read once a scan)."""
         got = self._slot_progs.get(pid)
         if got is None:
-            out: list[int] = []
+            out: list[tuple[int, int]] = []
             for mid in self._maps(pid):
-                out.extend((self.source.prog_array(mid) or {}).values())
+                out.extend((mid, t) for t in (self.source.prog_array(mid) or {}).values())
             got = self._slot_progs[pid] = tuple(out)
         return got
 
@@ -211,9 +217,9 @@ class Shapes:
         if got is None:
             raw = self.source.raw(pid) or b""
             refs = set(self.source.map_ids_of(pid))
-            for m in _LDIMM_OP.finditer(raw[0::8]):  # opcodes: one byte an instruction
+            for m in LDIMM_OP.finditer(raw[0::8]):  # opcodes: one byte an instruction
                 pc = m.start()
-                if 8 * pc + 8 <= len(raw) and raw[8 * pc + 1] >> 4 in _MAP_REFS:
+                if 8 * pc + 8 <= len(raw) and raw[8 * pc + 1] >> 4 in MAP_REFS:
                     refs.add(struct.unpack_from("=I", raw, 8 * pc + 4)[0])
             got = self._map_refs[pid] = tuple(sorted(refs))
         return got
@@ -231,33 +237,68 @@ class Shapes:
         return digest.digest()
 
     def _build(self) -> None:
-        for ids in self._groups.values():
-            if len(ids) < 2 or all(i in self._family for i in ids):
+        for group in self._groups.values():
+            if len(group) < 2 or all(i in self._family for i in group):
                 continue
-            ids = sorted(ids)
-            fam = self._family_for(ids[0])
-            if fam is None:
-                continue
-            for pid in ids[1:]:
-                if self._join(fam, pid):
-                    fam.members[pid] = self.source.map_ids_of(pid)
-            if len(fam.members) < 2:
-                for pid in fam.members:
-                    self._family[pid] = None
-                continue
-            for p in fam.varying:
-                wide = fam.insns[p].code == I.BPF_LD | I.BPF_IMM | I.BPF_DW
-                fam.values[p] = frozenset(
-                    _ld_imm64(raw, p) if wide else struct.unpack_from("=i", raw, 8 * p + 4)[0]
-                    for raw in map(self.source.raw, fam.members) if raw is not None)
-                hull = operand_hull(fam.insns[p], fam.values[p])
-                if hull is not None:
-                    fam.hulls[p] = hull
-            self.stats.families += 1
-            self.stats.copies += len(fam.members)
-            for pid in fam.members:
-                self._family[pid] = fam
+            for ids in self._roles(sorted(group)):
+                self._build_family(ids)
         self._built = True
+
+    def _roles(self, ids: list[int]) -> list[list[int]]:
+        """The programs of one shape, split by role. Two of them that use the very same
+        maps, where others of the shape use other maps (each endpoint its own), belong
+        to one endpoint (a tree holds each of its programs once): they are
+        two programs built from one source (ingress and egress, with or without
+        policy), and the immediates they differ in say which (a tail-call slot, a
+        direction flag). Programs that agree there are one role's copies: a family.
+        Every split is sound (each family is checked on its own); this one keeps the
+        two roles from making each other's constants "varying"."""
+        siblings: dict[tuple[int, ...], list[int]] = {}
+        for pid in ids:
+            siblings.setdefault(self.source.map_ids_of(pid), []).append(pid)
+        if len(siblings) < 2:
+            return [ids]  # one set of maps for all (none, or node-wide ones): no sign
+        where: set[int] = set()
+        for sib in siblings.values():
+            first = self.source.raw(sib[0])
+            for other in sib[1:]:
+                raw = self.source.raw(other)
+                diffs = differing(first, raw) if first is not None and raw is not None else None
+                where.update(diffs or ())
+        if not where:
+            return [ids]
+        roles: dict[bytes, list[int]] = {}
+        for pid in ids:
+            raw = self.source.raw(pid) or b""
+            key = b"".join(raw[8 * p + 4:8 * p + 8] for p in sorted(where))
+            roles.setdefault(key, []).append(pid)
+        return list(roles.values())
+
+    def _build_family(self, ids: list[int]) -> None:
+        """One family of copies from programs of one shape and role (the first the
+        representative; those that are not its copies are left on their own)."""
+        fam = self._family_for(ids[0])
+        if fam is None:
+            return
+        for pid in ids[1:]:
+            if self._join(fam, pid):
+                fam.members[pid] = self.source.map_ids_of(pid)
+        if len(fam.members) < 2:
+            for pid in fam.members:
+                self._family[pid] = None
+            return
+        for p in fam.varying:
+            wide = fam.insns[p].code == I.BPF_LD | I.BPF_IMM | I.BPF_DW
+            fam.values[p] = frozenset(
+                ld_imm64_value(raw, p) if wide else struct.unpack_from("=i", raw, 8 * p + 4)[0]
+                for raw in map(self.source.raw, fam.members) if raw is not None)
+            hull = operand_hull(fam.insns[p], fam.values[p])
+            if hull is not None:
+                fam.hulls[p] = hull
+        self.stats.families += 1
+        self.stats.copies += len(fam.members)
+        for pid in fam.members:
+            self._family[pid] = fam
 
     def _family_for(self, rep: int) -> Family | None:
         raw = self.source.raw(rep)
@@ -291,12 +332,12 @@ class Shapes:
                     return False
                 abstract[rm] = {i for i, (x, y) in enumerate(zip(rr, mr, strict=True))
                                 if x != y}
-        diffs = _differing(rep_raw, raw)
+        diffs = differing(rep_raw, raw)
         if diffs is None:
             return False
         insns = fam.insns
         if fam.second is None:
-            fam.second = _second_halves(insns)
+            fam.second = second_halves(insns)
         second = fam.second
         varying: set[int] = set()
         for p in diffs:
@@ -311,7 +352,7 @@ class Shapes:
                     if remap.get(ins.imm & 0xFFFFFFFF) == mine:
                         continue
                 return False
-            if not _value_operand(ins):
+            if not value_operand(ins):
                 return False
             varying.add(p)
         fam.varying |= varying
@@ -489,8 +530,8 @@ class Shapes:
                     blame |= culprits
                     continue
                 alone.add(pid)
-            for t in self._targets(pid):
-                nxt = (t, out)
+            for mid, t in self._targets(pid):
+                nxt = (t, carried_into(out, mid))
                 if nxt not in parent:
                     parent[nxt] = node
                 todo.append(nxt)
@@ -502,7 +543,7 @@ class Shapes:
         return _Plan(frozenset(visited - alone), not alone)
 
     def _check(self, pid: int, entry: Entry, ctx: TreeContext,
-               own: bool = False) -> tuple[str | None, Entry]:
+               own: bool = False) -> tuple[str | None, Carried]:
         """The dependence pass over the program's family's code (``own``: over its own
         code, nothing varying) entered with ``entry``'s taint."""
         fam = None if own else self._family.get(pid)
@@ -518,12 +559,12 @@ class Shapes:
             varying = frozenset(fam.varying)
             maps = {m: frozenset(o) for m, o in fam.abstract_maps.items()}
         elif not entry[0]:
-            got = self._checked[key] = (None, NO_ENTRY)
+            got = self._checked[key] = (None, ())
             return got
         else:
             code = self.source.program(pid)
             if code is None:
-                got = self._checked[key] = ("unreadable", NO_ENTRY)
+                got = self._checked[key] = ("unreadable", ())
                 return got
             mine = self.preps.get(pid)
             if mine is None:
@@ -585,57 +626,6 @@ class Shapes:
 
 
 _VARYING_FIELD = "a read-only map field that differs between copies of this program"
-
-
-def _differing(a: bytes, b: bytes) -> list[int] | None:
-    """Indexes of the instructions whose immediates differ (same-shape code)."""
-    n = len(a) // 8
-    if len(b) != len(a):
-        return None
-    out: set[int] = set()
-    for k in range(4, 8):  # each byte lane of the immediates: instruction i at byte i
-        x = int.from_bytes(a[k::8], "little") ^ int.from_bytes(b[k::8], "little")
-        if x:
-            out.update(m.start() for m in _NONZERO.finditer(x.to_bytes(n, "little")))
-            if len(out) > MAX_DIFFS:
-                return None
-    return sorted(i for i in out if i < n)
-
-
-_LD_IMM64 = I.BPF_LD | I.BPF_IMM | I.BPF_DW
-_LDIMM_OP = re.compile(re.escape(bytes((_LD_IMM64,))))
-_NONZERO = re.compile(rb"[^\x00]")
-_MAP_REFS = (I.BPF_PSEUDO_MAP_FD, I.BPF_PSEUDO_MAP_VALUE)
-
-
-def _ld_imm64(raw: bytes, p: int) -> int:
-    """The 64-bit constant of the ld_imm64 at insn p (its two immediates)."""
-    lo, hi = struct.unpack_from("=I4xI", raw, 8 * p + 4)
-    return int(lo | hi << 32)
-
-
-def _second_halves(insns: tuple[I.Insn, ...]) -> set[int]:
-    out = set()
-    pc = 0
-    while pc < len(insns):
-        if insns[pc].code == I.BPF_LD | I.BPF_IMM | I.BPF_DW:
-            out.add(pc + 1)
-            pc += 2
-        else:
-            pc += 1
-    return out
-
-
-def _value_operand(ins: I.Insn) -> bool:
-    """The immediate is a value the engine can treat as unknown (``prepare``)."""
-    cls = ins.code & 0x07
-    op = ins.code & 0xF0
-    if cls in (I.BPF_ALU, I.BPF_ALU64):
-        return not ins.code & I.BPF_X and op not in (I.BPF_NEG, I.BPF_END)
-    if cls in (I.BPF_JMP, I.BPF_JMP32):
-        return not ins.code & I.BPF_X and op not in (
-            I.BPF_JA, I.BPF_CALL, I.BPF_EXIT, I.BPF_JCOND, I.BPF_TAIL_CALL)
-    return cls == I.BPF_ST and ins.code & 0xE0 == I.BPF_MEM
 
 
 def _has_map(v: Value) -> bool:

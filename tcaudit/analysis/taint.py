@@ -119,9 +119,10 @@ def forget_exact_slots(slots: Slots) -> None:
             slots[k] = (s, f & ~(EXACT_MASK | W | FPOFF))
 
 
-def forget_exact(fl: list[int], slots: Slots) -> None:
-    """A call that is handed a pointer into this frame may write any slot."""
-    if any(fl[r] & F for r in range(1, 6)):
+def forget_exact(fl: list[int], slots: Slots, readonly: tuple[int, ...] = ()) -> None:
+    """A call that is handed a pointer into this frame may write any slot (through an
+    argument but ``readonly``'s, which it only reads)."""
+    if any(fl[r] & F for r in range(1, 6) if r not in readonly):
         forget_exact_slots(slots)
 
 
@@ -145,3 +146,18 @@ Entry = tuple[frozenset[int], frozenset[Exact]]
 """How a tail call enters a program: the cb[] bytes holding varying values, and which
 of them are exact words."""
 NO_ENTRY: Entry = (frozenset(), frozenset())
+
+Carried = tuple[tuple[int | None, Entry], ...]
+"""What a program's tail calls hand on, per prog array (None: through an array the
+pass cannot tell, which stands for every array): each one's ``Entry``."""
+
+
+def carried_into(out: Carried, map_id: int) -> Entry:
+    """What a target in a slot of prog array ``map_id`` is entered with."""
+    cb: set[int] = set()
+    exact: set[Exact] = set()
+    for mid, (c, x) in out:
+        if mid is None or mid == map_id:
+            cb |= c
+            exact |= x
+    return frozenset(cb), frozenset(exact)

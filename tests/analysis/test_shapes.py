@@ -332,12 +332,13 @@ def why(*items: Item, varying: set[int], maps: Mapping[int, frozenset[int]] | No
 
 def carried(*items: Item, varying: set[int], maps: Mapping[int, frozenset[int]] | None = None,
             entry_cb: frozenset[int] = frozenset()) -> tuple[str | None, frozenset[int]]:
+    """The pass's reason, and the cb[] bytes its tail calls carry (into any array)."""
     p = program(*items)
-    reason, (cb, _exact) = depends(
+    reason, out = depends(
         Prepared(p.insns, p.func_starts, frozenset(varying)), frozenset(varying),
         maps or {}, known_rodata=lambda _m: False, helper_name=HELPERS.get,
         entry_cb=entry_cb, cb_range=(48, 68))
-    return reason, cb
+    return reason, frozenset().union(*(cb for _m, (cb, _x) in out))
 
 
 def pkt(size: int, reg: Insn) -> list[Item]:
@@ -368,15 +369,21 @@ def test_an_exact_varying_value_through_cb_may_decide_a_branch_alike_for_every_c
     assert check(add(R3, 1), jmp32("eq", R3, 202, "out"))
     assert check(add(R3, R6), jmp32("gt", R3, 65535, "out"))
     # spilled and filled (8 bytes, or 4: every value fits): still exact; filled at
-    # another size or sign-extended: not; a helper writing over the slot: not
+    # another size or sign-extended: not
     assert check(stx(8, R10, -8, R3), ldx(8, R3, R10, -8), jmp32("gt", R3, 65535, "out")) is None
     assert check(stx(4, R10, -8, R3), ldx(4, R3, R10, -8), jmp32("gt", R3, 65535, "out")) is None
     assert check(stx(4, R10, -8, R3), ldx(2, R3, R10, -8), jmp32("gt", R3, 65535, "out"))
     assert check(stx(4, R10, -8, R3), ldx(4, R3, R10, -8, sx=True),
                  jmp32("gt", R3, 65535, "out"))
+    # a helper writing over the slot, so many bytes: the engine reads any number back
+    # there, alike for every copy; by a length the pass cannot tell: the slot may still
+    # hold the varying value, no longer exact
     assert check(stx(8, R10, -8, R3), mov(R7, R1), mov(R1, R7), mov(R2, 0), mov(R3, R10),
                  add(R3, -8), mov(R4, 8), call("skb_load_bytes"), ldx(8, R3, R10, -8),
-                 jmp32("gt", R3, 65535, "out"))
+                 jmp32("gt", R3, 65535, "out")) is None
+    assert check(stx(8, R10, -8, R3), mov(R7, R1), ldx(4, R4, R1, 0), mov(R1, R7),
+                 mov(R2, 0), mov(R3, R10), add(R3, -8), call("skb_load_bytes"),
+                 ldx(8, R3, R10, -8), jmp32("gt", R3, 65535, "out"))
     assert check(stx(8, R10, -8, R3), mov(R7, R1), mov(R1, R7), mov(R2, 0), mov(R3, R10),
                  add(R3, -24), mov(R4, 8), call("skb_load_bytes"), ldx(8, R3, R10, -8),
                  jmp32("gt", R3, 65535, "out")) is None
@@ -440,7 +447,7 @@ def test_dependence_rules() -> None:
     assert why(mov(R6, 5), stx(8, R10, -8, R6), st(8, R10, -8, 0), ldx(8, R0, R10, -8),
                exit_(), varying={0}) is None
     # into cb[]: followed (the bytes are handed to tail-call targets); loaded back and
-    # returned: depends; into another context field: depends
+    # returned: depends
     assert carried(mov(R6, 5), stx(4, R1, 52, R6), mov(R7, R1), mov(R1, R7), *ld_map(R2, 1),
                    mov(R3, 0), call("tail_call"), mov(R0, 0), exit_(), varying={0}) == (
         None, frozenset(range(52, 56)))
@@ -448,7 +455,10 @@ def test_dependence_rules() -> None:
     assert carried(mov(R6, 5), stx(4, R1, 52, R6), mov(R0, 0), exit_(), varying={0}) == (
         None, frozenset())
     assert why(mov(R6, 5), stx(4, R1, 52, R6), ldx(4, R0, R1, 52), exit_(), varying={0})
-    assert why(mov(R6, 5), stx(4, R1, 8, R6), mov(R0, 0), exit_(), varying={0})
+    # into another context field (the engine keeps none: skb->queue_mapping set from
+    # an endpoint id): independent; across the edge of cb[]: depends
+    assert why(mov(R6, 5), stx(4, R1, 8, R6), mov(R0, 0), exit_(), varying={0}) is None
+    assert why(mov(R6, 5), stx(8, R1, 44, R6), mov(R0, 0), exit_(), varying={0})
     # a tail-call target entered with a tainted cb[] byte: returning it depends, an
     # untainted one does not
     assert why(ldx(4, R0, R1, 52), exit_(), varying=set(), entry_cb=frozenset({52}))
@@ -674,3 +684,101 @@ def test_copies_comparing_a_byte_assembled_field_share_one_analysis() -> None:
         same(own[r], shared[r])
         assert shared[r].possible == frozenset({0, 2, 7})
     assert shapes.stats.families == 1 and not shapes.stats.dependent
+
+
+# -- what real per-endpoint datapaths do besides (Cilium 1.12.16, built from its tag) ----
+
+class CbSource(CopySource):
+    """With the kernel's cb[] bytes (``__sk_buff.cb`` after the context rewrite)."""
+
+    def cb_range(self) -> tuple[int, int]:
+        return (48, 68)
+
+
+def test_two_programs_of_one_shape_in_one_tree_are_two_families() -> None:
+    """An endpoint's tree holds two programs built from one function (conntrack
+    "ingress" and "ingress, policy only"): same code, same maps, a different tail-call
+    slot. Across endpoints each is copied with the endpoint's id: two families, each
+    shared, every answer the one its own analysis gives."""
+    programs: dict[int, ProgramCode] = {}
+    arrays: dict[int, dict[int, int]] = {}
+    roots = []
+    for k in range(1, 4):
+        arr = ARRAY_BASE + k
+        for role, slot in ((0, 3), (1, 4)):
+            p = program(mov(R6, R1), st(4, R1, 60, 1000 + k),  # cb[3] = the endpoint id
+                        mov(R1, R6), *ld_map(R2, arr), mov(R3, slot), call("tail_call"),
+                        mov(R0, 2), exit_(), prog_id=100 * k + role, name=f"ct{role}")
+            programs[p.prog_id] = ProgramCode(p.prog_id, p.name, p.insns, p.func_starts,
+                                              (arr,))
+            roots.append(p.prog_id)
+        for slot, code in ((3, [mov(R0, 0)]), (4, [mov(R1, 0), mov(R0, 7)])):
+            t = program(*code, exit_(), prog_id=100 * k + slot + 10, name="t")
+            programs[t.prog_id] = t
+        arrays[arr] = {3: 100 * k + 13, 4: 100 * k + 14}
+    source = CbSource(programs, arrays)
+    own, shared, shapes = both(source, roots)
+    for r in roots:
+        same(own[r], shared[r])
+    assert [shared[r].possible for r in roots[:2]] == [frozenset({0, 2}), frozenset({2, 7})]
+    assert shapes.stats.families == 4 and not shapes.stats.dependent
+    assert shapes.stats.shared or shapes.stats.trees
+
+
+def ldimm_depends(*tail: Item, ids: tuple[int, ...] = (1001, 1002, 1003)) -> str | None:
+    """An endpoint id as a 64-bit constant (ld_imm64), every copy's value given."""
+    p = program(*ld_imm64(R1, ids[0]), *tail, mov(R0, 0), exit_(),
+                Label("out"), mov(R0, 2), exit_())
+    values = {0: frozenset(ids)}
+    hull = operand_hull(p.insns[0], ids)
+    assert hull == frozenset(ids)
+    return depends(Prepared(p.insns, p.func_starts, frozenset({0}), {0: hull}),
+                   frozenset({0}), {}, known_rodata=lambda _m: False,
+                   helper_name=HELPERS.get, cb_range=(48, 68), values=values,
+                   hulls={0: hull})[0]
+
+
+def test_a_64_bit_constant_is_exact_and_a_context_field_outside_cb_is_not_kept() -> None:
+    """``r1 = LXC_ID ll; w1 &= 0xffff; if r1 >= 0xffff ...; skb->queue_mapping = r1``
+    (Cilium's edt_set_aggregate): every copy decides the test alike, and the engine
+    keeps no context field outside cb[]."""
+    assert ldimm_depends(and_(R1, 0xFFFF), jmp("ge", R1, 0xFFFF, "out"),
+                         stx(2, R6, 124, R1), mov(R6, R1)) is None
+    assert ldimm_depends(and_(R1, 0xFFFF), jmp("ge", R1, 1002, "out"))  # tells them apart
+    assert ldimm_depends(jmp("ge", R1, 0xFFFF, "out"), ids=(1001, 1 << 40))
+
+
+def test_the_taint_a_tail_call_carries_is_per_prog_array() -> None:
+    """A varying value put in cb[4] for a call through one array (Cilium's custom
+    calls, identity | verdict << 24) and a constant there before a call through
+    another (the drop notification): each array's targets get only what was carried
+    into it."""
+    p = program(mov(R6, R1), mov(R7, 1000), stx(4, R6, 64, R7),
+                mov(R1, R6), *ld_map(R2, 7), mov(R3, 2), call("tail_call"),
+                st(4, R6, 64, 2), mov(R1, R6), *ld_map(R2, 8), mov(R3, 1), call("tail_call"),
+                mov(R0, 2), exit_())
+    why, out = depends(Prepared(p.insns, p.func_starts, frozenset({1})), frozenset({1}), {},
+                       known_rodata=lambda _m: False, helper_name=HELPERS.get,
+                       cb_range=(48, 68))
+    assert why is None
+    assert dict(out) == {7: (frozenset(range(64, 68)), frozenset())}
+
+
+def test_a_socket_lookup_only_reads_its_tuple() -> None:
+    """A spilled exact value stays exact across bpf_skc_lookup_tcp(ctx, &tuple, ...)
+    with the tuple on the stack (its tuple argument is read-only), so a test every
+    copy decides alike stays allowed after it."""
+    helpers = {**HELPERS, 99: "bpf_tc_skc_lookup_tcp", 98: "bpf_get_hash_recalc_unknown"}
+
+    def check(helper: int) -> str | None:
+        p = program(mov32(R6, 200), stx(4, R10, -8, R6), mov(R2, R10), add(R2, -24),
+                    mov(R3, 12), mov(R4, -1), mov(R5, 0), call(helper),
+                    ldx(4, R3, R10, -8), jmp32("gt", R3, 65535, "out"), mov(R0, 0), exit_(),
+                    Label("out"), mov(R0, 2), exit_())
+        hulls = {0: operand_hull(p.insns[0], {200, 201})}
+        return depends(Prepared(p.insns, p.func_starts, frozenset({0}), hulls),
+                       frozenset({0}), {}, known_rodata=lambda _m: False,
+                       helper_name=helpers.get, cb_range=(48, 68),
+                       values={0: frozenset({200, 201})}, hulls=hulls)[0]  # type: ignore[arg-type]
+    assert check(99) is None
+    assert check(98)  # a helper tcaudit knows nothing of may write the whole frame

@@ -385,8 +385,18 @@ class Shapes:
     def weaken(self, prog_id: int, cb: CbState, ctx: TreeContext) -> CbState:
         """The entry state a tail call into ``prog_id`` is analysed with: ``cb`` without
         the known words its tree's answer cannot depend on (``relevance``)."""
-        return self.relevance.weaken(
-            prog_id, cb, lambda pid, entry: self._check(pid, entry, ctx, own=True))
+        return self.relevance.weaken(prog_id, cb, lambda pid, e: self._check_any(pid, e, ctx))
+
+    def _check_any(self, pid: int, entry: Entry, ctx: TreeContext) -> tuple[str | None, Carried]:
+        """The pass over the program's own code entered with ``entry``'s taint, or over
+        its family's when that passes: more is tainted there (the family's varying
+        constants too), so nothing of ``entry`` reaches the answer of either, and one
+        check serves every copy."""
+        if self._family.get(pid) is not None:
+            got = self._check(pid, entry, ctx)
+            if got[0] is None:
+                return got
+        return self._check(pid, entry, ctx, own=True)
 
     # -- whole trees -----------------------------------------------------------------
 
@@ -545,8 +555,19 @@ class Shapes:
     def _check(self, pid: int, entry: Entry, ctx: TreeContext,
                own: bool = False) -> tuple[str | None, Carried]:
         """The dependence pass over the program's family's code (``own``: over its own
-        code, nothing varying) entered with ``entry``'s taint."""
+        code, nothing varying) entered with ``entry``'s taint; what it carries is named
+        by this program's own prog arrays."""
         fam = None if own else self._family.get(pid)
+        why, out = self._checked_code(pid, fam, entry, ctx)
+        if fam is None or pid == fam.rep or not out:
+            return why, out
+        # the family's code is the representative's: its arrays, position by position
+        # with this copy's (one it does not list stands for every array)
+        mine = dict(zip(fam.map_ids, fam.members[pid], strict=True))
+        return why, tuple((mine.get(m) if m is not None else None, e) for m, e in out)
+
+    def _checked_code(self, pid: int, fam: Family | None, entry: Entry,
+                      ctx: TreeContext) -> tuple[str | None, Carried]:
         key = (id(fam) if fam is not None else -pid - 1, entry)
         got = self._checked.get(key)
         if got is not None:

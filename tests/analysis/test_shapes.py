@@ -782,3 +782,27 @@ def test_a_socket_lookup_only_reads_its_tuple() -> None:
                        values={0: frozenset({200, 201})}, hulls=hulls)[0]  # type: ignore[arg-type]
     assert check(99) is None
     assert check(98)  # a helper tcaudit knows nothing of may write the whole frame
+
+
+def test_what_a_copy_carries_into_its_own_prog_array_is_followed() -> None:
+    """Each copy stores its endpoint id in cb[0] and tail-calls, through its own prog
+    array, a program that returns it: the family's check names the representative's
+    array, the copies' targets sit in theirs, and every copy's answer is its own id."""
+    programs: dict[int, ProgramCode] = {}
+    arrays: dict[int, dict[int, int]] = {}
+    roots = []
+    for k in range(1, 4):
+        arr = ARRAY_BASE + k
+        p = program(mov(R6, R1), st(4, R1, 48, 1000 + k), mov(R1, R6), *ld_map(R2, arr),
+                    mov(R3, 0), call("tail_call"), mov(R0, 2), exit_(),
+                    prog_id=100 * k, name="root")
+        programs[p.prog_id] = ProgramCode(p.prog_id, p.name, p.insns, p.func_starts, (arr,))
+        t = program(ldx(4, R0, R1, 48), exit_(), prog_id=100 * k + 1, name="ret")
+        programs[t.prog_id] = t
+        arrays[arr] = {0: t.prog_id}
+        roots.append(p.prog_id)
+    own, shared, _ = both(CbSource(programs, arrays), roots)
+    for r in roots:
+        same(own[r], shared[r])
+    assert [shared[r].possible for r in roots] == [
+        frozenset({2, 1000 + k}) for k in range(1, 4)]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from tcaudit.analysis import insns as I
@@ -43,12 +43,13 @@ from tcaudit.analysis.code_diff import (
     value_operand,
 )
 from tcaudit.analysis.dependence import depends
-from tcaudit.analysis.domain import Ptr, Value
+from tcaudit.analysis.domain import Value
 from tcaudit.analysis.frames import CbState
 from tcaudit.analysis.insns import decode
 from tcaudit.analysis.interp import Env, Local, ProgAnalyser, Site
 from tcaudit.analysis.prepare import Prepared, operand_hull
 from tcaudit.analysis.relevance import Relevance
+from tcaudit.analysis.renaming import has_map, remap
 from tcaudit.analysis.taint import NO_ENTRY, Carried, Entry, carried_into
 
 MAX_TREE = 4096
@@ -166,6 +167,10 @@ class Shapes:
         self._family: dict[int, Family | None] = {}
         self._built = False
         self._checked: dict[tuple[int, Entry], tuple[str | None, Carried]] = {}
+        self._entries: dict[tuple[Carried, int], Entry] = {}
+        self._interned: dict[Entry, Entry] = {}
+        self._walked: dict[tuple[int, Entry, bool],
+                           tuple[str | None, tuple[tuple[int, Entry], ...]]] = {}
         self._plans: dict[int, _Plan] = {}
         self._forced: set[int] = set()
         """Programs the plans of the scan's trees put on their own (``_plan``)."""
@@ -368,7 +373,7 @@ class Shapes:
         if not self._built:
             self._build()
         fam = self._family.get(prog_id)
-        if fam is None or any(_has_map(v) for _o, _s, v in cb):
+        if fam is None or any(has_map(v) for _o, _s, v in cb):
             return None
         root = ctx.root_key
         if root is None or prog_id not in self._plan(root, ctx).shared or fam.prep is None:
@@ -379,7 +384,7 @@ class Shapes:
         if loc is None:
             return None
         self.stats.shared += prog_id != fam.rep
-        return _remap(loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
+        return remap(loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
                       fam.members[prog_id])
 
     def weaken(self, prog_id: int, cb: CbState, ctx: TreeContext) -> CbState:
@@ -525,9 +530,9 @@ class Shapes:
             visited.add(pid)
             why: str | None = "on its own"
             if pid not in forced:
-                why, out = self._check(pid, entry, ctx)
+                why, edges = self._edges(pid, entry, False, ctx)
             if why is not None:
-                why, out = self._check(pid, entry, ctx, own=True)
+                why, edges = self._edges(pid, entry, True, ctx)
                 if why is not None:
                     culprits = set()
                     up = parent[node]
@@ -540,17 +545,38 @@ class Shapes:
                     blame |= culprits
                     continue
                 alone.add(pid)
-            for mid, t in self._targets(pid):
-                nxt = (t, carried_into(out, mid))
+            for nxt in edges:
                 if nxt not in parent:
                     parent[nxt] = node
-                todo.append(nxt)
+                    todo.append(nxt)
         if todo:
             return set()
         if blame:
             return blame
         self.stats.alone += len(alone)
         return _Plan(frozenset(visited - alone), not alone)
+
+    def _edges(self, pid: int, entry: Entry, own: bool, ctx: TreeContext
+               ) -> tuple[str | None, tuple[tuple[int, Entry], ...]]:
+        """The check of (program, entry) and the (target, entry) pairs it leads to, the
+        same in every tree of the scan: kept, so that the walk of each tree (a CNI's
+        policy array puts every endpoint's programs in every tree) only follows them."""
+        key = (pid, entry, own)
+        got = self._walked.get(key)
+        if got is None:
+            why, out = self._check(pid, entry, ctx, own=own)
+            edges = dict.fromkeys((t, self._into(out, mid)) for mid, t in self._targets(pid))
+            got = self._walked[key] = (why, tuple(edges))
+        return got
+
+    def _into(self, out: Carried, mid: int) -> Entry:
+        """``carried_into``, one object per answer (the walks keep many of them)."""
+        key = (out, mid)
+        got = self._entries.get(key)
+        if got is None:
+            got = carried_into(out, mid)
+            got = self._entries[key] = self._interned.setdefault(got, got)
+        return got
 
     def _check(self, pid: int, entry: Entry, ctx: TreeContext,
                own: bool = False) -> tuple[str | None, Carried]:
@@ -647,34 +673,3 @@ class Shapes:
 
 
 _VARYING_FIELD = "a read-only map field that differs between copies of this program"
-
-
-def _has_map(v: Value) -> bool:
-    return type(v) is Ptr and v[0] in ("map", "mapval")
-
-
-def _remap_value(v: Value, mp: Mapping[int, int]) -> Value:
-    if type(v) is Ptr and v.kind in ("map", "mapval") and v.map_id is not None:
-        return Ptr(v.kind, mp.get(v.map_id, v.map_id), v.off)
-    return v
-
-
-def _remap(loc: Local, mp: Mapping[int, int], maps: tuple[int, ...]) -> Local:
-    if all(k == v for k, v in mp.items()):
-        return loc
-    sites = [
-        replace(
-            s,
-            map_id=mp.get(s.map_id, s.map_id) if s.map_id is not None else None,
-            candidates=maps if s.candidates else (),
-            cb=tuple((o, z, _remap_value(v, mp)) for o, z, v in s.cb),
-        )
-        for s in loc.sites
-    ]
-    return Local(
-        [_remap_value(v, mp) for v in loc.values],
-        {pc: _remap_value(v, mp) for pc, v in loc.exits.items()},
-        sites,
-        loc.problem,
-    )
-

@@ -32,7 +32,7 @@ from tcaudit.analysis.interp import (
 from tcaudit.analysis.prepare import Prepared
 from tcaudit.analysis.results import Analysis, ProgramCode, Ranges, TailCall
 from tcaudit.analysis.scalar import Rng
-from tcaudit.analysis.shapes import Shapes, TreeCopy
+from tcaudit.analysis.shapes import ClosureAnswer, Shapes, TreeCopy
 
 __all__ = ["CAP", "MAX_TAIL_CALL_CNT", "Analysis", "CodeSource", "ProgramCode", "Ranges",
            "TailCall", "analyse"]
@@ -126,6 +126,11 @@ class _Ctx:
             cb_range = cb_range()
         self.env = Env(self.helper_name, self.tail_value, self.rodata,
                        cb_range if isinstance(cb_range, tuple) else None, [budget])
+        self.summarized = False
+        """A node was mapped to a summary of this call's states (``node``)."""
+        self.nodes: dict[tuple[_Key, CbState], _Node] = {}
+        """(program, cb state a tail call enters it with) -> its node, once it is not a
+        summary (a summary grows)."""
 
     @property
     def budget(self) -> int:
@@ -166,17 +171,22 @@ class _Ctx:
         for the first MAX_CONTEXTS states, then one shared summary (the join of the
         states since), analysed again whenever it grows; after frames.MAX_SUMMARIES growths
         the summary is "nothing known", which covers every state (frames.Summaries)."""
+        got = self.nodes.get((key, cb))
+        if got is not None:
+            return got
+        asked = cb
         if cb and self.shared is not None and key is not None and (
                 key != self.root_key or self.root is None):
             cb = self.shared.weaken(key, cb, self)  # the bytes its answer may depend on
         if not cb:
-            return (key, cb)
+            got = self.nodes[(key, asked)] = (key, cb)
+            return got
         exact = self.exact.setdefault(key, set())
-        if cb in exact:
-            return (key, cb)
-        if len(exact) < MAX_CONTEXTS:
+        if cb in exact or len(exact) < MAX_CONTEXTS:
             exact.add(cb)
-            return (key, cb)
+            got = self.nodes[(key, asked)] = (key, cb)  # (it stays this node)
+            return got
+        self.summarized = True  # (this tree's history chose the node)
         (summary,) = self.summaries.add(key, (cb,))
         return (key, summary)
 
@@ -266,10 +276,34 @@ class _Ctx:
 
     def closure(
         self, start: _Node
-    ) -> tuple[list[Value], Ranges | None, frozenset[int], str | None]:
+    ) -> ClosureAnswer:
         """Every value a program can return including its tail-call targets (breadth
         first, at most MAX_TAIL_CALL_CNT deep): the values, their 32-bit ranges (None
-        when unknown), the prog arrays involved and why unknown."""
+        when unknown), the prog arrays involved and why unknown.
+
+        A program entered with cb[] unknown has the same closure in every tree of a
+        scan (a CNI's policy array puts every endpoint's programs in every tree), unless
+        this call's own history shaped a node (a summary of its states) or a cycle was
+        being followed: kept in the scan's ``shared`` otherwise."""
+        key, cb = start
+        scan = self.shared
+        if cb or scan is None or key is None or (key == self.root_key and self.root is not None):
+            return self._closure(start)
+        got = scan.closures.get(key)
+        if got is not None:
+            return got
+        before, self.summarized = self.summarized, False
+        try:
+            out = self._closure(start)
+            if not self.summarized and out[3] != _CYCLE:
+                scan.closures[key] = out
+        finally:
+            self.summarized = self.summarized or before
+        return out
+
+    def _closure(
+        self, start: _Node
+    ) -> ClosureAnswer:
         dist: dict[_Node, int] = {start: 0}
         order: list[_Node] = [start]
         values: list[Value] = []
@@ -281,7 +315,7 @@ class _Ctx:
             i += 1
             loc = self.local(node)
             if loc is None:
-                problem = problem or "tail-call cycle through a subprogram"
+                problem = problem or _CYCLE
                 continue
             if loc.problem is not None:
                 problem = problem or loc.problem
@@ -301,11 +335,11 @@ class _Ctx:
                         dist[nxt] = dist[node] + 1
                         order.append(nxt)
         if problem is not None:
-            return values, None, frozenset(arrays), problem
+            return tuple(values), None, frozenset(arrays), problem
         if not values:
-            return values, None, frozenset(arrays), "no exit is reachable"
+            return (), None, frozenset(arrays), "no exit is reachable"
         ranges, why = project(values)
-        return values, ranges, frozenset(arrays), why
+        return tuple(values), ranges, frozenset(arrays), why
 
     def build(self, key: _Key, path: frozenset[_Key]) -> Analysis:
         done = self.built.get(key)
@@ -371,6 +405,7 @@ class _Ctx:
 
 
 _DEPENDS = "tail calls via "
+_CYCLE = "tail-call cycle through a subprogram"
 
 
 def _depends_text(arrays: Iterable[int],

@@ -32,8 +32,9 @@ from tcaudit.analysis.domain import Value
 from tcaudit.analysis.frames import CbState
 from tcaudit.analysis.taint import Carried, Entry, Exact, carried_into
 
-MAX_NODES = 4096
-"""(program, entry) pairs followed by one check before it gives up (keeps the bytes)."""
+MAX_NODES = 1 << 16
+"""(program, entry) pairs followed by one check before it gives up (keeps the bytes):
+as many as a tree's (``shapes.MAX_TREE``)."""
 
 MAX_VALUES = 2
 """Values of one word remembered: two tell that it varies."""

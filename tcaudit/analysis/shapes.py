@@ -50,10 +50,17 @@ from tcaudit.analysis.interp import Env, Local, ProgAnalyser, Site
 from tcaudit.analysis.prepare import Prepared, operand_hull
 from tcaudit.analysis.relevance import Relevance
 from tcaudit.analysis.renaming import has_map, remap
+from tcaudit.analysis.results import Ranges
 from tcaudit.analysis.taint import NO_ENTRY, Carried, Entry, carried_into
 
-MAX_TREE = 4096
-"""Programs followed per scan when looking for copies."""
+ClosureAnswer = tuple[tuple[Value, ...], Ranges | None, frozenset[int], str | None]
+"""A tail-call closure (``closure._Ctx.closure``): the values, their 32-bit ranges,
+the prog arrays involved and why unknown."""
+
+MAX_TREE = 1 << 16
+"""Programs followed per scan when looking for copies, and (program, entry) pairs
+followed by one tree's check: a CNI's node-wide policy array puts every endpoint's
+programs in every endpoint's tree (Cilium: 27 a pod, 6,750 on a 250-pod node)."""
 MAX_ROUNDS = 64
 """Checks of one tree, each with one more program on its own, before none is shared."""
 
@@ -176,6 +183,11 @@ class Shapes:
         """Programs the plans of the scan's trees put on their own (``_plan``)."""
         self.preps: dict[int | None, Prepared] = {}
         """Programs' prepared code, for every tree of the scan (``closure``)."""
+        self._given: dict[tuple[int, CbState], tuple[Local, Local]] = {}
+        """(copy, cb state) -> (the family's answer, renamed for the copy), every tree."""
+        self.closures: dict[int, ClosureAnswer] = {}
+        """Program -> its tail-call closure entered with cb[] unknown, for every tree of
+        the scan (``closure._Ctx.closure``: kept only when no tree's state shaped it)."""
         self.own: dict[tuple[int | None, CbState], Local] = {}
         """(prog id, entry cb state) -> that program's analysis on its own (no family
         shared): the same in every tree of the scan that reaches it so (``closure``).
@@ -384,8 +396,12 @@ class Shapes:
         if loc is None:
             return None
         self.stats.shared += prog_id != fam.rep
-        return remap(loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
-                      fam.members[prog_id])
+        mine = self._given.get((prog_id, cb))
+        if mine is None or mine[0] is not loc:
+            mine = self._given[(prog_id, cb)] = (loc, remap(
+                loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
+                fam.members[prog_id]))
+        return mine[1]
 
     def weaken(self, prog_id: int, cb: CbState, ctx: TreeContext) -> CbState:
         """The entry state a tail call into ``prog_id`` is analysed with: ``cb`` without

@@ -385,3 +385,37 @@ def test_programs_a_tree_puts_on_their_own_start_the_next_trees_plan(
     assert {100 * k + 1 for k in range(1, n + 1)} & forced
     assert carried <= walks(carry=False)[0]
 
+
+
+def _nested(a: Analysis) -> list[tuple[int, tuple[int, ...], object]]:
+    """Every nested analysis of the tree, depth first: (site, targets, its answer)."""
+    out: list[tuple[int, tuple[int, ...], object]] = []
+    todo, seen = [a], set()
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        for call_ in x.tail_calls:
+            for t, sub in zip(call_.targets, call_.analyses, strict=True):
+                out.append((call_.pc, call_.targets, None if sub is None else (
+                    t, sub.possible, sub.reason, dict(sub.exits))))
+                if sub is not None:
+                    todo.append(sub)
+    return sorted(out, key=repr)
+
+
+def test_a_nested_answer_is_every_trees_and_is_computed_once_a_scan() -> None:
+    """The node-wide policy array puts every endpoint's policy program (and the notify
+    program behind it) in every tree: each one's closure entered with cb[] unknown is
+    the same in every tree, kept for the scan, and every tree's nested answers are the
+    ones its own analysis gives."""
+    source, roots = policy_node(4, root_code=True, notify_on_drop=True)
+    own = {r: analyse(r, source) for r in roots}
+    shapes = Shapes(source)
+    shapes.add_trees(roots)
+    shared = {r: analyse(r, source, shared=shapes) for r in roots}
+    for r in roots:
+        same(own[r], shared[r])
+        assert _nested(own[r]) == _nested(shared[r])
+    assert set(source.arrays[POLICY_ARRAY].values()) | {NOTIFY} <= set(shapes.closures)

@@ -457,7 +457,7 @@ def test_an_engine_crash_on_one_program_does_not_end_the_scan(
 ) -> None:
     # one program whose analysis raises (a tcaudit bug) gets an unknown verdict with
     # the reason; the others keep theirs, the scan exits 0 and says so in one line
-    from tcaudit.analysis import attach
+    from tcaudit.analysis import closure
 
     host, _pod = pod_pair(box)
     bad = box.load_returning(0, "tcat_crashes")
@@ -465,14 +465,14 @@ def test_an_engine_crash_on_one_program_does_not_end_the_scan(
     box.attach(host, "veth0", "ingress", bad, pref=1, handle=1)
     box.attach(host, "veth0", "ingress", good, pref=2, handle=1)
     bad_id = bpf.prog_info(bad.fd).id
-    real = attach.analyse
+    real = closure.analyse  # (attach imports it when it first analyses)
 
     def flaky(code: Any, source: Any, **kw: Any) -> Any:
         if code == bad_id:  # attach analyses by program id
             raise IndexError("list assignment index out of range")
         return real(code, source, **kw)
 
-    monkeypatch.setattr(attach, "analyse", flaky)
+    monkeypatch.setattr(closure, "analyse", flaky)
     code, out, err = run(capsys, "scan", "--format", "json", "--netns", host.name)
     assert code == 0, err
     doc = json.loads(out)
@@ -495,7 +495,7 @@ def test_the_verdict_cache_is_reused_and_never_stale(
     # vendor re-pointing a prog-array slot makes it analyse again; read-only on hooks
     import struct
 
-    from tcaudit.analysis import attach
+    from tcaudit.analysis import closure
     from tcaudit.bpf import source_path
 
     host, _pod = pod_pair(box)
@@ -505,13 +505,13 @@ def test_the_verdict_cache_is_reused_and_never_stale(
     )
     box.attach(host, "veth0", "ingress", programs["tail_root"], pref=1, handle=1)
     runs: list[int] = []
-    real = attach.analyse
+    real = closure.analyse  # (attach imports it when it first analyses)
 
     def counting(code: Any, source: Any, **kw: Any) -> Any:
         runs.append(code)
         return real(code, source, **kw)
 
-    monkeypatch.setattr(attach, "analyse", counting)
+    monkeypatch.setattr(closure, "analyse", counting)
 
     def verdict() -> list[int]:
         doc = scan_doc(capsys, host)

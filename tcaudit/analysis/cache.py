@@ -204,13 +204,7 @@ class VerdictCache:
             "arrays": arrays,
             # the root's verdict apart, and the nested analyses as one JSON text: a
             # scan decodes only the first (a tree's record is hundreds of kB)
-            "summary": {
-                "possible": sorted(analysis.possible) if analysis.possible is not None
-                else None,
-                "reason": analysis.reason,
-                "ranges": [list(r) for r in analysis.ranges]
-                if analysis.ranges is not None else None,
-            },
+            "summary": _verdict_json(analysis),
             "analysis": nested,
         }
         if _write(self.path, self._file(prog_id, load_time), record):
@@ -340,9 +334,7 @@ class Encoder:
 
     def _node(self, a: Analysis, index: Mapping[int, int]) -> str:
         head = json.dumps({
-            "possible": sorted(a.possible) if a.possible is not None else None,
-            "ranges": [list(r) for r in a.ranges] if a.ranges is not None else None,
-            "reason": a.reason,
+            **_verdict_json(a),
             "tail_calls": [
                 {
                     "pc": t.pc, "map_id": t.map_id, "index": t.index,
@@ -368,6 +360,15 @@ class Encoder:
         text = json.dumps(encode(table), separators=(",", ":"))
         self._tables[id(table)] = (table, text)  # (the table kept: its id stays its own)
         return text
+
+
+def _verdict_json(a: Analysis) -> dict[str, Any]:
+    """What an analysis answers itself: its possible values, ranges and reason."""
+    return {
+        "possible": sorted(a.possible) if a.possible is not None else None,
+        "ranges": [list(r) for r in a.ranges] if a.ranges is not None else None,
+        "reason": a.reason,
+    }
 
 
 def _exits_json(exits: Mapping[int, frozenset[int] | None]) -> list[list[Any]]:

@@ -313,43 +313,45 @@ def ldimm_value(first: Insn, second: Insn) -> Value:
     return S.full(f"map reference {src}:{mid}")
 
 
-def block_constant(prep: Prepared, pc: int, reg: int, varying: frozenset[int]) -> int | None:
-    """The immediate a mov gives ``reg`` in pc's basic block before pc, with no other
-    write to it in between (every path to pc runs that stretch); None when there is
-    none, it is negative or it is at a ``varying`` position."""
+def block_writer(prep: Prepared, pc: int, reg: int) -> int | None:
+    """The instruction that last writes ``reg`` in pc's basic block before pc; None
+    when none does (or a call, which clobbers r0-r5, or an atomic, which may fetch
+    into a register, comes first)."""
     ops, leader = prep.ops, prep.leader
     q = pc - 1
     while q >= 0:
-        kind, _o, dst, src, _off, imm, _k, _w, _t = ops[q]
+        kind, _o, dst, _src, _off, _imm, _k, _w, _t = ops[q]
         if kind in (K_CALL, K_TAILCALL, K_PCALL, K_KFUNC, K_LDABS, K_ATOMIC):
-            return None  # r0-r5 clobbered, or a fetch into a register
-        if kind == K_MOV and dst == reg:
-            return imm if src < 0 and q not in varying and imm >= 0 else None
-        if kind in (K_ALU, K_NEG, K_END, K_LDX, K_LDIMM) and dst == reg:
             return None
+        if dst == reg and kind in (K_MOV, K_ALU, K_NEG, K_END, K_LDX, K_LDIMM):
+            return q
         if leader[q]:
             return None
         q -= 1
     return None
 
 
+def block_constant(prep: Prepared, pc: int, reg: int, varying: frozenset[int]) -> int | None:
+    """The immediate a mov gives ``reg`` in pc's basic block before pc, with no other
+    write to it in between (every path to pc runs that stretch); None when there is
+    none, it is negative or it is at a ``varying`` position."""
+    q = block_writer(prep, pc, reg)
+    if q is None:
+        return None
+    kind, _o, _dst, src, _off, imm, _k, _w, _t = prep.ops[q]
+    return imm if kind == K_MOV and src < 0 and q not in varying and imm >= 0 else None
+
+
 def block_map(prep: Prepared, pc: int, reg: int) -> int | None:
     """The map ``reg`` points to at pc: a map load in pc's basic block before pc, with
     only register copies in between (``r6 = map[id:7]; ...; r2 = r6``); None when
     there is none (a tail call's prog array as loaded just before it)."""
-    ops, leader = prep.ops, prep.leader
-    q = pc - 1
-    while q >= 0:
-        kind, _o, dst, src, off, _imm, kval, wide, _t = ops[q]
-        if kind in (K_CALL, K_TAILCALL, K_PCALL, K_KFUNC, K_LDABS, K_ATOMIC):
-            return None
-        if dst == reg and kind in (K_MOV, K_ALU, K_NEG, K_END, K_LDX, K_LDIMM):
-            if kind == K_LDIMM:
-                return kval.map_id if type(kval) is Ptr and kval.kind == "map" else None
-            if kind != K_MOV or src < 0 or not wide or off:
-                return None
-            reg = src  # a copy: where it came from
-        if leader[q]:
-            return None
-        q -= 1
+    q = block_writer(prep, pc, reg)
+    while q is not None:
+        kind, _o, _dst, src, off, _imm, kval, wide, _t = prep.ops[q]
+        if kind == K_LDIMM:
+            return kval.map_id if type(kval) is Ptr and kval.kind == "map" else None
+        if kind != K_MOV or src < 0 or not wide or off or prep.leader[q]:
+            return None  # (a copy that starts the block: its source is set elsewhere)
+        q = block_writer(prep, q, src)  # a copy: where it came from
     return None

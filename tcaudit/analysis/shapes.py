@@ -126,6 +126,10 @@ class Family:
     fields: dict[tuple[int, int, int], Value | None] = field(default_factory=dict)
     """(map id, offset, size) of an abstract map -> every copy's value there."""
 
+    def renaming(self, pid: int) -> dict[int, int]:
+        """The representative's map ids -> this copy's, position by position."""
+        return dict(zip(self.map_ids, self.members[pid], strict=True))
+
 
 @dataclass(frozen=True)
 class TreeCopy:
@@ -183,8 +187,8 @@ class Shapes:
         """Programs the plans of the scan's trees put on their own (``_plan``)."""
         self.preps: dict[int | None, Prepared] = {}
         """Programs' prepared code, for every tree of the scan (``closure``)."""
-        self._given: dict[tuple[int, CbState], tuple[Local, Local]] = {}
-        """(copy, cb state) -> (the family's answer, renamed for the copy), every tree."""
+        self._given: dict[tuple[int, CbState], Local] = {}
+        """(copy, cb state) -> the family's answer renamed for the copy, every tree."""
         self.closures: dict[int, ClosureAnswer] = {}
         """Program -> its tail-call closure entered with cb[] unknown, for every tree of
         the scan (``closure._Ctx.closure``: kept only when no tree's state shaped it)."""
@@ -397,11 +401,10 @@ class Shapes:
             return None
         self.stats.shared += prog_id != fam.rep
         mine = self._given.get((prog_id, cb))
-        if mine is None or mine[0] is not loc:
-            mine = self._given[(prog_id, cb)] = (loc, remap(
-                loc, dict(zip(fam.map_ids, fam.members[prog_id], strict=True)),
-                fam.members[prog_id]))
-        return mine[1]
+        if mine is None:  # (the family's answer for cb, once analysed, stays)
+            mine = self._given[(prog_id, cb)] = remap(loc, fam.renaming(prog_id),
+                                                      fam.members[prog_id])
+        return mine
 
     def weaken(self, prog_id: int, cb: CbState, ctx: TreeContext) -> CbState:
         """The entry state a tail call into ``prog_id`` is analysed with: ``cb`` without
@@ -605,7 +608,7 @@ class Shapes:
             return why, out
         # the family's code is the representative's: its arrays, position by position
         # with this copy's (one it does not list stands for every array)
-        mine = dict(zip(fam.map_ids, fam.members[pid], strict=True))
+        mine = fam.renaming(pid)
         return why, tuple((mine.get(m) if m is not None else None, e) for m, e in out)
 
     def _checked_code(self, pid: int, fam: Family | None, entry: Entry,

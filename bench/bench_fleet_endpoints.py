@@ -17,7 +17,12 @@ Measured in one run:
   - warm: the same command again on the cache the cold run filled,
   - ``bpftool prog dump xlated id N`` of a fixed sample of 100 of the programs (every
     P/100-th id), scaled to all P programs (the sample is timed, not the whole set),
-  - peak RSS of the scan (wait4's ru_maxrss; tcaudit runs no worker processes).
+  - peak RSS of the scan: the parent's peak plus its worker's. tcaudit runs with
+    ``TCAUDIT_WORKERS=2`` here (the machine's two cores: this process and at most one
+    forked worker, ``tcaudit.analysis.workers``). wait4's ru_maxrss of the scan is the
+    larger of the two peaks (the kernel keeps the maximum over a process and the
+    children it reaped), so the figure given is twice it: an upper bound of the sum,
+    counting the pages the worker shares with its parent twice.
   - every scan runs from compiled bytecode, as an installed tcaudit does (pip compiles
     on install): the package is compiled first (``__pycache__``, ignored by git), so a
     PYTHONDONTWRITEBYTECODE in the caller's environment cannot make each run compile
@@ -58,6 +63,7 @@ from tcaudit.kernel import bpf  # noqa: E402
 from tcaudit.lab import sandbox  # noqa: E402
 
 RODATA_EVERY = 5  # endpoint k uses a .rodata map when k % 5 == 4
+WORKERS = 2  # processes a scan may use (it forks at most WORKERS - 1 workers)
 
 
 def build(
@@ -121,7 +127,8 @@ def compiled_env(tree: Path) -> dict[str, str]:
 
 def timed_rss(argv: list[str], env: dict[str, str],
               cwd: Path | None = None) -> tuple[float, int, bytes, int]:
-    """(wall seconds, the child's own peak RSS from wait4 in KiB, stdout, exit code)."""
+    """(wall seconds, the peak RSS from wait4 in KiB (the scan's, or its worker's when
+    larger), stdout, exit code)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                             cwd=cwd)
@@ -172,7 +179,7 @@ def main() -> int:
             argv = [sys.executable, "-m", "tcaudit", "scan", "--format", "json"]
             for name in names:
                 argv += ["--netns", name]
-            compiled = compiled_env(HERE.parent)
+            compiled = {**compiled_env(HERE.parent), "TCAUDIT_WORKERS": str(WORKERS)}
 
             cold: list[float] = []
             rss: list[int] = []
@@ -235,12 +242,13 @@ def main() -> int:
     cold_s = statistics.median(cold)
     warm_s = statistics.median(warm)
     ratio = bpftool_all / cold_s
-    rss_mb = max(rss) / 1024
+    rss_mb = WORKERS * max(rss) / 1024  # (see the module docstring)
     checks = [
         (f"cold scan <= 2.0 s ({cold_s:.2f} s)", cold_s <= 2.0),
         (f"warm scan <= 0.3 s ({warm_s:.2f} s)", warm_s <= 0.3),
         (f">= 50x faster than bpftool prog dump xlated ({ratio:.1f}x)", ratio >= 50),
-        (f"peak RSS <= 200 MB ({rss_mb:.0f} MB)", rss_mb <= 200),
+        (f"peak RSS <= 200 MB ({rss_mb:.0f} MB: {WORKERS} x the larger of the parent's "
+         "and its worker's peaks)", rss_mb <= 200),
     ]
     print()
     for text, ok in checks:

@@ -10,6 +10,7 @@ actions accepts (TC_ACT_OK), a match with actions runs the actions (not decoded)
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from tcaudit.model import Entry, Scan, Verdict, map_entries
 
 if TYPE_CHECKING:
     from tcaudit.analysis.shapes import Shapes
+    from tcaudit.analysis.workers import Sent
 
 
 class VerdictAnalyser:
@@ -34,14 +36,22 @@ class VerdictAnalyser:
         step_budget: int = 2_000_000,
         cache: VerdictCache | None = None,
         share: bool = True,
+        workers: int | None = None,
     ) -> None:
         self.code = code or KernelCode()
         self.cache = cache
         self._share = share
+        self._workers = workers
+        """Processes analysing the trees that miss the cache (``workers``; None: as
+        ``TCAUDIT_WORKERS`` or the CPUs say)."""
+        self.worker_peaks_kb: tuple[int, ...] = ()
+        """The peak resident set of each worker forked (``workers.Outcome``)."""
         self._shapes: Shapes | None = None
         self._budget = step_budget
         self._by_key: dict[str, Analysis] = {}
         self._by_id: dict[int, Analysis | str] = {}
+        self._sent: dict[int, Sent] = {}
+        """Roots a worker analysed: their nested analyses, decoded when asked for."""
         self._summaries: dict[int, Summary] = {}
         """Root verdicts the cache answered without the nested analyses (a scan's need)."""
         self.internal_errors: list[str] = []
@@ -59,8 +69,9 @@ class VerdictAnalyser:
         return self._shapes
 
     def prefetch(self, prog_ids: list[int]) -> None:
-        """Answer what the persistent cache can, and group the trees of the rest into
-        families of copies before any of them is analysed."""
+        """Answer what the persistent cache can, group the trees of the rest into
+        families of copies, and analyse them, in more than one process when they are
+        worth it (``workers``)."""
         misses = []
         for prog_id in dict.fromkeys(prog_ids):
             if prog_id in self._by_id or prog_id in self._summaries:
@@ -73,9 +84,32 @@ class VerdictAnalyser:
             misses.append(prog_id)
         if len(misses) > 1 and self.shapes is not None:
             self.shapes.add_trees(misses)
+            self._in_workers(misses, self.shapes)
+
+    def _in_workers(self, roots: list[int], shapes: Shapes) -> None:
+        from tcaudit.analysis import workers
+
+        count = workers.worker_count() if self._workers is None else self._workers
+        plan = workers.split(roots, shapes.family_of,
+                             lambda root: workers.tree_size(self.code, root), count)
+        if plan is None:
+            return
+        got = workers.run(plan, self.analysis, self.internal_errors)
+        for root, sent in got.results.items():
+            if isinstance(sent, str):
+                self._by_id[root] = sent
+            else:
+                self._summaries[root] = sent.summary
+                self._sent[root] = sent
+        self.internal_errors.extend(got.errors)
+        self.worker_peaks_kb = got.peaks_kb
 
     def analysis(self, prog_id: int) -> Analysis | str:
         """The program's analysis, or why it could not be read."""
+        sent = self._sent.pop(prog_id, None)
+        if sent is not None and prog_id not in self._by_id:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self._by_id[prog_id] = sent.analysis()  # (else analysed again, here)
         if prog_id not in self._by_id and self.cache is not None:
             cached = self.cache.get(prog_id, self.code)
             if cached is not None:

@@ -132,11 +132,7 @@ class VerdictCache:
             record = self._get(prog_id, source)
             if record is None:
                 return None
-            head = record["summary"]
-            possible, reason = head["possible"], head["reason"]
-            if reason is not None and not isinstance(reason, str):
-                raise ValueError("reason is not a string")
-            found = Summary(_opt_set(possible), reason, _ranges(head["ranges"]))
+            found = summary_from_json(record["summary"])
         except Exception:
             self.stats.misses += 1
             return None
@@ -204,7 +200,7 @@ class VerdictCache:
             "arrays": arrays,
             # the root's verdict apart, and the nested analyses as one JSON text: a
             # scan decodes only the first (a tree's record is hundreds of kB)
-            "summary": _verdict_json(analysis),
+            "summary": verdict_json(analysis),
             "analysis": nested,
         }
         if _write(self.path, self._file(prog_id, load_time), record):
@@ -334,7 +330,7 @@ class Encoder:
 
     def _node(self, a: Analysis, index: Mapping[int, int]) -> str:
         head = json.dumps({
-            **_verdict_json(a),
+            **verdict_json(a),
             "tail_calls": [
                 {
                     "pc": t.pc, "map_id": t.map_id, "index": t.index,
@@ -362,13 +358,21 @@ class Encoder:
         return text
 
 
-def _verdict_json(a: Analysis) -> dict[str, Any]:
+def verdict_json(a: Analysis) -> dict[str, Any]:
     """What an analysis answers itself: its possible values, ranges and reason."""
     return {
         "possible": sorted(a.possible) if a.possible is not None else None,
         "ranges": [list(r) for r in a.ranges] if a.ranges is not None else None,
         "reason": a.reason,
     }
+
+
+def summary_from_json(head: dict[str, Any]) -> Summary:
+    """The inverse of :func:`verdict_json`; anything else raises."""
+    possible, reason = head["possible"], head["reason"]
+    if reason is not None and not isinstance(reason, str):
+        raise ValueError("reason is not a string")
+    return Summary(_opt_set(possible), reason, _ranges(head["ranges"]))
 
 
 def _exits_json(exits: Mapping[int, frozenset[int] | None]) -> list[list[Any]]:

@@ -220,6 +220,13 @@ class Shapes:
                     todo.extend(t for t in slots.values() if t not in self._seen)
         self._built = False
 
+    def family_of(self, prog_id: int) -> int | None:
+        """The representative of the program's family of copies (None: on its own)."""
+        if not self._built:
+            self._build()
+        fam = self._family.get(prog_id)
+        return None if fam is None else fam.rep
+
     def _targets(self, pid: int) -> tuple[tuple[int, int], ...]:
         """(prog array, program) for every program in a slot of a prog array the
         program uses (read once a scan)."""
@@ -435,7 +442,7 @@ class Shapes:
         if fam is None:
             return None
         done = self._tree_reps.get(id(fam))
-        if done is None or done[0] == root or not self._tree_ok(root, ctx):
+        if done is None or done[0] == root or not self._plan(root, ctx).whole:
             return None
         iso = self._iso(done[0], root)
         if iso is None:
@@ -445,7 +452,7 @@ class Shapes:
     def note_tree(self, root: int, answer: object, ctx: TreeContext) -> None:
         """Keep a tree's answer for its copies (when its family shares it)."""
         fam = self._family.get(root)
-        if fam is not None and id(fam) not in self._tree_reps and self._tree_ok(root, ctx):
+        if fam is not None and id(fam) not in self._tree_reps and self._plan(root, ctx).whole:
             self._tree_reps[id(fam)] = (root, answer)
 
     def _iso(self, a_root: int, b_root: int) -> tuple[dict[int, int], dict[int, int]] | None:
@@ -487,11 +494,6 @@ class Shapes:
             if len(progs) > MAX_TREE:
                 return None
         return progs, maps
-
-    def _tree_ok(self, root: int, ctx: TreeContext) -> bool:
-        """Every program of the tree takes its family's answer: no varying value of any
-        copy in it can reach the answer."""
-        return self._plan(root, ctx).whole
 
     def _plan(self, root: int, ctx: TreeContext) -> _Plan:
         """Which programs of the tree may take their family's shared answer.

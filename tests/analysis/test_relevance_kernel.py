@@ -155,3 +155,25 @@ def test_the_node_wide_policy_programs_are_analysed_once_for_every_other_tree(
     assert len(entries) == 2, entries
     identities = {v for cb in entries for off, _size, v in cb if off >= 0}
     assert any(not isinstance(v, frozenset) for v in identities)  # a bucket, not a value
+
+
+@pytest.mark.privileged
+def test_a_worker_process_gives_the_answers_one_process_gives(
+        node: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The five trees are one family of roots: the first is analysed before the fork,
+    the other four dealt out between this process and a worker (``workers``)."""
+    from tcaudit.analysis import workers
+    from tests.analysis.test_shapes import same
+
+    monkeypatch.setattr(workers, "MIN_SHARE", 0)  # (the trees are small)
+    roots = [bpf.prog_info(fd).id for fd in node["roots"]]
+    alone = VerdictAnalyser(workers=1)
+    alone.prefetch(roots)
+    two = VerdictAnalyser(workers=2)
+    two.prefetch(roots)
+    assert len(two.worker_peaks_kb) == 1 and len(two._sent) == 2
+    for r in roots:
+        a, b = alone.analysis(r), two.analysis(r)
+        assert not isinstance(a, str) and not isinstance(b, str)
+        same(a, b)
+        assert b.possible == frozenset({0, 2})

@@ -390,12 +390,19 @@ class _Pass(ExactValues):
                         raise Depends("a helper with callbacks")
                     else:
                         c = H.contract(name)
-                        for _p, ln in c.writes if c is not None else ():
+                        for p_arg, ln in c.writes if c is not None else ():
                             if ln > 0 and fl[ln] & T:
                                 raise Depends(f"a varying helper length (insn {pc})")
+                            if fl[p_arg] & T:  # (like a store at a tainted address)
+                                raise Depends(f"a helper writes at a tainted address "
+                                              f"(insn {pc})")
                         if c is None:  # (the engine: Memory._invalidate_unknown)
-                            forget_exact(fl, slots, H.READONLY_ARGS.get(
-                                H.short_name(name) or "", ()))
+                            ro = H.READONLY_ARGS.get(H.short_name(name) or "", ())
+                            if any(fl[r] & T and fl[r] & F for r in range(1, 6)
+                                   if r not in ro):
+                                raise Depends(f"a helper given a tainted frame pointer "
+                                              f"(insn {pc})")
+                            forget_exact(fl, slots, ro)
                         else:
                             for p_arg, ln in c.writes:
                                 if fl[p_arg] & F:

@@ -806,3 +806,22 @@ def test_what_a_copy_carries_into_its_own_prog_array_is_followed() -> None:
         same(own[r], shared[r])
     assert [shared[r].possible for r in roots] == [
         frozenset({2, 1000 + k}) for k in range(1, 4)]
+
+
+def test_a_helper_writing_where_a_varying_constant_points_is_dependent() -> None:
+    """Found by the property test above: copies that hand bpf_skb_load_bytes a stack
+    buffer at different offsets write different slots; the byte read back from the
+    frame depends on which, so the pass says so (as for a store at a tainted address)
+    and each copy is analysed on its own."""
+    def code(where: int, prog_id: int) -> ProgramCode:
+        return program(st(8, R10, -16, -1), mov(R1, R1), mov(R2, 0), mov(R3, R10),
+                       add(R3, where), mov(R4, 1), call("skb_load_bytes"),
+                       ldx(1, R0, R10, -16), exit_(), prog_id=prog_id, name="p")
+
+    assert why(*code(-1, 1).insns, varying={4}) is not None  # (insn 4: the offset)
+    # one copy writes above the byte it reads back, the other over it
+    source = CopySource({1: code(-1, 1), 2: code(-16, 2), 3: code(-1, 3)}, {})
+    own, shared, _ = both(source, [1, 2, 3])
+    assert own[1].possible == own[3].possible == frozenset({255})
+    for r in (1, 2, 3):
+        same(own[r], shared[r])

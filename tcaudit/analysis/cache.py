@@ -3,8 +3,8 @@
 What a program's analysis depends on, and how a cached one is checked before it is used:
 
 * the program's code: immutable for a program id within one boot, so a record is
-  filed under (engine version, boot id, program id, load time) and never read back for
-  another program or after a reboot;
+  filed under (program id, load time), holds the engine version and the boot id, and is
+  never used for another program, by another engine or after a reboot;
 * every program of its tail-call tree (id and load time, compared again) and the slots
   of every prog array the answer went through (read again and compared): a slot that
   changed, or a target that was reloaded, makes the record stale;
@@ -22,11 +22,9 @@ a corrupt or foreign file — means no cache and no error: the analysis is done 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from typing import Any, Protocol
 from tcaudit import __version__
 from tcaudit.analysis.results import Analysis, TailCall
 
-ENGINE_VERSION = f"{__version__}/engine-7"
+ENGINE_VERSION = f"{__version__}/engine-8"
 """Part of every key: a new engine never reads an old engine's answers."""
 DEFAULT_DIR = "/var/cache/tcaudit"
 MAX_RECORDS = 4096
@@ -106,19 +104,18 @@ class VerdictCache:
         self.encoder = Encoder()
 
     def _file(self, prog_id: int, load_time: int) -> Path:
-        key = f"{ENGINE_VERSION}:{self.boot}:{prog_id}:{load_time}"
-        return self.path / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+        """One file per program load (two integers: nothing a vendor chose); the engine
+        version and the boot id are checked inside (after a reboot, or under another
+        engine, the record is a miss and is written again)."""
+        return self.path / f"{int(prog_id)}-{int(load_time)}.json"
 
     def get(self, prog_id: int, source: CacheSource) -> Analysis | None:
         """The cached analysis, checked; None (a miss) for anything else."""
         try:
-            record = self._get(prog_id, source)
-            if record is None:
+            got = self._get(prog_id, source)
+            if got is None:
                 return None
-            nested = record["analysis"]
-            if not isinstance(nested, str):
-                raise ValueError("analysis is not a JSON text")
-            analysis = analysis_from_json(json.loads(nested))
+            analysis = analysis_from_json(json.loads(got[1]))
         except Exception:
             self.stats.misses += 1
             return None
@@ -129,25 +126,27 @@ class VerdictCache:
         """The cached root verdict alone, checked like :meth:`get`: the nested
         analyses of the tail-call targets (most of a record) are not decoded."""
         try:
-            record = self._get(prog_id, source)
-            if record is None:
+            got = self._get(prog_id, source)
+            if got is None:
                 return None
-            found = summary_from_json(record["summary"])
+            found = summary_from_json(got[0]["summary"])
         except Exception:
             self.stats.misses += 1
             return None
         self.stats.hits += 1
         return found
 
-    def _get(self, prog_id: int, source: CacheSource) -> dict[str, Any] | None:
-        """The record of the program's current load, checked against the kernel."""
+    def _get(self, prog_id: int, source: CacheSource) -> tuple[dict[str, Any], bytes] | None:
+        """The record of the program's current load, checked against the kernel: its
+        header and its nested analyses (JSON text, not decoded)."""
         load_time = source.load_time(prog_id)
         if load_time is None:
             return None
-        record = _read(self._file(prog_id, load_time))
-        if record is None:
+        got = _read(self._file(prog_id, load_time))
+        if got is None:
             self.stats.misses += 1
             return None
+        record = got[0]
         try:
             if (record["engine"] != ENGINE_VERSION or record["boot"] != self.boot
                     or record["root"] != [prog_id, load_time]):
@@ -165,7 +164,7 @@ class VerdictCache:
         except Exception:
             self.stats.misses += 1
             return None
-        return record
+        return got
 
     def put(self, prog_id: int, analysis: Analysis, source: CacheSource) -> None:
         """Keep the analysis; failing to (a race, a full disk) is not an error."""
@@ -198,12 +197,11 @@ class VerdictCache:
             "root": [prog_id, load_time],
             "programs": programs,
             "arrays": arrays,
-            # the root's verdict apart, and the nested analyses as one JSON text: a
-            # scan decodes only the first (a tree's record is hundreds of kB)
+            # the root's verdict apart from the nested analyses: a scan decodes only
+            # the header line (a tree's record is hundreds of kB)
             "summary": verdict_json(analysis),
-            "analysis": nested,
         }
-        if _write(self.path, self._file(prog_id, load_time), record):
+        if _write(self.path, self._file(prog_id, load_time), record, nested):
             self.stats.writes += 1
             self._prune()
 
@@ -226,7 +224,9 @@ class VerdictCache:
                 os.unlink(entry.path)
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(path: Path) -> tuple[dict[str, Any], bytes] | None:
+    """A record: its header (the first line, a JSON object) and the rest (the nested
+    analyses' JSON text, not decoded here)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -238,22 +238,26 @@ def _read(path: Path) -> dict[str, Any] | None:
             return None
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(MAX_RECORD_BYTES + 1)
-        doc = json.loads(data)
+        head, newline, nested = data.partition(b"\n")
+        doc = json.loads(head) if newline else None
     except (OSError, ValueError, RecursionError):
         return None
     finally:
         os.close(fd)
-    return doc if isinstance(doc, dict) else None
+    return (doc, nested) if isinstance(doc, dict) else None
 
 
-def _write(directory: Path, path: Path, record: dict[str, Any]) -> bool:
+def _write(directory: Path, path: Path, record: dict[str, Any], nested: str) -> bool:
+    """The header line (compact JSON has no newline), then the nested analyses."""
+    import tempfile  # (writing only: a warm scan reads)
+
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
     except OSError:
         return False
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, separators=(",", ":")))
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n" + nested)
         os.replace(tmp, path)
         return True
     except OSError:

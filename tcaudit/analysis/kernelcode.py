@@ -11,7 +11,6 @@ helper.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from collections.abc import Mapping
@@ -128,6 +127,8 @@ class KernelCode:
         """
         if not self.readable(prog_id):
             return None
+        import hashlib  # (an analysis needs it; a warm scan reads load times only)
+
         digest = hashlib.sha256(self._raw[prog_id])
         for map_id in self._map_ids[prog_id]:
             digest.update(struct.pack("=I", map_id))

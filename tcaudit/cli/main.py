@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 
 import click
@@ -123,6 +122,8 @@ def _run(argv: Sequence[str] | None) -> int:
         from tcaudit.output.sanitize import shown
 
         if os.environ.get("TCAUDIT_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         where = write_crash(err, list(argv) if argv is not None else sys.argv[1:])
         details = (

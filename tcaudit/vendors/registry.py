@@ -31,7 +31,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -219,7 +218,14 @@ def parse_registry(text: str, default_certainty: str = "unverified") -> tuple[Fi
 @lru_cache(maxsize=1)
 def shipped_registry() -> tuple[Fingerprint, ...]:
     """The fingerprints shipped in tcaudit/vendors/vendors.json (trusted: see the tests)."""
-    text = resources.files("tcaudit.vendors").joinpath("vendors.json").read_text(encoding="utf-8")
+    beside = Path(__file__).with_name("vendors.json")
+    if beside.is_file():  # an installed package's files (importlib.resources costs 5 ms)
+        text = beside.read_text(encoding="utf-8")
+    else:  # (a zipped package)
+        from importlib import resources
+
+        text = resources.files("tcaudit.vendors").joinpath("vendors.json").read_text(
+            encoding="utf-8")
     return _build(json.loads(text), "checked against source")
 
 

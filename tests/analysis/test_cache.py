@@ -83,8 +83,8 @@ def test_a_summary_is_the_root_verdict_without_decoding_the_nested_analyses(
     cache.put(1, a, kernel)
     assert cache.summary(1, kernel) == C.Summary(a.possible, a.reason, a.ranges)
     rec = _record(cache)
-    doc = json.loads(rec.read_text())
-    rec.write_text(json.dumps({**doc, "analysis": "{not json"}))
+    doc = _load(rec)
+    _store(rec, {**doc, "analysis": "{not json"})
     # the scan's path does not read the nested part; the full read is a miss
     assert cache.summary(1, kernel) == C.Summary(a.possible, a.reason, a.ranges)
     assert cache.get(1, kernel) is None
@@ -93,7 +93,7 @@ def test_a_summary_is_the_root_verdict_without_decoding_the_nested_analyses(
     kernel.arrays[9] = {0: 2}
     for bad in ({"summary": {"possible": ["x"], "reason": None, "ranges": None}},
                 {"summary": {"possible": None, "reason": 5, "ranges": None}}, {"summary": 3}):
-        rec.write_text(json.dumps({**doc, **bad}))
+        _store(rec, {**doc, **bad})
         assert cache.summary(1, kernel) is None
 
 
@@ -126,6 +126,21 @@ def _record(cache: C.VerdictCache) -> Path:
     files = [p for p in cache.path.iterdir() if p.suffix == ".json"]
     assert len(files) == 1
     return files[0]
+
+
+def _load(rec: Path) -> dict[str, Any]:
+    """A record's header line, with its nested analyses' text as ``analysis``."""
+    head, newline, nested = rec.read_text().partition("\n")
+    assert newline
+    return {**json.loads(head), "analysis": nested}
+
+
+def _store(rec: Path, doc: dict[str, Any]) -> None:
+    """The inverse of ``_load`` (a non-text ``analysis`` written as its JSON)."""
+    nested = doc.get("analysis", "")
+    head = {k: v for k, v in doc.items() if k != "analysis"}
+    rec.write_text(json.dumps(head) + "\n"
+                   + (nested if isinstance(nested, str) else json.dumps(nested)))
 
 
 def test_corrupt_group_writable_or_linked_records_are_ignored(cache: C.VerdictCache,
@@ -211,10 +226,10 @@ def test_records_of_the_wrong_shape_are_ignored(cache: C.VerdictCache) -> None:
     kernel = Kernel()
     cache.put(1, tree(kernel), kernel)
     rec = _record(cache)
-    doc = json.loads(rec.read_text())
+    doc = _load(rec)
     for bad in ({"programs": 5}, {"arrays": []}, {"analysis": {"possible": "x"}},
                 {"arrays": {"9": 3}}, {"analysis": []}):
-        rec.write_text(json.dumps({**doc, **bad}))
+        _store(rec, {**doc, **bad})
         assert cache.get(1, kernel) is None
 
 
@@ -223,19 +238,24 @@ def test_hostile_records_are_misses_never_errors(cache: C.VerdictCache) -> None:
     kernel = Kernel()
     cache.put(1, tree(kernel), kernel)
     rec = _record(cache)
-    doc = json.loads(rec.read_text())
+    doc = _load(rec)
     for bad in ({"programs": [[-1, 5]]}, {"programs": [["1", 5]]},
                 {"analysis": json.loads("[" * 500 + "]" * 500)}):
-        rec.write_text(json.dumps({**doc, **bad}))
+        _store(rec, {**doc, **bad})
         assert cache.get(1, kernel) is None
     # a target that refers to itself (or to a later node): no cycle can be made
     nested = json.loads(doc["analysis"])
     assert len(nested["nodes"]) == 2  # the target (slot 0: SHOT), then the root
     nested["nodes"][-1]["tail_calls"][0]["analyses"] = [len(nested["nodes"]) - 1]
-    rec.write_text(json.dumps({**doc, "analysis": json.dumps(nested)}))
+    _store(rec, {**doc, "analysis": json.dumps(nested)})
     assert cache.get(1, kernel) is None
-    rec.write_text('{"analysis": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    _store(rec, {**doc, "analysis": "[" * 200_000 + "]" * 200_000})
     assert cache.get(1, kernel) is None
+    rec.write_text('{"summary": ' + "[" * 200_000 + "]" * 200_000 + "}\n{}")
+    assert cache.get(1, kernel) is None and cache.summary(1, kernel) is None
+    # one line only (a record of the engine before: the nested text inside the header)
+    rec.write_text(json.dumps(doc))
+    assert cache.get(1, kernel) is None and cache.summary(1, kernel) is None
     rec.unlink()
     os.mkfifo(rec, 0o600)
     assert cache.get(1, kernel) is None  # O_NONBLOCK: no hang, and not a regular file

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Container, Iterable
 
 from tcaudit.analysis import insns as I
 
@@ -34,12 +35,6 @@ _NONZERO = re.compile(rb"[^\x00]")
 MAP_REFS = (I.BPF_PSEUDO_MAP_FD, I.BPF_PSEUDO_MAP_VALUE)
 
 
-def ld_imm64_value(raw: bytes, p: int) -> int:
-    """The 64-bit constant of the ld_imm64 at insn p (its two immediates)."""
-    lo, hi = struct.unpack_from("=I4xI", raw, 8 * p + 4)
-    return int(lo | hi << 32)
-
-
 def second_halves(insns: tuple[I.Insn, ...]) -> set[int]:
     out = set()
     pc = 0
@@ -62,3 +57,51 @@ def value_operand(ins: I.Insn) -> bool:
         return not ins.code & I.BPF_X and op not in (
             I.BPF_JA, I.BPF_CALL, I.BPF_EXIT, I.BPF_JCOND, I.BPF_TAIL_CALL)
     return cls == I.BPF_ST and ins.code & 0xE0 == I.BPF_MEM
+
+
+MAP_REF = -1
+"""``diff_kind``: a map reference (the copy's must be its own map at that position)."""
+NOT_A_VALUE = -2
+"""``diff_kind``: an immediate the engine cannot treat as unknown (the copy is no copy)."""
+
+
+def diff_kind(insns: tuple[I.Insn, ...], second: set[int] | frozenset[int], p: int) -> int:
+    """What a differing immediate at insn ``p`` is: the position that varies (a value:
+    an ld_imm64's constant varies at its first half), ``MAP_REF`` or ``NOT_A_VALUE``."""
+    first = p - 1 if p in second else p
+    ins = insns[first]
+    if ins.code == LD_IMM64:
+        if ins.src == 0:
+            return first
+        return MAP_REF if first == p and ins.src in MAP_REFS else NOT_A_VALUE
+    return p if value_operand(ins) else NOT_A_VALUE
+
+
+def immediates(raws: Iterable[bytes], positions: Iterable[int], wide: Container[int]
+               ) -> dict[int, frozenset[int]]:
+    """Every program's immediate at each position (signed 32 bits; the 64-bit constant,
+    unsigned, for the ld_imm64s in ``wide``): one unpack a program."""
+    fields: list[tuple[int, str]] = []
+    for p in sorted(positions):
+        if p in wide:
+            fields += [(8 * p + 4, "I"), (8 * p + 12, "I")]
+        else:
+            fields.append((8 * p + 4, "i"))
+    fmt, at = "=", 0
+    for offset, code in fields:
+        fmt += f"{offset - at}x{code}" if offset > at else code
+        at = offset + 4
+    layout = struct.Struct(fmt)
+    rows = [layout.unpack_from(raw) for raw in raws if len(raw) >= layout.size]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
+    out: dict[int, frozenset[int]] = {}
+    k = 0
+    for p in sorted(positions):
+        if p in wide:
+            out[p] = frozenset(lo | hi << 32 for lo, hi in zip(columns[k], columns[k + 1],
+                                                              strict=True))
+            k += 2
+        else:
+            out[p] = frozenset(columns[k])
+            k += 1
+    return out

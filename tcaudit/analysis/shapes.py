@@ -35,12 +35,14 @@ from typing import Protocol
 from tcaudit.analysis import insns as I
 from tcaudit.analysis import scalar as S
 from tcaudit.analysis.code_diff import (
+    LD_IMM64,
     LDIMM_OP,
+    MAP_REF,
     MAP_REFS,
+    diff_kind,
     differing,
-    ld_imm64_value,
+    immediates,
     second_halves,
-    value_operand,
 )
 from tcaudit.analysis.dependence import depends
 from tcaudit.analysis.domain import Value
@@ -123,6 +125,8 @@ class Family:
     locals: dict[CbState, Local | None] = field(default_factory=dict)
     second: set[int] | None = None
     """Indexes of the second halves of 64-bit immediate loads (computed once)."""
+    kinds: dict[int, int] = field(default_factory=dict)
+    """Insn -> what a differing immediate there is (``code_diff.diff_kind``)."""
     fields: dict[tuple[int, int, int], Value | None] = field(default_factory=dict)
     """(map id, offset, size) of an abstract map -> every copy's value there."""
 
@@ -315,11 +319,10 @@ class Shapes:
             for pid in fam.members:
                 self._family[pid] = None
             return
+        fam.values = immediates(
+            (raw for raw in map(self.source.raw, fam.members) if raw is not None),
+            fam.varying, {p for p in fam.varying if fam.insns[p].code == LD_IMM64})
         for p in fam.varying:
-            wide = fam.insns[p].code == I.BPF_LD | I.BPF_IMM | I.BPF_DW
-            fam.values[p] = frozenset(
-                ld_imm64_value(raw, p) if wide else struct.unpack_from("=i", raw, 8 * p + 4)[0]
-                for raw in map(self.source.raw, fam.members) if raw is not None)
             hull = operand_hull(fam.insns[p], fam.values[p])
             if hull is not None:
                 fam.hulls[p] = hull
@@ -368,21 +371,16 @@ class Shapes:
             fam.second = second_halves(insns)
         second = fam.second
         varying: set[int] = set()
+        kinds = fam.kinds
         for p in diffs:
-            first = p - 1 if p in second else p
-            ins = insns[first]
-            if ins.code == I.BPF_LD | I.BPF_IMM | I.BPF_DW:
-                if ins.src == 0:
-                    varying.add(first)
-                    continue
-                if first == p and ins.src in (I.BPF_PSEUDO_MAP_FD, I.BPF_PSEUDO_MAP_VALUE):
-                    mine = struct.unpack_from("=i", raw, 8 * p + 4)[0] & 0xFFFFFFFF
-                    if remap.get(ins.imm & 0xFFFFFFFF) == mine:
-                        continue
+            k = kinds.get(p)
+            if k is None:
+                k = kinds[p] = diff_kind(insns, second, p)
+            if k >= 0:
+                varying.add(k)
+            elif k != MAP_REF or remap.get(insns[p].imm & 0xFFFFFFFF) != (
+                    struct.unpack_from("=i", raw, 8 * p + 4)[0] & 0xFFFFFFFF):
                 return False
-            if not value_operand(ins):
-                return False
-            varying.add(p)
         fam.varying |= varying
         for mid, offs in abstract.items():
             fam.abstract_maps.setdefault(mid, set()).update(offs)

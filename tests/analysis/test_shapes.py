@@ -825,3 +825,20 @@ def test_a_helper_writing_where_a_varying_constant_points_is_dependent() -> None
     assert own[1].possible == own[3].possible == frozenset({255})
     for r in (1, 2, 3):
         same(own[r], shared[r])
+
+
+def test_every_copys_immediates_are_read_at_once() -> None:
+    """``code_diff.immediates``: signed 32-bit immediates, and an ld_imm64's 64-bit
+    constant from its two halves, pairwise for each copy."""
+    from tcaudit.analysis.code_diff import MAP_REF, NOT_A_VALUE, diff_kind, immediates
+
+    def code(imm: int, wide: int) -> bytes:
+        return encode(program(mov(R0, imm), *ld_imm64(R1, wide), exit_()).insns)
+
+    raws = [code(-1, 1 << 32), code(7, 5), code(7, (3 << 32) | 5)]
+    assert immediates(raws, {0, 1}, {1}) == {
+        0: frozenset({-1, 7}), 1: frozenset({1 << 32, 5, (3 << 32) | 5})}
+    insns = program(mov(R0, 1), *ld_imm64(R1, 2), *ld_map(R2, 9), exit_()).insns
+    second = {2, 4}
+    assert [diff_kind(insns, second, p) for p in range(6)] == [
+        0, 1, 1, MAP_REF, NOT_A_VALUE, NOT_A_VALUE]

@@ -35,7 +35,7 @@ from tcaudit import __version__
 from tcaudit.analysis.results import Analysis, TailCall
 
 ENGINE_VERSION = f"{__version__}/engine-8"
-"""Part of every key: a new engine never reads an old engine's answers."""
+"""In every record, checked: a new engine never reads an old engine's answers."""
 DEFAULT_DIR = "/var/cache/tcaudit"
 MAX_RECORDS = 4096
 MAX_RECORD_BYTES = 4 << 20

@@ -53,6 +53,8 @@ from tcaudit.analysis.results import Analysis
 
 ENV = "TCAUDIT_WORKERS"
 DEFAULT_MAX = 2
+"""Processes by default (one worker): a worker's resident set starts as a copy of its
+parent's, and a node's budget counts both (100 pods: 2 x 85 MB)."""
 MAX_WORKERS = 16
 LATER_TREE = 0.02
 """A later tree of a family of roots, as a share of the first tree's cost."""

@@ -94,7 +94,8 @@ class VerdictAnalyser:
                              lambda root: workers.tree_size(self.code, root), count)
         if plan is None:
             return
-        got = workers.run(plan, self.analysis, self.internal_errors)
+        got = workers.run(plan, self.analysis, self.internal_errors,
+                          self.cache.encoder if self.cache is not None else None)
         for root, sent in got.results.items():
             if isinstance(sent, str):
                 self._by_id[root] = sent

@@ -81,8 +81,9 @@ def immediates(raws: Iterable[bytes], positions: Iterable[int], wide: Container[
                ) -> dict[int, frozenset[int]]:
     """Every program's immediate at each position (signed 32 bits; the 64-bit constant,
     unsigned, for the ld_imm64s in ``wide``): one unpack a program."""
+    order = sorted(positions)
     fields: list[tuple[int, str]] = []
-    for p in sorted(positions):
+    for p in order:
         if p in wide:
             fields += [(8 * p + 4, "I"), (8 * p + 12, "I")]
         else:
@@ -96,7 +97,7 @@ def immediates(raws: Iterable[bytes], positions: Iterable[int], wide: Container[
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
     out: dict[int, frozenset[int]] = {}
     k = 0
-    for p in sorted(positions):
+    for p in order:
         if p in wide:
             out[p] = frozenset(lo | hi << 32 for lo, hi in zip(columns[k], columns[k + 1],
                                                               strict=True))

@@ -189,15 +189,17 @@ class Outcome:
     errors: tuple[str, ...]
     """Their internal-error lines (``VerdictAnalyser.internal_errors``)."""
     peaks_kb: tuple[int, ...]
-    """Each worker's peak resident set (wait4's ru_maxrss), KB."""
-    failed: int = 0
-    """Workers that sent nothing usable (their roots are left to the caller)."""
+    """Each worker's peak resident set (wait4's ru_maxrss), KB. A worker that sent
+    nothing usable is in none of the others: its roots are left to the caller."""
 
 
-def run(plan: Split, analyse: Callable[[int], Result], errors: list[str]) -> Outcome:
+def run(plan: Split, analyse: Callable[[int], Result], errors: list[str],
+        encoder: Encoder | None = None) -> Outcome:
     """Analyse ``plan.warm`` and ``plan.shares[0]`` here with ``analyse`` (which keeps
     its answers), the other shares in forked workers; the workers' answers. ``errors``:
-    the list ``analyse`` appends internal errors to."""
+    the list ``analyse`` appends internal errors to; ``encoder``: the persistent cache's,
+    when ``analyse`` keeps its answers there (a worker then sends the exit tables it
+    already encoded for the records without encoding them again)."""
     for root in plan.warm:
         analyse(root)
     if threading.active_count() > 1:  # a fork copies only this thread: do it all here
@@ -209,10 +211,9 @@ def run(plan: Split, analyse: Callable[[int], Result], errors: list[str]) -> Out
     results: dict[int, Sent | str] = {}
     new_errors: list[str] = []
     peaks: list[int] = []
-    failed = 0
     try:
         for share in plan.shares[1:]:
-            children.append(_fork(share, analyse, errors))
+            children.append(_fork(share, analyse, errors, encoder or Encoder()))
         for root in plan.shares[0]:
             analyse(root)
         while children:
@@ -223,11 +224,9 @@ def run(plan: Split, analyse: Callable[[int], Result], errors: list[str]) -> Out
             _, status, usage = os.wait4(pid, 0)
             peaks.append(int(usage.ru_maxrss))
             got = _decode(data) if os.waitstatus_to_exitcode(status) == 0 else None
-            if got is None:
-                failed += 1
-                continue
-            results.update(got[0])
-            new_errors.extend(got[1])
+            if got is not None:
+                results.update(got[0])
+                new_errors.extend(got[1])
     finally:
         for pid, fd in children:  # only when this process failed meanwhile
             with contextlib.suppress(OSError):
@@ -236,11 +235,11 @@ def run(plan: Split, analyse: Callable[[int], Result], errors: list[str]) -> Out
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 os.waitpid(pid, 0)
-    return Outcome(results, tuple(new_errors), tuple(peaks), failed)
+    return Outcome(results, tuple(new_errors), tuple(peaks))
 
 
 def _fork(share: tuple[int, ...], analyse: Callable[[int], Result],
-          errors: list[str]) -> tuple[int, int]:
+          errors: list[str], encoder: Encoder) -> tuple[int, int]:
     read_end, write_end = os.pipe()
     try:
         pid = os.fork()
@@ -253,8 +252,7 @@ def _fork(share: tuple[int, ...], analyse: Callable[[int], Result],
         try:
             os.close(read_end)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # the caller handles ^C
-            before = len(errors)
-            data = _encode(share, analyse, errors, before)
+            data = _encode(share, analyse, errors, encoder)
             view = memoryview(data)
             while view:
                 view = view[os.write(write_end, view):]
@@ -268,8 +266,9 @@ def _fork(share: tuple[int, ...], analyse: Callable[[int], Result],
 
 
 def _encode(share: tuple[int, ...], analyse: Callable[[int], Result], errors: list[str],
-            before: int) -> bytes:
-    encoder = Encoder()
+            encoder: Encoder) -> bytes:
+    """The share's answers, and the internal errors ``analyse`` added meanwhile."""
+    before = len(errors)
     lines = []
     for root in share:
         got = analyse(root)
